@@ -1,0 +1,7 @@
+"""
+C{python -m gostrelay}: the console script.
+"""
+
+from gostrelay.cli import main
+
+main()

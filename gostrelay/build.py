@@ -1,0 +1,216 @@
+"""
+Assembly: a configuration model becomes a tree of Twisted services.
+
+Types are looked up by name in the plugin registry; a configuration naming
+any type that no installed plugin implements is refused as a whole, with
+one line per offending type and where it came from, before anything
+listens.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.application import service
+from twisted.internet import defer
+from twisted.logger import Logger
+
+from gostrelay import registry
+from gostrelay.config.model import Config, ConfigError, ServiceConfig
+from gostrelay.router import DEFAULT_DIAL_TIMEOUT, Router
+from gostrelay.selector import strategyName
+
+
+class RefusedConfiguration(ConfigError):
+    """
+    A configuration names things we cannot run; C{problems} has one line
+    for each.
+    """
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+class BuildContext:
+    """
+    What factories may need beyond their own section: the whole
+    configuration (for named authers, chains, ...) and routers.
+    """
+
+    def __init__(self, reactor: Any, config: Config) -> None:
+        self.reactor = reactor
+        self.config = config
+
+    def router(self, svc: ServiceConfig, chainName: str, where: str) -> Router:
+        """
+        The router for a handler (or listener) of C{svc} using chain
+        C{chainName} (empty: direct).
+        """
+        md = svc.md
+        dialTimeout = md.getDuration("dialTimeout") or DEFAULT_DIAL_TIMEOUT
+        retries = svc.handler.retries if svc.handler is not None else 0
+        route = None
+        if chainName and not md.getBool("ignoreChain"):
+            chain = self.config.chain(chainName)
+            if chain is None:
+                raise ConfigError(f"{where}: chain {chainName!r} is not defined")
+            from gostrelay.chain import Chain
+
+            route = Chain.fromConfig(self.reactor, chain, self, where)
+        return Router(self.reactor, route, dialTimeout, retries)
+
+
+def _where(svc: ServiceConfig, index: int) -> str:
+    return svc.source or f"services[{index}] ({svc.name})"
+
+
+def checkConfig(config: Config) -> list[str]:
+    """
+    Every reason C{config} cannot run, one line each.
+    """
+    problems: list[str] = []
+    names = set()
+    for i, svc in enumerate(config.services):
+        where = _where(svc, i)
+        if svc.name in names:
+            problems.append(f"{where}: duplicate service name {svc.name!r}")
+        names.add(svc.name)
+        if svc.handler is None or not svc.handler.type:
+            problems.append(f"{where}: handler type missing")
+        elif registry.lookup("handler", svc.handler.type) is None:
+            problems.append(f"{where}: handler {svc.handler.type!r} is not implemented")
+        listenerType = svc.listener.type if svc.listener is not None and svc.listener.type else "tcp"
+        if registry.lookup("listener", listenerType) is None:
+            problems.append(f"{where}: listener {listenerType!r} is not implemented")
+        if svc.forwarder is not None and svc.forwarder.selector is not None:
+            try:
+                strategyName(svc.forwarder.selector.strategy, f"{where}: forwarder")
+            except ConfigError as e:
+                problems.append(str(e))
+        for chainName in (
+            svc.handler.chain if svc.handler else "",
+            svc.listener.chain if svc.listener else "",
+        ):
+            if chainName and config.chain(chainName) is None:
+                problems.append(f"{where}: chain {chainName!r} is not defined")
+    for c, chain in enumerate(config.chains):
+        for h, hop in enumerate(chain.hops):
+            hopWhere = f"chains[{c}].hops[{h}] ({chain.name}/{hop.name})"
+            if hop.selector is not None:
+                try:
+                    strategyName(hop.selector.strategy, hopWhere)
+                except ConfigError as e:
+                    problems.append(str(e))
+            for n, node in enumerate(hop.nodes):
+                nodeWhere = node.source or f"{hopWhere}.nodes[{n}] ({node.name})"
+                connector = node.connector.type if node.connector and node.connector.type else "http"
+                dialer = node.dialer.type if node.dialer and node.dialer.type else "tcp"
+                if registry.lookup("connector", connector) is None:
+                    problems.append(f"{nodeWhere}: connector {connector!r} is not implemented")
+                if registry.lookup("dialer", dialer) is None:
+                    problems.append(f"{nodeWhere}: dialer {dialer!r} is not implemented")
+    return problems
+
+
+class GostService(service.Service):
+    """
+    One GOST service: a listener feeding a handler.
+    """
+
+    log = Logger()
+
+    def __init__(self, svc: ServiceConfig, listener: Any, handler: Any) -> None:
+        self.name = svc.name
+        self.config = svc
+        self.listener = listener
+        self.handler = handler
+        self.port: Any = None
+        self.listening: defer.Deferred[Any] = defer.Deferred()
+
+    def privilegedStartService(self) -> None:
+        """
+        Listen now, so that a port that cannot be bound stops the process at
+        start (twistd and the console script exit non-zero), as
+        L{twisted.application.internet.StreamServerEndpointService} does.
+        """
+        service.Service.privilegedStartService(self)
+        d = defer.maybeDeferred(self.listener.listen, self.handler)
+        failures: list[Any] = []
+
+        def listened(port: Any) -> Any:
+            self.port = port
+            host = port.getHost()
+            self.log.info(
+                "{name} ({handler}+{listener}) listening on {addr}",
+                name=self.name,
+                handler=self.config.handler.type if self.config.handler else "?",
+                listener=self.config.listener.type if self.config.listener else "tcp",
+                addr=_hostText(host),
+            )
+            self.listening.callback(port)
+            return port
+
+        def failed(f: Any) -> None:
+            failures.append(f)
+            self.listening.errback(f)
+            self.listening.addErrback(lambda _: None)
+
+        d.addCallbacks(listened, failed)
+        if failures:
+            failures[0].raiseException()
+
+    def startService(self) -> None:
+        if self.port is None and not self.listening.called:
+            self.privilegedStartService()
+        service.Service.startService(self)
+
+    def stopService(self) -> Any:
+        service.Service.stopService(self)
+        if self.port is not None:
+            port, self.port = self.port, None
+            return port.stopListening()
+        return None
+
+
+def _hostText(host: Any) -> str:
+    h = getattr(host, "host", None)
+    p = getattr(host, "port", None)
+    if h is None:
+        return str(host)
+    if ":" in h:
+        return f"[{h}]:{p}"
+    return f"{h}:{p}"
+
+
+def buildServices(reactor: Any, config: Config) -> service.MultiService:
+    """
+    The services of C{config}, under one L{MultiService}.
+
+    @raise RefusedConfiguration: when any part cannot run.
+    """
+    problems = checkConfig(config)
+    if problems:
+        raise RefusedConfiguration(problems)
+    context = BuildContext(reactor, config)
+    top = service.MultiService()
+    built: list[GostService] = []
+    for i, svc in enumerate(config.services):
+        where = _where(svc, i)
+        assert svc.handler is not None
+        listenerType = svc.listener.type if svc.listener is not None and svc.listener.type else "tcp"
+        handlerPlugin = registry.lookup("handler", svc.handler.type)
+        listenerPlugin = registry.lookup("listener", listenerType)
+        assert handlerPlugin is not None and listenerPlugin is not None
+        try:
+            handler = handlerPlugin.load()(reactor, svc, context)
+            listener = listenerPlugin.load()(reactor, svc, context)
+        except ConfigError as e:
+            problems.append(str(e) if str(e).startswith(where) else f"{where}: {e}")
+            continue
+        built.append(GostService(svc, listener, handler))
+    if problems:
+        raise RefusedConfiguration(problems)
+    for gs in built:
+        gs.setServiceParent(top)
+    return top

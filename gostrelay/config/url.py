@@ -1,0 +1,456 @@
+"""
+GOST's command-line URLs: C{-L} services and C{-F} chain nodes
+(spec-relay.md 9.2, 9.3), turned into the configuration model exactly as
+GOST's C{BuildConfigFromCmd} does, so that C{-O yaml} prints what GOST prints.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from urllib.parse import parse_qsl, unquote
+
+from gostrelay.config import names
+from gostrelay.config.metadata import Metadata
+from gostrelay.config.model import (
+    AuthConfig,
+    BypassConfig,
+    ChainConfig,
+    Config,
+    ConfigError,
+    ConnectorConfig,
+    DialerConfig,
+    ForwarderConfig,
+    ForwardNodeConfig,
+    HandlerConfig,
+    HopConfig,
+    ListenerConfig,
+    NamedListConfig,
+    NodeConfig,
+    SelectorConfig,
+    ServiceConfig,
+    TLSConfig,
+)
+
+
+class _URL:
+    """
+    The parts of a GOST URL.  Parsed by hand rather than with
+    L{urllib.parse}: GOST's hosts may be port ranges (C{:8000-8003}) or node
+    lists (C{a:1,b:2}), which URL parsers refuse.
+    """
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        scheme, sep, rest = text.partition("://")
+        if not sep:
+            raise ConfigError(f"{text}: missing scheme")
+        self.scheme = scheme.lower()
+        rest, _, self.fragment = rest.partition("#")
+        end = len(rest)
+        for ch in "/?":
+            i = rest.find(ch)
+            if 0 <= i < end:
+                end = i
+        authority, tail = rest[:end], rest[end:]
+        userinfo, at, host = authority.rpartition("@")
+        self.host = host
+        self.user: str | None = None
+        self.password: str | None = None
+        if at:
+            user, colon, password = userinfo.partition(":")
+            self.user = unquote(user)
+            self.password = unquote(password) if colon else None
+        path, _, query = tail.partition("?")
+        self.path = path
+        self.query: dict[str, str] = {}
+        for key, value in parse_qsl(query, keep_blank_values=True):
+            # Go's url.Values keeps every value; GOST uses the first.
+            self.query.setdefault(key, value)
+
+    @property
+    def hostname(self) -> str:
+        """Go's C{URL.Hostname()}: the host without its last C{:port}."""
+        host = self.host
+        if host.startswith("["):
+            return host[1 : host.find("]")] if "]" in host else host[1:]
+        i = host.rfind(":")
+        if i >= 0 and (host[i + 1 :].isdigit() or host[i + 1 :] == ""):
+            return host[:i]
+        return host
+
+
+_PORT_RANGE = re.compile(r"^(?P<host>.*):(?P<lo>\d+)-(?P<hi>\d+)$")
+
+
+def expandPortRange(addr: str) -> list[str]:
+    """
+    C{"host:8000-8003"} → four addresses; anything else → itself.
+    """
+    m = _PORT_RANGE.match(addr)
+    if m is None:
+        return [addr]
+    lo, hi = int(m.group("lo")), int(m.group("hi"))
+    if lo > hi:
+        lo, hi = hi, lo
+    if hi > 0xFFFF:
+        raise ConfigError(f"{addr}: port out of range")
+    return [f"{m.group('host')}:{port}" for port in range(lo, hi + 1)]
+
+
+def _decodeAuthParam(value: str, where: str) -> AuthConfig:
+    text = value
+    for decoder in (base64.urlsafe_b64decode, base64.b64decode):
+        try:
+            padded = value + "=" * (-len(value) % 4)
+            text = decoder(padded.encode()).decode("utf-8", "surrogateescape")
+            break
+        except (binascii.Error, ValueError):
+            continue
+    else:
+        raise ConfigError(f"{where}: auth= is not base64(user:pass)")
+    user, colon, password = text.partition(":")
+    return AuthConfig(username=user, password=password if colon else "")
+
+
+def _parseSelector(m: dict[str, object]) -> SelectorConfig | None:
+    md = Metadata(m)
+    strategy = md.getString("strategy")
+    maxFails = md.getInt("maxFails", "max_fails")
+    failTimeout = md.getDuration("failTimeout", "fail_timeout")
+    if not strategy and maxFails <= 0 and failTimeout <= 0:
+        return None
+    for key in ("strategy", "maxFails", "max_fails", "failTimeout", "fail_timeout"):
+        m.pop(key, None)
+    return SelectorConfig(
+        strategy=strategy or "round",
+        maxFails=maxFails if maxFails > 0 else 1,
+        failTimeout=failTimeout if failTimeout > 0 else 30.0,
+    )
+
+
+def _takeBypass(cfg: Config, m: dict[str, object]) -> str:
+    value = Metadata(m).getString("bypass")
+    if not value:
+        return ""
+    bypass = BypassConfig(name=f"bypass-{len(cfg.bypasses)}")
+    if value.startswith("~"):
+        bypass.whitelist = True
+        value = value[1:]
+    bypass.matchers = [s for s in value.split(",") if s]
+    cfg.bypasses.append(bypass)
+    m.pop("bypass", None)
+    return bypass.name
+
+
+def _takeNamed(cfg: Config, m: dict[str, object], key: str, section: str, body: dict[str, object]) -> str:
+    items = getattr(cfg, section)
+    named = NamedListConfig(name=f"{key}-{len(items)}")
+    named.extra = body
+    items.append(named)
+    m.pop(key, None)
+    return named.name
+
+
+def _takeTLSFiles(m: dict[str, object]) -> tuple[str, str, str]:
+    md = Metadata(m)
+    cert = md.getString("tls.certFile", "certFile", "cert")
+    key = md.getString("tls.keyFile", "keyFile", "key")
+    ca = md.getString("tls.caFile", "caFile", "ca")
+    for k in ("tls.certFile", "certFile", "cert", "tls.keyFile", "keyFile", "key", "tls.caFile", "caFile", "ca"):
+        m.pop(k, None)
+    return cert, key, ca
+
+
+def _userAuth(url: _URL, m: dict[str, object], where: str) -> AuthConfig | None:
+    auth = None
+    if url.user is not None:
+        auth = AuthConfig(username=url.user, password=url.password or "")
+    value = Metadata(m).getString("auth")
+    if value and auth is None:
+        auth = _decodeAuthParam(value, where)
+    m.pop("auth", None)
+    return auth
+
+
+def _splitScheme(scheme: str) -> tuple[str, str]:
+    scheme = names.SCHEME_ALIASES.get(scheme, scheme)
+    parts = scheme.split("+")
+    if len(parts) == 1:
+        return parts[0], parts[0]
+    if len(parts) == 2:
+        return parts[0], parts[1]
+    return "", ""
+
+
+def _normalise(text: str) -> str:
+    text = text.strip()
+    if not text:
+        raise ConfigError("empty URL")
+    if text.startswith(":") or "://" not in text:
+        text = "auto://" + text
+    return text
+
+
+def parseServiceURL(cfg: Config, text: str) -> list[ServiceConfig]:
+    """
+    Parse one C{-L} URL into services (several for a port range), adding
+    the objects it defines (bypasses, ...) to C{cfg}.
+    """
+    url = _URL(_normalise(text))
+    handler, listener = _splitScheme(url.scheme)
+    addrs = expandPortRange(url.host)
+
+    if handler not in names.HANDLERS:
+        handler = "auto"
+    if listener not in names.LISTENERS:
+        listener = "udp" if handler == "ssu" else "tcp"
+
+    nodes: list[ForwardNodeConfig] = []
+    remotes = url.path.strip("/")
+    if remotes:
+        for target in remotes.split(","):
+            for addr in expandPortRange(target):
+                nodes.append(ForwardNodeConfig(name=f"target-{len(nodes)}", addr=addr))
+        if handler != "relay":
+            handler = listener if listener in names.FORWARD_LISTENERS else "forward"
+
+    services = [ServiceConfig(addr=addr) for addr in addrs]
+    for i, svc in enumerate(services):
+        if not nodes:
+            break
+        if len(services) == 1 or len(nodes) == 1:
+            svc.forwarder = ForwarderConfig(nodes=list(nodes))
+        elif i < len(nodes):
+            svc.forwarder = ForwarderConfig(nodes=[nodes[i]])
+
+    m: dict[str, object] = dict(url.query)
+    auth = _userAuth(url, m, text)
+    cert, key, ca = _takeTLSFiles(m)
+    tls = TLSConfig(certFile=cert, keyFile=key, caFile=ca) if cert else None
+
+    md = Metadata(m)
+    if md.getString("dns"):
+        m["dns"] = md.getString("dns").split(",")
+    for key_ in ("interface", "netns", "netns.out"):
+        if md.getString(key_):
+            m["service." + key_] = md.getString(key_)
+            m.pop(key_, None)
+    for key_ in ("so_mark", "proxyProtocol"):
+        if md.getInt(key_) > 0:
+            m["service." + key_] = md.getInt(key_)
+            m.pop(key_, None)
+
+    selector = _parseSelector(m)
+
+    serviceMd: dict[str, object] = {}
+    handlerMd: dict[str, object] = {}
+    listenerMd: dict[str, object] = {}
+    for k, v in m.items():
+        if k.startswith("service."):
+            serviceMd[k[len("service.") :]] = v
+        elif k.startswith("handler."):
+            handlerMd[k[len("handler.") :]] = v
+        elif k.startswith("listener."):
+            listenerMd[k[len("listener.") :]] = v
+        else:
+            handlerMd[k] = v
+            listenerMd[k] = v
+            serviceMd[k] = v
+
+    for svc in services:
+        if svc.forwarder is not None:
+            svc.forwarder.selector = selector
+        svc.handler = HandlerConfig(type=handler, auth=_copyAuth(auth), metadata=dict(handlerMd))
+        svc.listener = ListenerConfig(type=listener, tls=_copyTLS(tls), metadata=dict(listenerMd))
+        if listener in ("ssh", "sshd"):
+            svc.listener.auth, svc.handler.auth = svc.handler.auth, None
+        svc.metadata = dict(serviceMd)
+        svc.source = text
+    return services
+
+
+def _copyAuth(auth: AuthConfig | None) -> AuthConfig | None:
+    return None if auth is None else AuthConfig(auth.username, auth.password, auth.file)
+
+
+def _copyTLS(tls: TLSConfig | None) -> TLSConfig | None:
+    if tls is None:
+        return None
+    return TLSConfig(tls.certFile, tls.keyFile, tls.caFile, tls.secure, tls.serverName)
+
+
+def parseNodeURL(cfg: Config, text: str, index: int) -> HopConfig:
+    """
+    Parse one C{-F} URL into hop C{hop-<index>} with one node per
+    comma-separated address.
+    """
+    url = _URL(_normalise(text))
+    m: dict[str, object] = dict(url.query)
+    hop = HopConfig(name=f"hop-{index}", selector=_parseSelector(m))
+    hop.bypass = _takeBypass(cfg, m)
+    md = Metadata(m)
+    if md.getString("resolver"):
+        hop.resolver = _takeNamed(
+            cfg, m, "resolver", "resolvers",
+            {"nameservers": [{"addr": a} for a in md.getString("resolver").split(",") if a]},
+        )
+    if md.getString("hosts"):
+        mappings = []
+        for item in md.getString("hosts").split(","):
+            hostname, colon, ip = item.partition(":")
+            if colon:
+                mappings.append({"hostname": hostname, "ip": ip})
+        hop.hosts = _takeNamed(cfg, m, "hosts", "hosts", {"mappings": mappings})
+    if md.getString("interface"):
+        m["hop.interface"] = md.getString("interface")
+        m.pop("interface", None)
+    for key in ("so_mark", "proxyProtocol"):
+        if md.getInt(key) > 0:
+            m["hop." + key] = md.getInt(key)
+            m.pop(key, None)
+
+    hopMd: dict[str, object] = {}
+    for k, v in list(m.items()):
+        if k.startswith(("node.", "connector.", "dialer.")):
+            continue
+        if k.startswith("hop."):
+            hopMd[k[len("hop.") :]] = v
+            del m[k]
+            continue
+        hopMd[k] = v
+    hop.metadata = hopMd
+
+    connector, dialer = _splitScheme(url.scheme)
+    if connector not in names.CONNECTORS:
+        connector = "http"
+    if dialer not in names.DIALERS:
+        dialer = "udp" if connector == "ssu" else "tcp"
+
+    auth = _userAuth(url, m, text)
+    md = Metadata(m)
+    tls = TLSConfig(
+        certFile=md.getString("tls.certFile", "certFile", "cert"),
+        keyFile=md.getString("tls.keyFile", "keyFile", "key"),
+        caFile=md.getString("tls.caFile", "caFile", "ca"),
+        secure=md.getBool("tls.secure", "secure"),
+        serverName=md.getString("tls.servername", "servername") or url.hostname,
+    )
+    for k in list(m):
+        if k.lower() in {
+            "tls.certfile", "certfile", "cert", "tls.keyfile", "keyfile", "key",
+            "tls.cafile", "cafile", "ca", "tls.secure", "secure", "tls.servername", "servername",
+        }:
+            del m[k]
+    tlsOrNone = tls if (tls.secure or tls.certFile or tls.caFile or tls.serverName) else None
+
+    nodeMd: dict[str, object] = {}
+    connectorMd: dict[str, object] = {}
+    dialerMd: dict[str, object] = {}
+    for k, v in m.items():
+        if k.startswith("node."):
+            nodeMd[k[len("node.") :]] = v
+        elif k.startswith("connector."):
+            connectorMd[k[len("connector.") :]] = v
+        elif k.startswith("dialer."):
+            dialerMd[k[len("dialer.") :]] = v
+        else:
+            nodeMd[k] = v
+            connectorMd[k] = v
+            dialerMd[k] = v
+
+    for host in url.host.split(","):
+        if not host:
+            continue
+        node = NodeConfig(
+            name=f"node-{len(hop.nodes)}",
+            addr=host,
+            connector=ConnectorConfig(type=connector, auth=_copyAuth(auth), metadata=dict(connectorMd)),
+            dialer=DialerConfig(type=dialer, tls=_copyTLS(tlsOrNone), metadata=dict(dialerMd)),
+            metadata=dict(nodeMd),
+        )
+        if dialer in ("ssh", "sshd") and node.connector is not None and node.dialer is not None:
+            node.dialer.auth, node.connector.auth = node.connector.auth, None
+        node.source = text
+        hop.nodes.append(node)
+    if not hop.nodes:
+        raise ConfigError(f"{text}: no node address")
+    return hop
+
+
+def _serviceObjects(cfg: Config, svc: ServiceConfig) -> None:
+    """
+    Turn the handler metadata keys GOST consumes into objects (retries,
+    bypass, admission, resolver, hosts, limiters), as GOST does after
+    naming the services.
+    """
+    assert svc.handler is not None
+    mh = svc.handler.metadata
+    md = Metadata(mh)
+    if md.getInt("retries") > 0:
+        svc.handler.retries = md.getInt("retries")
+        mh.pop("retries", None)
+    if md.getString("admission"):
+        value = md.getString("admission")
+        body: dict[str, object] = {"matchers": [s for s in value.lstrip("~").split(",") if s]}
+        if value.startswith("~"):
+            body["whitelist"] = True
+        svc.admission = _takeNamed(cfg, mh, "admission", "admissions", body)
+    svc.bypass = _takeBypass(cfg, mh)
+    if md.getString("resolver"):
+        svc.resolver = _takeNamed(
+            cfg, mh, "resolver", "resolvers",
+            {"nameservers": [{"addr": a} for a in md.getString("resolver").split(",") if a]},
+        )
+    if md.getString("hosts"):
+        mappings = []
+        for item in md.getString("hosts").split(","):
+            hostname, colon, ip = item.partition(":")
+            if colon:
+                mappings.append({"hostname": hostname, "ip": ip})
+        svc.hosts = _takeNamed(cfg, mh, "hosts", "hosts", {"mappings": mappings})
+    limits = [md.getString(k) for k in ("limiter.in", "limiter.out", "limiter.conn.in", "limiter.conn.out")]
+    if any(limits):
+        body = {"limits": []}
+        if limits[0] or limits[1]:
+            body["limits"].append(f"$ {limits[0]} {limits[1]}")  # type: ignore[attr-defined]
+        if limits[2] or limits[3]:
+            body["limits"].append(f"$$ {limits[2]} {limits[3]}")  # type: ignore[attr-defined]
+        svc.limiter = _takeNamed(cfg, mh, "limiter", "limiters", body)
+        for k in ("limiter.in", "limiter.out", "limiter.conn.in", "limiter.conn.out"):
+            mh.pop(k, None)
+    if md.getInt("climiter") > 0:
+        svc.climiter = _takeNamed(cfg, mh, "climiter", "climiters", {"limits": [f"$ {md.getInt('climiter')}"]})
+    if md.getFloat("rlimiter") > 0:
+        svc.rlimiter = _takeNamed(cfg, mh, "rlimiter", "rlimiters", {"limits": [f"$ {md.getFloat('rlimiter'):g}"]})
+
+
+def buildConfigFromCommandLine(services: list[str], nodes: list[str]) -> Config:
+    """
+    GOST's C{BuildConfigFromCmd}: one chain C{chain-0} with a hop per C{-F},
+    services C{service-N} that use it (on the listener for rtcp/rudp/runix,
+    on the handler otherwise).
+    """
+    cfg = Config()
+    chain = None
+    if nodes:
+        chain = ChainConfig(name="chain-0")
+        cfg.chains.append(chain)
+        for i, node in enumerate(nodes):
+            chain.hops.append(parseNodeURL(cfg, node, i))
+    built: list[ServiceConfig] = []
+    for text in services:
+        if text.strip():
+            built.extend(parseServiceURL(cfg, text))
+    for i, svc in enumerate(built):
+        svc.name = f"service-{i}"
+        assert svc.handler is not None and svc.listener is not None
+        if chain is not None:
+            if svc.listener.type in names.CHAINED_LISTENERS:
+                svc.listener.chain = chain.name
+            else:
+                svc.handler.chain = chain.name
+        cfg.services.append(svc)
+        _serviceObjects(cfg, svc)
+    return cfg

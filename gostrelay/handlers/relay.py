@@ -1,0 +1,387 @@
+"""
+The relay handler: GOST's relay server (spec-relay.md section 2).
+
+Each accepted stream sends one request; the handler authenticates it, picks
+the target (the request's address, or in forward mode one of the service's
+forwarder nodes), dials it through the service's router and then pipes bytes
+both ways.  Bad requests get GOST's answer: a status code where GOST sends
+one, a silent close where GOST closes, and always one log line naming the
+peer and the reason.
+
+Unlike GOST, the OK is sent as soon as the target is connected whatever the
+handler's C{nodelay} says (design.md, "Compatibility stance"): every GOST
+client accepts an early reply, and no client then waits for a target that
+waits for it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet.interfaces import IAddress, IHalfCloseableProtocol, IReactorTime
+from twisted.internet.protocol import Factory, Protocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from gostrelay import logs
+from gostrelay.auth import Authenticator, authenticatorFor
+from gostrelay.config.model import ConfigError, ServiceConfig
+from gostrelay.interfaces import IHandler
+from gostrelay.pipe import A, B, Pipe, PipeProtocol
+from gostrelay.router import DialError, Router
+from gostrelay.selector import Node, Selector
+from gostrelay.wire.address import splitHostPort
+from gostrelay.wire.relay import (
+    Command,
+    RelayDecodeError,
+    Request,
+    RequestParser,
+    Status,
+    encodeResponse,
+    statusText,
+)
+
+DEFAULT_READ_TIMEOUT = 15.0
+
+_OK = encodeResponse(Status.OK)
+
+_BIND_NETWORKS = frozenset({"tcp", "tcp4", "tcp6", "unix", "udp", "udp4", "udp6"})
+
+
+def describeAddress(address: IAddress | None) -> str:
+    host = getattr(address, "host", None)
+    port = getattr(address, "port", None)
+    if host is None:
+        return str(address)
+    if host.startswith("::ffff:") and "." in host:
+        host = host[len("::ffff:") :]
+    if ":" in host:
+        return f"[{host}]:{port}"
+    return f"{host}:{port}"
+
+
+def forwarderSelector(service: ServiceConfig, clock: IReactorTime) -> Selector | None:
+    """
+    The selector over a service's forwarder nodes, or C{None} without a
+    forwarder.  Shared by every handler with forward targets.
+    """
+    forwarder = service.forwarder
+    if forwarder is None or not forwarder.nodes:
+        return None
+    nodes = [Node(n.name, n.addr, n.md, value=n) for n in forwarder.nodes]
+    return Selector.fromConfig(nodes, forwarder.selector, clock, f"{service.name}.forwarder.selector")
+
+
+class _TargetFactory(Factory):
+    """
+    Builds the target side of a relay connection's pipe.
+    """
+
+    noisy = False
+
+    def __init__(self, pipe: Pipe) -> None:
+        self.pipe = pipe
+
+    def buildProtocol(self, addr: IAddress) -> PipeProtocol:
+        return PipeProtocol(self.pipe, B)
+
+
+@implementer(IHalfCloseableProtocol)
+class RelayServerProtocol(Protocol):
+    """
+    One relay connection, from request to the end of its pipe.
+    """
+
+    _state = "request"
+    _dial: Any = None
+    pipe: Pipe | None = None
+
+    def __init__(self, handler: RelayHandler) -> None:
+        self.handler = handler
+        self.log = handler.log
+        self.reactor = handler.reactor
+        self.parser = RequestParser()
+        self.user = ""
+        self.target = ""
+        self.network = "tcp"
+        self.command = ""
+        self._clientEOF = False
+        self._timeout: Any = None
+        self._started = 0.0
+        self.peer = ""
+
+    # -- the request
+
+    def connectionMade(self) -> None:
+        self.peer = describeAddress(self.transport.getPeer())  # type: ignore[union-attr]
+        self._started = self.reactor.seconds()
+        self._timeout = self.reactor.callLater(self.handler.readTimeout, self._requestTimedOut)
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._state == "piping":
+            assert self.pipe is not None
+            self.pipe.dataReceived(A, data)
+            return
+        if self._state != "request":
+            # Bytes already read when we paused; they follow the remainder.
+            self.parser.remainder += data
+            return
+        if logs.TRACE:
+            self.log.debug("{peer} request bytes: {data!r}", peer=self.peer, data=data[:64])
+        try:
+            request = self.parser.feed(data)
+        except RelayDecodeError as e:
+            self._closeSilently(f"bad request: {e}")
+            return
+        if request is None:
+            return
+        self._cancelTimeout()
+        self.transport.pauseProducing()  # type: ignore[union-attr]
+        self._state = "handling"
+        self._handle(request)
+
+    def _requestTimedOut(self) -> None:
+        self._timeout = None
+        self._closeSilently(
+            f"no complete request within {self.handler.readTimeout:g}s ({self.parser.buffered} bytes read)"
+        )
+
+    def _cancelTimeout(self) -> None:
+        if self._timeout is not None and self._timeout.active():
+            self._timeout.cancel()
+        self._timeout = None
+
+    # -- deciding
+
+    def _handle(self, request: Request) -> None:
+        handler = self.handler
+        auth = request.userAuth
+        self.user = auth.username if auth is not None else ""
+        self.network = request.network
+        command = request.command
+        self.command = {0: "CONNECT", 1: "CONNECT", 2: "BIND"}.get(command, f"0x{request.cmd:02x}")
+        if request.addr is not None:
+            self.target = request.addr.address
+
+        if handler.authenticator is not None:
+            user, password = (auth.username, auth.password) if auth is not None else ("", "")
+            if not handler.authenticator.authenticate(user, password):
+                self._reply(
+                    Status.UNAUTHORIZED,
+                    f"authentication failed for user {user!r}" if auth else "no credentials",
+                )
+                return
+
+        if handler.forwarder is not None:
+            self._forward()
+        elif command in (0, Command.CONNECT):
+            self._connect(request)
+        elif command == Command.BIND:
+            self._bind()
+        else:
+            self._reply(Status.BAD_REQUEST, f"unknown command 0x{request.cmd:02x}")
+
+    def _connect(self, request: Request) -> None:
+        if request.addr is None:
+            self._reply(Status.BAD_REQUEST, "target not specified")
+            return
+        if self.network == "udp":
+            self._reply(Status.SERVICE_UNAVAILABLE, "UDP CONNECT is not implemented yet")
+            return
+        if self.network != "tcp":
+            self._reply(Status.NETWORK_UNREACHABLE, f"network {self.network!r} is not supported")
+            return
+        self._dialTarget(self.target, Status.NETWORK_UNREACHABLE)
+
+    def _forward(self) -> None:
+        handler = self.handler
+        assert handler.forwarder is not None
+        node = handler.forwarder.select(self.user or self.peer.rsplit(":", 1)[0])
+        if node is None:
+            self._reply(Status.SERVICE_UNAVAILABLE, "no forward target available")
+            return
+        self.target = node.addr
+        self.command = "FORWARD"
+        if self.network == "udp":
+            self._reply(Status.SERVICE_UNAVAILABLE, "UDP forwarding is not implemented yet")
+            return
+        self._dialTarget(node.addr, Status.HOST_UNREACHABLE, node)
+
+    def _bind(self) -> None:
+        if not self.handler.bind:
+            self._reply(Status.FORBIDDEN, "BIND is disabled (set bind=true to allow it)")
+            return
+        if self.network not in _BIND_NETWORKS:
+            self._reply(Status.BAD_REQUEST, f"BIND on network {self.network!r} is not supported")
+            return
+        self._reply(Status.SERVICE_UNAVAILABLE, "BIND is not implemented yet")
+
+    # -- dialing
+
+    def _dialTarget(self, address: str, failure: Status, node: Node | None = None) -> None:
+        try:
+            splitHostPort(address)
+        except ValueError as e:
+            self._reply(failure, f"bad target {address!r}: {e}")
+            return
+        self._state = "dialing"
+        self.pipe = Pipe(self.reactor, self.handler.idleTimeout, self._pipeDone, label=self.peer)
+        d = self.handler.router.connect("tcp", address, _TargetFactory(self.pipe))
+        self._dial = d
+
+        def connected(protocol: PipeProtocol) -> None:
+            self._dial = None
+            if node is not None:
+                self.handler.forwarder.markSucceeded(node)  # type: ignore[union-attr]
+            if self._state != "dialing":
+                protocol.transport.loseConnection()  # type: ignore[union-attr]
+                return
+            self._established()
+
+        def failed(reason: Failure) -> None:
+            self._dial = None
+            if self._state != "dialing":
+                return
+            if node is not None:
+                self.handler.forwarder.markFailed(node)  # type: ignore[union-attr]
+            why = reason.getErrorMessage() if reason.check(DialError) else str(reason.value)
+            self._reply(failure, why)
+
+        d.addCallbacks(connected, failed)
+
+    def _established(self) -> None:
+        assert self.pipe is not None
+        self._state = "piping"
+        self.transport.write(_OK)  # type: ignore[union-attr]
+        self.log.info(
+            "{peer} {command} {target}/{network} user={user!r}: connected",
+            peer=self.peer,
+            command=self.command,
+            target=self.target,
+            network=self.network,
+            user=self.user,
+        )
+        self.pipe.attach(A, self.transport)  # type: ignore[arg-type]
+        rest, self.parser.remainder = self.parser.remainder, b""
+        if rest:
+            self.pipe.dataReceived(A, rest)
+        if self._clientEOF:
+            self.pipe.readEOF(A)
+        self.transport.resumeProducing()  # type: ignore[union-attr]
+
+    def _pipeDone(self, pipe: Pipe, reason: Failure | None) -> None:
+        outcome = "idle timeout" if pipe.idleTimedOut else _outcome(reason)
+        self.log.info(
+            "{peer} {command} {target}/{network} user={user!r}: closed, "
+            "{up} bytes up, {down} bytes down, {duration:.3f}s, {outcome}",
+            peer=self.peer,
+            command=self.command,
+            target=self.target,
+            network=self.network,
+            user=self.user,
+            up=pipe.transferred[A],
+            down=pipe.transferred[B],
+            duration=self.reactor.seconds() - self._started,
+            outcome=outcome,
+        )
+
+    # -- endings
+
+    def _reply(self, status: Status, why: str) -> None:
+        """
+        Answer C{status}, log why, close.
+        """
+        self._state = "closed"
+        self.transport.write(encodeResponse(status))  # type: ignore[union-attr]
+        self.transport.loseConnection()  # type: ignore[union-attr]
+        self.log.info(
+            "{peer} {command} {target}/{network} user={user!r}: refused with {status}: {why}",
+            peer=self.peer,
+            command=self.command or "request",
+            target=self.target or "-",
+            network=self.network,
+            user=self.user,
+            status=statusText(status),
+            why=why,
+        )
+
+    def _closeSilently(self, why: str) -> None:
+        self._state = "closed"
+        self._cancelTimeout()
+        self.transport.loseConnection()  # type: ignore[union-attr]
+        self.log.info("{peer}: closed without reply: {why}", peer=self.peer, why=why)
+
+    def readConnectionLost(self) -> None:
+        self._clientEOF = True
+        if self._state == "piping":
+            assert self.pipe is not None
+            self.pipe.readEOF(A)
+        elif self._state == "request":
+            self._closeSilently(f"peer closed before a complete request ({self.parser.buffered} bytes read)")
+
+    def writeConnectionLost(self) -> None:
+        pass
+
+    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+        self._cancelTimeout()
+        state, self._state = self._state, "closed"
+        if state == "piping":
+            assert self.pipe is not None
+            self.pipe.connectionLost(A, reason)
+        elif state == "dialing":
+            self.log.info(
+                "{peer} {command} {target}/{network}: peer left while dialing",
+                peer=self.peer, command=self.command, target=self.target, network=self.network,
+            )
+            if self._dial is not None:
+                self._dial.cancel()
+        elif state == "request":
+            self.log.info(
+                "{peer}: closed before a complete request ({n} bytes read)",
+                peer=self.peer, n=self.parser.buffered,
+            )
+
+
+def _outcome(reason: Failure | None) -> str:
+    from twisted.internet.error import ConnectionDone
+
+    if reason is None or reason.check(ConnectionDone):
+        return "done"
+    return reason.getErrorMessage()
+
+
+@implementer(IHandler)
+class RelayHandler(Factory):
+    """
+    The relay handler of one service.
+
+    Options (handler metadata, GOST names): C{readTimeout} (15 s),
+    C{bind} (false), C{nodelay} (accepted: our OK is never held back),
+    C{idleTimeout} (0 = none).  Service metadata: C{dialTimeout} (15 s).
+    """
+
+    protocol = RelayServerProtocol  # type: ignore[assignment]
+    noisy = False
+
+    def __init__(self, reactor: Any, service: ServiceConfig, context: Any) -> None:
+        handler = service.handler
+        assert handler is not None
+        md = handler.md
+        self.reactor = reactor
+        self.service = service
+        self.name = service.name
+        self.log = Logger(namespace=f"gostrelay.relay.{service.name}")
+        readTimeout = md.getDuration("readTimeout")
+        self.readTimeout = readTimeout if readTimeout > 0 else DEFAULT_READ_TIMEOUT
+        self.bind = md.getBool("bind")
+        self.idleTimeout = max(0.0, md.getDuration("idleTimeout"))
+        where = service.source or service.name
+        self.authenticator: Authenticator | None = authenticatorFor(handler, context.config, where)
+        self.forwarder = forwarderSelector(service, reactor)
+        self.router: Router = context.router(service, handler.chain, where)
+        if handler.md.getString("mux.type", default="smux") not in ("smux",):
+            raise ConfigError(f"{where}: mux.type {handler.md.getString('mux.type')!r} is not implemented")
+
+    def buildProtocol(self, addr: IAddress) -> RelayServerProtocol:
+        return RelayServerProtocol(self)

@@ -1,0 +1,233 @@
+"""
+The one pipe: every relayed byte stream goes through L{Pipe}.
+
+Two transports, A and B.  Bytes read from one are written to the other;
+each transport is registered as the streaming producer of the other, so a
+slow reader on one side stops reads on the other (Twisted's
+C{portforward} does the same).  A read EOF on one side is passed on as a
+half-close when the other side can do one (a plain TCP socket), otherwise as
+a close; the pipe ends when both directions have finished or either side is
+gone.  An optional idle timeout closes both sides after that long without a
+byte either way.  Byte counts are exact.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from twisted.internet.interfaces import (
+    IDelayedCall,
+    IHalfCloseableDescriptor,
+    IReactorTime,
+    ITCPTransport,
+    ITransport,
+)
+from twisted.internet.protocol import Protocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from twisted.internet.interfaces import IHalfCloseableProtocol
+
+from gostrelay import logs
+
+A = 0
+B = 1
+
+_log = Logger(namespace="gostrelay.pipe")
+
+
+def setNoDelay(transport: object) -> None:
+    """
+    Turn Nagle off on a TCP transport: relayed request/response traffic
+    must not wait for the delayed-ACK timer.
+    """
+    if ITCPTransport.providedBy(transport):
+        try:
+            transport.setTcpNoDelay(True)  # type: ignore[attr-defined]
+        except OSError:
+            pass
+
+
+class Pipe:
+    """
+    Relay bytes between two transports.
+
+    Owners feed it events from their protocols with L{dataReceived},
+    L{readEOF} and L{connectionLost}, naming the side (L{A} or L{B}); a
+    plain L{PipeProtocol} does that for a transport with nothing else to do.
+
+    @ivar transferred: bytes moved, C{[A to B, B to A]}.
+    @ivar onDone: called once, with the reason of the first loss, when both
+        sides are closed.
+    """
+
+    def __init__(
+        self,
+        reactor: IReactorTime,
+        idleTimeout: float = 0,
+        onDone: Callable[[Pipe, Failure | None], None] | None = None,
+        label: str = "",
+    ) -> None:
+        self.reactor = reactor
+        self.idleTimeout = idleTimeout
+        self.onDone = onDone
+        self.label = label
+        self.transports: list[ITransport | None] = [None, None]
+        self.transferred = [0, 0]
+        self._eof = [False, False]
+        self._lost = [False, False]
+        self._pending: list[list[bytes]] = [[], []]
+        self._reason: Failure | None = None
+        self._done = False
+        self._idleCall: IDelayedCall | None = None
+        self._lastActivity = 0.0
+        self.idleTimedOut = False
+
+    def attach(self, side: int, transport: ITransport) -> None:
+        """
+        Connect side C{side} to C{transport}.  Once both sides are attached
+        the producers are registered and bytes flow; bytes that arrived
+        before that (from the side attached first) are written then.
+        """
+        self.transports[side] = transport
+        setNoDelay(transport)
+        if self.transports[A] is not None and self.transports[B] is not None:
+            a, b = self.transports[A], self.transports[B]
+            a.registerProducer(b, True)  # type: ignore[union-attr]
+            b.registerProducer(a, True)  # type: ignore[union-attr]
+            for s in (A, B):
+                pending, self._pending[s] = self._pending[s], []
+                for data in pending:
+                    self.dataReceived(s, data)
+                if self._eof[s]:
+                    self._passEOF(s)
+                if self._lost[s]:
+                    self._closeOther(s)
+            if self.idleTimeout > 0 and not self._done:
+                self._lastActivity = self.reactor.seconds()
+                self._idleCall = self.reactor.callLater(self.idleTimeout, self._checkIdle)
+
+    @property
+    def connected(self) -> bool:
+        return self.transports[A] is not None and self.transports[B] is not None
+
+    def dataReceived(self, side: int, data: bytes) -> None:
+        other = self.transports[1 - side]
+        if other is None or not self.connected:
+            self._pending[side].append(data)
+            return
+        self.transferred[side] += len(data)
+        if self.idleTimeout > 0:
+            self._lastActivity = self.reactor.seconds()
+        if logs.TRACE:
+            _log.debug(
+                "{label} {direction} {size} bytes",
+                label=self.label,
+                direction="->" if side == A else "<-",
+                size=len(data),
+            )
+        other.write(data)
+
+    def readEOF(self, side: int) -> None:
+        """
+        Side C{side} will send no more bytes (a FIN, for TCP).
+        """
+        self._eof[side] = True
+        if self.connected:
+            self._passEOF(side)
+
+    def _passEOF(self, side: int) -> None:
+        other = self.transports[1 - side]
+        if self._eof[1 - side]:
+            # Both directions finished: the pipe is done.
+            self._closeBoth()
+            return
+        if IHalfCloseableDescriptor.providedBy(other):
+            other.loseWriteConnection()  # type: ignore[union-attr]
+        else:
+            self._closeBoth()
+
+    def connectionLost(self, side: int, reason: Failure | None = None) -> None:
+        if self._lost[side]:
+            return
+        self._lost[side] = True
+        if self._reason is None:
+            self._reason = reason
+        if self.connected:
+            self._closeOther(side)
+        self._maybeDone()
+
+    def _closeOther(self, side: int) -> None:
+        other = self.transports[1 - side]
+        mine = self.transports[side]
+        if mine is not None:
+            mine.unregisterProducer()  # type: ignore[attr-defined]
+        if other is not None and not self._lost[1 - side]:
+            other.unregisterProducer()  # type: ignore[attr-defined]
+            other.loseConnection()
+
+    def _closeBoth(self) -> None:
+        for transport in self.transports:
+            if transport is not None:
+                transport.unregisterProducer()  # type: ignore[attr-defined]
+                transport.loseConnection()
+
+    def close(self) -> None:
+        """
+        Close both sides (buffered bytes are still written first).
+        """
+        self._closeBoth()
+
+    def abort(self) -> None:
+        for transport in self.transports:
+            if transport is not None:
+                transport.abortConnection()  # type: ignore[attr-defined]
+
+    def _checkIdle(self) -> None:
+        self._idleCall = None
+        if self._done:
+            return
+        due = self._lastActivity + self.idleTimeout
+        now = self.reactor.seconds()
+        if now < due:
+            self._idleCall = self.reactor.callLater(due - now, self._checkIdle)
+            return
+        self.idleTimedOut = True
+        self._closeBoth()
+
+    def _maybeDone(self) -> None:
+        if self._done or not all(self._lost):
+            return
+        self._done = True
+        if self._idleCall is not None and self._idleCall.active():
+            self._idleCall.cancel()
+        self._idleCall = None
+        if self.onDone is not None:
+            self.onDone(self, self._reason)
+
+
+@implementer(IHalfCloseableProtocol)
+class PipeProtocol(Protocol):
+    """
+    A protocol whose only job is to be one side of a L{Pipe}.
+    """
+
+    def __init__(self, pipe: Pipe, side: int) -> None:
+        self.pipe = pipe
+        self.side = side
+
+    def connectionMade(self) -> None:
+        self.pipe.attach(self.side, self.transport)  # type: ignore[arg-type]
+
+    def dataReceived(self, data: bytes) -> None:
+        self.pipe.dataReceived(self.side, data)
+
+    def readConnectionLost(self) -> None:
+        self.pipe.readEOF(self.side)
+
+    def writeConnectionLost(self) -> None:
+        pass
+
+    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+        self.pipe.connectionLost(self.side, reason)

@@ -1,0 +1,127 @@
+"""
+Outgoing connections of a service: through its chain when it has one,
+directly otherwise (spec-relay.md 7.1).
+
+A router turns C{(network, "host:port")} into a connected protocol, with the
+service's C{dialTimeout} on every attempt and the handler's C{retries}.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any, Protocol as TypingProtocol
+
+from twisted.internet import defer, error
+from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint, TCP6ClientEndpoint
+from twisted.internet.interfaces import IProtocolFactory, IStreamClientEndpoint
+
+from gostrelay.wire.address import AddressError, splitHostPort
+
+DEFAULT_DIAL_TIMEOUT = 15.0
+
+
+class DialError(Exception):
+    """
+    A target could not be reached; C{str()} says why, for the log line.
+    """
+
+
+class UnsupportedNetwork(DialError):
+    pass
+
+
+def directEndpoint(reactor: Any, address: str, timeout: float = DEFAULT_DIAL_TIMEOUT) -> IStreamClientEndpoint:
+    """
+    An endpoint dialing C{"host:port"} from this machine.  IP literals skip
+    name resolution; an empty host is this machine (Go's meaning), reached
+    on 127.0.0.1.
+    """
+    try:
+        host, port = splitHostPort(address)
+    except AddressError as e:
+        raise DialError(str(e)) from None
+    if host == "":
+        return TCP4ClientEndpoint(reactor, "127.0.0.1", port, timeout=timeout)
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return HostnameEndpoint(reactor, host.encode("idna") if host.isascii() else host, port, timeout=timeout)
+    if ip.version == 4:
+        return TCP4ClientEndpoint(reactor, host, port, timeout=timeout)
+    return TCP6ClientEndpoint(reactor, host, port, timeout=timeout)
+
+
+class IRoute(TypingProtocol):
+    def endpoint(self, network: str, address: str, timeout: float) -> IStreamClientEndpoint: ...
+
+
+class Router:
+    """
+    Dials targets for one handler.
+
+    @param route: an object with C{endpoint(network, address, timeout)}
+        giving the endpoint to use (a chain); C{None} dials directly.
+    """
+
+    def __init__(
+        self,
+        reactor: Any,
+        route: IRoute | None = None,
+        dialTimeout: float = DEFAULT_DIAL_TIMEOUT,
+        retries: int = 0,
+    ) -> None:
+        self.reactor = reactor
+        self.route = route
+        self.dialTimeout = dialTimeout if dialTimeout > 0 else DEFAULT_DIAL_TIMEOUT
+        self.retries = max(0, retries)
+
+    def endpoint(self, network: str, address: str) -> IStreamClientEndpoint:
+        if network not in ("tcp", "tcp4", "tcp6"):
+            raise UnsupportedNetwork(f"network {network!r} is not supported here")
+        if self.route is not None:
+            return self.route.endpoint(network, address, self.dialTimeout)
+        return directEndpoint(self.reactor, address, self.dialTimeout)
+
+    @defer.inlineCallbacks
+    def connect(self, network: str, address: str, factory: IProtocolFactory):  # type: ignore[no-untyped-def]
+        """
+        Connect C{factory}'s protocol to C{address}.
+
+        @return: a L{Deferred} firing with the connected protocol, or
+            failing with L{DialError} naming the reason.
+        """
+        last: Exception | None = None
+        for attempt in range(self.retries + 1):
+            try:
+                endpoint = self.endpoint(network, address)
+            except DialError:
+                raise
+            d = endpoint.connect(factory)
+            timer = self.reactor.callLater(self.dialTimeout, d.cancel)
+            try:
+                protocol = yield d
+            except defer.CancelledError:
+                last = DialError(f"dial {address}: timed out after {self.dialTimeout:g}s")
+            except error.ConnectError as e:
+                last = DialError(f"dial {address}: {_reason(e)}")
+            except DialError as e:
+                last = e
+            except Exception as e:  # noqa: BLE001 - any dial failure is a dial error
+                last = DialError(f"dial {address}: {e}")
+            else:
+                return protocol
+            finally:
+                if timer.active():
+                    timer.cancel()
+        assert last is not None
+        raise last
+
+
+def _reason(e: error.ConnectError) -> str:
+    if isinstance(e, error.ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(e, error.DNSLookupError):
+        return "name not resolved"
+    if isinstance(e, (error.TimeoutError, error.TCPTimedOutError)):
+        return "timed out"
+    return e.osError if getattr(e, "osError", None) else (str(e.args[0]) if e.args else e.__class__.__name__)

@@ -1,0 +1,74 @@
+"""
+The tcp listener: a plain TCP server socket.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
+from twisted.internet.interfaces import IProtocolFactory, IStreamServerEndpoint
+from zope.interface import implementer
+
+from gostrelay.config.model import ConfigError, ServiceConfig
+from gostrelay.interfaces import IListener
+from gostrelay.wire.address import AddressError, splitHostPort
+
+DEFAULT_BACKLOG = 128
+
+
+def serverEndpoint(reactor: Any, addr: str, backlog: int = DEFAULT_BACKLOG, where: str = "") -> IStreamServerEndpoint:
+    """
+    A server endpoint for a GOST service address: C{":8420"} listens on
+    every address (dual-stack, as Go does), C{"127.0.0.1:8420"} on one.
+    """
+    try:
+        host, port = splitHostPort(addr)
+    except AddressError as e:
+        raise ConfigError(f"{where}: bad listen address {addr!r}: {e}") from None
+    if host in ("", "::", "[::]"):
+        # An IPv6 wildcard socket with IPV6_V6ONLY off accepts IPv4 too;
+        # Twisted's TCP6 port leaves V6ONLY at the system default (off on
+        # Linux).  Fall back to IPv4 where there is no IPv6.
+        return _DualStackEndpoint(reactor, port, backlog)
+    if ":" in host:
+        return TCP6ServerEndpoint(reactor, port, backlog=backlog, interface=host)
+    if host == "localhost":
+        host = "127.0.0.1"
+    return TCP4ServerEndpoint(reactor, port, backlog=backlog, interface=host)
+
+
+@implementer(IStreamServerEndpoint)
+class _DualStackEndpoint:
+    def __init__(self, reactor: Any, port: int, backlog: int) -> None:
+        self.reactor = reactor
+        self.port = port
+        self.backlog = backlog
+
+    def listen(self, factory: IProtocolFactory):  # type: ignore[no-untyped-def]
+        import socket
+
+        if socket.has_ipv6:
+            try:
+                probe = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+                probe.close()
+            except OSError:
+                pass
+            else:
+                return TCP6ServerEndpoint(self.reactor, self.port, backlog=self.backlog, interface="::").listen(factory)
+        return TCP4ServerEndpoint(self.reactor, self.port, backlog=self.backlog).listen(factory)
+
+
+@implementer(IListener)
+class TCPListener:
+    """
+    Options (listener metadata): C{backlog} (128).
+    """
+
+    def __init__(self, reactor: Any, service: ServiceConfig, context: Any) -> None:
+        assert service.listener is not None
+        backlog = service.listener.md.getInt("backlog") or DEFAULT_BACKLOG
+        self.endpoint = serverEndpoint(reactor, service.addr, backlog, service.source or service.name)
+
+    def listen(self, factory: IProtocolFactory):  # type: ignore[no-untyped-def]
+        return self.endpoint.listen(factory)

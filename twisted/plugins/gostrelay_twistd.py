@@ -1,0 +1,14 @@
+"""
+C{twistd relay}: gostrelay's services under twistd.
+
+Import-light: the real module is imported only when the plugin is used.
+"""
+
+from twisted.application.service import ServiceMaker
+
+gostrelayRelay = ServiceMaker(
+    "gostrelay",
+    "gostrelay.tap",
+    "GOST relay services: -L service URLs, -F chain nodes, -C files.",
+    "relay",
+)
