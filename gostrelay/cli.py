@@ -20,7 +20,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         options.parseOptions(list(sys.argv[1:] if argv is None else argv))
     except usage.UsageError as e:
         print(f"gostrelay: {e}", file=sys.stderr)
-        print(f"Try 'gostrelay --help'.", file=sys.stderr)
+        print("Try 'gostrelay --help'.", file=sys.stderr)
         raise SystemExit(2)
 
     from twisted.internet import reactor

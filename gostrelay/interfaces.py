@@ -50,7 +50,7 @@ class IDialer(Interface):
     Reaches a chain node's address: the bottom of a node (tcp, tls, ws, kcp).
     """
 
-    def endpoint(address, through=None):  # type: ignore[no-untyped-def]
+    def endpoint(address, through=None, timeout=15.0):  # type: ignore[no-untyped-def]
         """
         An L{IStreamClientEndpoint} whose connections reach the node.
 
@@ -59,6 +59,8 @@ class IDialer(Interface):
             connections are already tunnelled to C{address} by the previous
             hop's connector; a dialer then only adds its own layer (a TLS
             handshake, a WebSocket upgrade) on top of it.
+        @param timeout: the dial timeout, in seconds, for the first hop's
+            connection.
         """
 
 

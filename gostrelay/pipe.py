@@ -18,16 +18,15 @@ from typing import Callable
 from twisted.internet.interfaces import (
     IDelayedCall,
     IHalfCloseableDescriptor,
+    IHalfCloseableProtocol,
     IReactorTime,
     ITCPTransport,
     ITransport,
 )
-from twisted.internet.protocol import Protocol
+from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
-
-from twisted.internet.interfaces import IHalfCloseableProtocol
 
 from gostrelay import logs
 
@@ -231,3 +230,19 @@ class PipeProtocol(Protocol):
 
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
         self.pipe.connectionLost(self.side, reason)
+
+
+class PipeSideFactory(Factory):
+    """
+    Builds a L{PipeProtocol} for one side of C{pipe}: the factory to dial a
+    target with.
+    """
+
+    noisy = False
+
+    def __init__(self, pipe: Pipe, side: int = B) -> None:
+        self.pipe = pipe
+        self.side = side
+
+    def buildProtocol(self, addr: object) -> PipeProtocol:
+        return PipeProtocol(self.pipe, self.side)

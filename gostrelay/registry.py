@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from zope.interface import implementer
 from twisted.plugin import IPlugin
+from zope.interface import implementer
 
 from gostrelay.interfaces import ITypePlugin
 

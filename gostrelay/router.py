@@ -9,7 +9,8 @@ service's C{dialTimeout} on every attempt and the handler's C{retries}.
 from __future__ import annotations
 
 import ipaddress
-from typing import Any, Protocol as TypingProtocol
+from typing import Any
+from typing import Protocol as TypingProtocol
 
 from twisted.internet import defer, error
 from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint, TCP6ClientEndpoint
@@ -91,7 +92,7 @@ class Router:
             failing with L{DialError} naming the reason.
         """
         last: Exception | None = None
-        for attempt in range(self.retries + 1):
+        for _attempt in range(self.retries + 1):
             try:
                 endpoint = self.endpoint(network, address)
             except DialError:

@@ -466,7 +466,6 @@ def _makeVectorTest(name: str):  # type: ignore[no-untyped-def]
 
 for _name in _RELAY_CASE_NAMES:
     setattr(GoldenVectorTests, f"test_vector_{_name}", _makeVectorTest(_name))
-del _name
 
 
 class TranscriptTests(SynchronousTestCase):

@@ -28,7 +28,7 @@ from gostrelay import logs
 from gostrelay.auth import Authenticator, authenticatorFor
 from gostrelay.config.model import ConfigError, ServiceConfig
 from gostrelay.interfaces import IHandler
-from gostrelay.pipe import A, B, Pipe, PipeProtocol
+from gostrelay.pipe import A, B, Pipe, PipeProtocol, PipeSideFactory
 from gostrelay.router import DialError, Router
 from gostrelay.selector import Node, Selector
 from gostrelay.wire.address import splitHostPort
@@ -71,20 +71,6 @@ def forwarderSelector(service: ServiceConfig, clock: IReactorTime) -> Selector |
         return None
     nodes = [Node(n.name, n.addr, n.md, value=n) for n in forwarder.nodes]
     return Selector.fromConfig(nodes, forwarder.selector, clock, f"{service.name}.forwarder.selector")
-
-
-class _TargetFactory(Factory):
-    """
-    Builds the target side of a relay connection's pipe.
-    """
-
-    noisy = False
-
-    def __init__(self, pipe: Pipe) -> None:
-        self.pipe = pipe
-
-    def buildProtocol(self, addr: IAddress) -> PipeProtocol:
-        return PipeProtocol(self.pipe, B)
 
 
 @implementer(IHalfCloseableProtocol)
@@ -227,7 +213,7 @@ class RelayServerProtocol(Protocol):
             return
         self._state = "dialing"
         self.pipe = Pipe(self.reactor, self.handler.idleTimeout, self._pipeDone, label=self.peer)
-        d = self.handler.router.connect("tcp", address, _TargetFactory(self.pipe))
+        d = self.handler.router.connect("tcp", address, PipeSideFactory(self.pipe))
         self._dial = d
 
         def connected(protocol: PipeProtocol) -> None:
@@ -383,5 +369,5 @@ class RelayHandler(Factory):
         if handler.md.getString("mux.type", default="smux") not in ("smux",):
             raise ConfigError(f"{where}: mux.type {handler.md.getString('mux.type')!r} is not implemented")
 
-    def buildProtocol(self, addr: IAddress) -> RelayServerProtocol:
+    def buildProtocol(self, addr: IAddress | None) -> RelayServerProtocol:
         return RelayServerProtocol(self)

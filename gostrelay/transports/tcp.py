@@ -1,5 +1,5 @@
 """
-The tcp listener: a plain TCP server socket.
+The tcp listener and dialer: plain TCP sockets.
 """
 
 from __future__ import annotations
@@ -7,11 +7,12 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
-from twisted.internet.interfaces import IProtocolFactory, IStreamServerEndpoint
+from twisted.internet.interfaces import IProtocolFactory, IStreamClientEndpoint, IStreamServerEndpoint
 from zope.interface import implementer
 
-from gostrelay.config.model import ConfigError, ServiceConfig
-from gostrelay.interfaces import IListener
+from gostrelay.config.model import ConfigError, NodeConfig, ServiceConfig
+from gostrelay.interfaces import IDialer, IListener
+from gostrelay.router import DEFAULT_DIAL_TIMEOUT, directEndpoint
 from gostrelay.wire.address import AddressError, splitHostPort
 
 DEFAULT_BACKLOG = 128
@@ -72,3 +73,21 @@ class TCPListener:
 
     def listen(self, factory: IProtocolFactory):  # type: ignore[no-untyped-def]
         return self.endpoint.listen(factory)
+
+
+@implementer(IDialer)
+class TCPDialer:
+    """
+    The tcp dialer: a TCP connection to the node, or, behind an earlier
+    hop, the tunnel that hop's connector already opened (tcp adds nothing).
+    """
+
+    def __init__(self, reactor: Any, node: NodeConfig, context: Any) -> None:
+        self.reactor = reactor
+
+    def endpoint(
+        self, address: str, through: IStreamClientEndpoint | None = None, timeout: float = DEFAULT_DIAL_TIMEOUT
+    ) -> IStreamClientEndpoint:
+        if through is not None:
+            return through
+        return directEndpoint(self.reactor, address, timeout)

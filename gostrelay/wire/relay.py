@@ -18,7 +18,7 @@ import enum
 import ipaddress
 import struct
 from dataclasses import dataclass
-from typing import Union
+from typing import Callable, Union
 
 from gostrelay.wire.address import (
     ATYP_DOMAIN,
@@ -292,7 +292,7 @@ class OpaqueFeature:
 
 Feature = Union[UserAuthFeature, AddrFeature, TunnelFeature, NetworkFeature, OpaqueFeature]
 
-_DECODERS = {
+_DECODERS: dict[int, Callable[[bytes], Feature]] = {
     FeatureType.USER_AUTH: UserAuthFeature.decodeData,
     FeatureType.ADDR: AddrFeature.decodeData,
     FeatureType.TUNNEL: TunnelFeature.decodeData,
@@ -327,7 +327,7 @@ def decodeFeatures(body: bytes) -> tuple[Feature, ...]:
             raise RelayDecodeError("feature data runs past the feature area")
         data = body[offset : offset + flen]
         offset += flen
-        decoder = _DECODERS.get(ftype)  # type: ignore[call-overload]
+        decoder = _DECODERS.get(ftype)
         if decoder is None:
             features.append(OpaqueFeature(ftype, bytes(data)))
         else:
@@ -418,7 +418,7 @@ def connectRequest(
     username is configured; then Addr when the address is not empty.
     """
     features: list[Feature] = []
-    cmd = Command.CONNECT
+    cmd = int(Command.CONNECT)
     if network == "udp":
         cmd |= FLAG_UDP
         features.append(NetworkFeature(Network.UDP))

@@ -9,3 +9,6 @@ from gostrelay.registry import TypePlugin
 
 relayHandler = TypePlugin("handler", "relay", "gostrelay.handlers.relay.RelayHandler")
 tcpListener = TypePlugin("listener", "tcp", "gostrelay.transports.tcp.TCPListener")
+tcpDialer = TypePlugin("dialer", "tcp", "gostrelay.transports.tcp.TCPDialer")
+relayConnector = TypePlugin("connector", "relay", "gostrelay.connectors.relay.RelayConnector")
+tcpForwardHandler = TypePlugin("handler", "tcp", "gostrelay.handlers.forward.TCPForwardHandler", aliases=("forward",))

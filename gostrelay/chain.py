@@ -1,0 +1,125 @@
+"""
+Chains: hops of nodes, each node a dialer under a connector (spec-relay.md
+section 7).  A route through a chain is nested endpoints: hop 1's dialer
+reaches node 1; node 1's connector CONNECTs to node 2's address; node 2's
+dialer adds its layer over that; and so on, until the last node's connector
+reaches the target.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from twisted.internet import defer
+from twisted.internet.interfaces import IProtocolFactory, IStreamClientEndpoint
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from gostrelay import registry
+from gostrelay.config.model import ChainConfig, ConfigError, HopConfig, NodeConfig
+from gostrelay.selector import Node, Selector
+
+
+class Hop:
+    """
+    One hop: its nodes (each with a connector and a dialer) and the
+    selector choosing among them.
+    """
+
+    def __init__(self, name: str, selector: Selector) -> None:
+        self.name = name
+        self.selector = selector
+
+    @classmethod
+    def fromConfig(cls, reactor: Any, hop: HopConfig, context: Any, where: str) -> Hop:
+        nodes = []
+        for i, nodeConfig in enumerate(hop.nodes):
+            nodeWhere = nodeConfig.source or f"{where}.nodes[{i}] ({nodeConfig.name})"
+            connector, dialer = _build(reactor, nodeConfig, context, nodeWhere)
+            nodes.append(Node(nodeConfig.name, nodeConfig.addr, nodeConfig.md, value=(connector, dialer)))
+        if not nodes:
+            raise ConfigError(f"{where}: hop {hop.name!r} has no nodes")
+        return cls(hop.name, Selector.fromConfig(nodes, hop.selector, reactor, where))
+
+
+def _build(reactor: Any, node: NodeConfig, context: Any, where: str) -> tuple[Any, Any]:
+    connectorType = node.connector.type if node.connector is not None and node.connector.type else "http"
+    dialerType = node.dialer.type if node.dialer is not None and node.dialer.type else "tcp"
+    connectorPlugin = registry.lookup("connector", connectorType)
+    dialerPlugin = registry.lookup("dialer", dialerType)
+    if connectorPlugin is None:
+        raise ConfigError(f"{where}: connector {connectorType!r} is not implemented")
+    if dialerPlugin is None:
+        raise ConfigError(f"{where}: dialer {dialerType!r} is not implemented")
+    return connectorPlugin.load()(reactor, node, context), dialerPlugin.load()(reactor, node, context)
+
+
+class Chain:
+    """
+    A chain of hops; L{endpoint} gives the route to a target.
+    """
+
+    def __init__(self, name: str, hops: Sequence[Hop]) -> None:
+        self.name = name
+        self.hops = list(hops)
+
+    @classmethod
+    def fromConfig(cls, reactor: Any, chain: ChainConfig, context: Any, where: str) -> Chain:
+        hops = []
+        for i, hop in enumerate(chain.hops):
+            if not hop.nodes and hop.name:
+                named = context.config.hop(hop.name)
+                if named is None:
+                    raise ConfigError(f"{where}: chain {chain.name!r}: hop {hop.name!r} is not defined")
+                hop = named
+            hops.append(Hop.fromConfig(reactor, hop, context, f"chains ({chain.name}).hops[{i}]"))
+        return cls(chain.name, hops)
+
+    def route(self, hashKey: str | None = None) -> list[tuple[Hop, Node]]:
+        return [(hop, hop.selector.select(hashKey)) for hop in self.hops]  # type: ignore[misc]
+
+    def endpoint(self, network: str, address: str, timeout: float, hashKey: str | None = None) -> IStreamClientEndpoint:
+        """
+        An endpoint reaching C{address} over C{network} through one node of
+        every hop.  Dial failures mark the nodes used as failed.
+        """
+        route = self.route(hashKey)
+        through: IStreamClientEndpoint | None = None
+        for i, (hop, node) in enumerate(route):
+            connector, dialer = node.value
+            through = dialer.endpoint(node.addr, through, timeout)
+            if i + 1 < len(route):
+                through = connector.endpoint(through, "tcp", route[i + 1][1].addr)
+            else:
+                through = connector.endpoint(through, network, address)
+        assert through is not None
+        return _MarkingEndpoint(through, route)
+
+
+@implementer(IStreamClientEndpoint)
+class _MarkingEndpoint:
+    """
+    Reports the outcome of a connection attempt to the selectors of the
+    nodes it went through (spec-relay.md 8: fail counters).
+    """
+
+    def __init__(self, wrapped: IStreamClientEndpoint, route: list[tuple[Hop, Node]]) -> None:
+        self.wrapped = wrapped
+        self.route = route
+
+    def connect(self, factory: IProtocolFactory) -> defer.Deferred[Any]:
+        d = self.wrapped.connect(factory)
+
+        def ok(protocol: Any) -> Any:
+            for hop, node in self.route:
+                hop.selector.markSucceeded(node)
+            return protocol
+
+        def failed(f: Failure) -> Failure:
+            if not f.check(defer.CancelledError):
+                for hop, node in self.route:
+                    hop.selector.markFailed(node)
+            return f
+
+        return d.addCallbacks(ok, failed)

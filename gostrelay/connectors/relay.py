@@ -1,0 +1,406 @@
+"""
+The relay connector: GOST's relay client (spec-relay.md section 3), as an
+endpoint wrapper.
+
+C{RelayConnector.endpoint(through, network, address)} wraps an endpoint
+that reaches a relay server into one whose connections reach C{address}
+behind it.  The wrapping protocol (L{RelayClientProtocol}) sits between the
+carrier and the application protocol and is the application's transport.
+
+When the request header goes (design.md, "Compatibility stance"):
+
+  - default (C{nodelay=false}): with the application's first bytes, in one
+    write (no extra round trip, GOST's wire), or alone after C{quietDelay}
+    (20 ms) when the application has said nothing, so that
+    server-speaks-first protocols (SMTP, FTP, MySQL, VNC) work where GOST's
+    client hangs.  The connection is handed to the application at once.
+  - C{nodelay=true}: at once.  The application gets the connection when the
+    server's response arrives (a refusal fails the connect, so a local HTTP
+    or SOCKS entry can answer 503 or a SOCKS error), or after
+    C{responseWait} (500 ms) when the server holds its response back, as
+    GOST servers with their default do; the application's bytes are never
+    held waiting for the response.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet import defer
+from twisted.internet.error import ConnectError, ConnectionDone
+from twisted.internet.interfaces import (
+    IHalfCloseableProtocol,
+    IProtocolFactory,
+    IStreamClientEndpoint,
+)
+from twisted.internet.protocol import Factory, Protocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import directlyProvides, implementer, providedBy
+
+from gostrelay import logs
+from gostrelay.config.model import ConfigError, NodeConfig
+from gostrelay.interfaces import IConnector
+from gostrelay.router import UnsupportedNetwork
+from gostrelay.wire.relay import (
+    RelayDecodeError,
+    RelayEncodeError,
+    ResponseParser,
+    Status,
+    connectRequest,
+    statusText,
+)
+
+DEFAULT_QUIET_DELAY = 0.020
+DEFAULT_RESPONSE_WAIT = 0.5
+
+_log = Logger(namespace="gostrelay.connector.relay")
+
+
+class RelayRefused(ConnectError):
+    """
+    The relay server answered a status other than OK.
+    """
+
+    def __init__(self, status: int, target: str) -> None:
+        super().__init__(f"relay server refused {target}: {statusText(status)}")
+        self.status = status
+
+
+@implementer(IHalfCloseableProtocol)
+class RelayClientProtocol(Protocol):
+    """
+    Speaks the relay request/response on a carrier, then passes bytes
+    between the carrier and the application protocol, whose transport it is.
+    """
+
+    disconnecting = False
+
+    def __init__(self, endpoint: RelayClientEndpoint, appFactory: IProtocolFactory, ready: defer.Deferred[Any]) -> None:
+        self.endpoint = endpoint
+        self.appFactory = appFactory
+        self.ready = ready
+        self.app: Any = None
+        self.parser: ResponseParser | None = ResponseParser()
+        self.headerSent = False
+        self._timer: Any = None
+        self._connectTimer: Any = None
+
+    # -- carrier side
+
+    def connectionMade(self) -> None:
+        directlyProvides(self, providedBy(self.transport))
+        ep = self.endpoint
+        if ep.nodelay:
+            self._sendHeader()
+            self._timer = ep.reactor.callLater(ep.responseWait, self._responseLate)
+        else:
+            self._timer = ep.reactor.callLater(ep.quietDelay, self._quiet)
+            self._connectApp()
+        if ep.connectTimeout > 0:
+            self._connectTimer = ep.reactor.callLater(ep.connectTimeout, self._connectTimedOut)
+
+    def _connectApp(self) -> None:
+        if self.app is not None:
+            return
+        try:
+            app = self.appFactory.buildProtocol(self.transport.getPeer())  # type: ignore[union-attr]
+        except BaseException:
+            self.transport.loseConnection()  # type: ignore[union-attr]
+            self._fail(Failure())
+            return
+        if app is None:
+            self.transport.loseConnection()  # type: ignore[union-attr]
+            self._fail(Failure(ConnectError("the application refused the connection")))
+            return
+        self.app = app
+        app.makeConnection(self)
+        if not self.ready.called:
+            self.ready.callback(app)
+
+    def _fail(self, reason: Failure) -> None:
+        if not self.ready.called:
+            self.ready.errback(reason)
+
+    def _cancelTimer(self) -> None:
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+
+    def _cancelConnectTimer(self) -> None:
+        if self._connectTimer is not None and self._connectTimer.active():
+            self._connectTimer.cancel()
+        self._connectTimer = None
+
+    def _quiet(self) -> None:
+        self._timer = None
+        if not self.headerSent and not self.disconnecting:
+            self._sendHeader()
+
+    def _responseLate(self) -> None:
+        self._timer = None
+        self._connectApp()
+
+    def _connectTimedOut(self) -> None:
+        self._connectTimer = None
+        _log.info(
+            "relay server {server}: no response for {target} within {t:g}s",
+            server=self.endpoint.label, target=self.endpoint.target, t=self.endpoint.connectTimeout,
+        )
+        self._fail(Failure(ConnectError(f"no relay response within {self.endpoint.connectTimeout:g}s")))
+        self.transport.abortConnection()  # type: ignore[union-attr]
+
+    def _sendHeader(self, data: bytes = b"") -> None:
+        self.headerSent = True
+        self.transport.write(self.endpoint.request + data)  # type: ignore[union-attr]
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.parser is not None:
+            try:
+                response = self.parser.feed(data)
+            except RelayDecodeError as e:
+                _log.info("relay server {server}: bad response: {e}", server=self.endpoint.label, e=e)
+                self._fail(Failure(ConnectError(f"bad relay response: {e}")))
+                self.transport.abortConnection()  # type: ignore[union-attr]
+                return
+            if response is None:
+                return
+            rest, self.parser = self.parser.remainder, None
+            self._cancelConnectTimer()
+            if response.status != Status.OK:
+                _log.info(
+                    "relay server {server} refused {target}: {status}",
+                    server=self.endpoint.label, target=self.endpoint.target,
+                    status=statusText(response.status),
+                )
+                self._cancelTimer()
+                self._fail(Failure(RelayRefused(response.status, self.endpoint.target)))
+                self.transport.loseConnection()  # type: ignore[union-attr]
+                return
+            if self.app is None:
+                self._cancelTimer()
+                self._connectApp()
+            if not rest:
+                return
+            data = rest
+        if self.app is not None:
+            if logs.TRACE:
+                _log.debug("relay {target} <- {n} bytes", target=self.endpoint.target, n=len(data))
+            self.app.dataReceived(data)
+
+    def readConnectionLost(self) -> None:
+        if self.parser is not None or self.app is None:
+            self.transport.loseConnection()  # type: ignore[union-attr]
+            return
+        if IHalfCloseableProtocol.providedBy(self.app):
+            self.app.readConnectionLost()
+        else:
+            self.transport.loseConnection()  # type: ignore[union-attr]
+
+    def writeConnectionLost(self) -> None:
+        if self.app is not None and IHalfCloseableProtocol.providedBy(self.app):
+            self.app.writeConnectionLost()
+
+    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+        self._cancelTimer()
+        self._cancelConnectTimer()
+        if self.app is not None:
+            app, self.app = self.app, None
+            app.connectionLost(reason)
+        else:
+            if reason is None or reason.check(ConnectionDone):
+                reason = Failure(ConnectError(f"relay server {self.endpoint.label} closed the connection"))
+            self._fail(reason)
+
+    # -- the application's transport
+
+    def write(self, data: bytes) -> None:
+        if not data:
+            return
+        if not self.headerSent:
+            self._cancelTimer()
+            self._sendHeader(data)
+            return
+        if logs.TRACE:
+            _log.debug("relay {target} -> {n} bytes", target=self.endpoint.target, n=len(data))
+        self.transport.write(data)  # type: ignore[union-attr]
+
+    def writeSequence(self, data: Any) -> None:
+        self.write(b"".join(data))
+
+    def loseConnection(self) -> None:
+        self.disconnecting = True
+        self._cancelTimer()
+        self.transport.loseConnection()  # type: ignore[union-attr]
+
+    def abortConnection(self) -> None:
+        self.disconnecting = True
+        self._cancelTimer()
+        self.transport.abortConnection()  # type: ignore[union-attr]
+
+    def loseWriteConnection(self) -> None:
+        if not self.headerSent:
+            # The server must learn the target even if the application
+            # sends nothing before its FIN.
+            self._cancelTimer()
+            self._sendHeader()
+        self.transport.loseWriteConnection()  # type: ignore[union-attr]
+
+    def getPeer(self) -> Any:
+        return self.transport.getPeer()  # type: ignore[union-attr]
+
+    def getHost(self) -> Any:
+        return self.transport.getHost()  # type: ignore[union-attr]
+
+    def registerProducer(self, producer: Any, streaming: bool) -> None:
+        self.transport.registerProducer(producer, streaming)  # type: ignore[union-attr]
+
+    def unregisterProducer(self) -> None:
+        self.transport.unregisterProducer()  # type: ignore[union-attr]
+
+    def pauseProducing(self) -> None:
+        self.transport.pauseProducing()  # type: ignore[union-attr]
+
+    def resumeProducing(self) -> None:
+        self.transport.resumeProducing()  # type: ignore[union-attr]
+
+    def stopProducing(self) -> None:
+        self.transport.stopProducing()  # type: ignore[union-attr]
+
+    def __getattr__(self, name: str) -> Any:
+        # Anything else a carrier offers (setTcpNoDelay, ...).
+        if name.startswith("__") or "transport" not in self.__dict__:
+            raise AttributeError(name)
+        return getattr(self.__dict__["transport"], name)
+
+
+class _RelayClientFactory(Factory):
+    noisy = False
+
+    def __init__(self, endpoint: RelayClientEndpoint, appFactory: IProtocolFactory, ready: defer.Deferred[Any]) -> None:
+        self.endpoint = endpoint
+        self.appFactory = appFactory
+        self.ready = ready
+
+    def buildProtocol(self, addr: Any) -> RelayClientProtocol:
+        return RelayClientProtocol(self.endpoint, self.appFactory, self.ready)
+
+
+@implementer(IStreamClientEndpoint)
+class RelayClientEndpoint:
+    """
+    Connections through a relay server to one target.
+
+    @param through: an endpoint reaching the relay server.
+    @param request: the encoded relay request.
+    """
+
+    def __init__(
+        self,
+        reactor: Any,
+        through: IStreamClientEndpoint,
+        request: bytes,
+        target: str,
+        nodelay: bool = False,
+        quietDelay: float = DEFAULT_QUIET_DELAY,
+        responseWait: float = DEFAULT_RESPONSE_WAIT,
+        connectTimeout: float = 0.0,
+        label: str = "",
+    ) -> None:
+        self.reactor = reactor
+        self.through = through
+        self.request = request
+        self.target = target
+        self.nodelay = nodelay
+        self.quietDelay = quietDelay
+        self.responseWait = responseWait
+        self.connectTimeout = connectTimeout
+        self.label = label or repr(through)
+
+    def connect(self, protocolFactory: IProtocolFactory) -> defer.Deferred[Any]:
+        state: dict[str, Any] = {}
+
+        def cancel(d: defer.Deferred[Any]) -> None:
+            protocol = state.get("protocol")
+            if protocol is not None and protocol.transport is not None:
+                protocol.transport.abortConnection()
+            elif "carrier" in state:
+                state["carrier"].cancel()
+
+        ready: defer.Deferred[Any] = defer.Deferred(cancel)
+        carrier = self.through.connect(_RelayClientFactory(self, protocolFactory, ready))
+        state["carrier"] = carrier
+
+        def carried(protocol: RelayClientProtocol) -> None:
+            state["protocol"] = protocol
+
+        def failed(f: Failure) -> None:
+            if not ready.called:
+                ready.errback(f)
+
+        carrier.addCallbacks(carried, failed)
+        return ready
+
+
+def _credentials(node: NodeConfig, where: str) -> tuple[str | None, str]:
+    connector = node.connector
+    auth = connector.auth if connector is not None else None
+    if auth is None:
+        return None, ""
+    if auth.file:
+        try:
+            with open(auth.file, encoding="utf-8") as f:
+                first = f.readline().strip()
+        except OSError as e:
+            raise ConfigError(f"{where}: cannot read auth file {auth.file}: {e.strerror}") from None
+        user, _, password = first.partition(" ")
+        return user, password.strip()
+    if not auth.username:
+        return None, ""
+    return auth.username, auth.password
+
+
+@implementer(IConnector)
+class RelayConnector:
+    """
+    The relay connector of one chain node.
+
+    Options (connector metadata): C{nodelay} (false), C{quietDelay} (20 ms,
+    ours), C{responseWait} (500 ms, ours), C{connectTimeout} (0 = none).
+    """
+
+    def __init__(self, reactor: Any, node: NodeConfig, context: Any) -> None:
+        assert node.connector is not None
+        where = node.source or node.name
+        md = node.connector.md
+        self.reactor = reactor
+        self.label = node.addr
+        self.nodelay = md.getBool("nodelay")
+        self.quietDelay = md.getDuration("quietDelay", default=DEFAULT_QUIET_DELAY)
+        self.responseWait = md.getDuration("responseWait", default=DEFAULT_RESPONSE_WAIT)
+        self.connectTimeout = md.getDuration("connectTimeout")
+        self.username, self.password = _credentials(node, where)
+        if self.username is not None:
+            try:
+                connectRequest("", username=self.username, password=self.password).encode()
+            except RelayEncodeError as e:
+                raise ConfigError(f"{where}: {e}") from None
+
+    def endpoint(self, through: IStreamClientEndpoint, network: str, address: str) -> RelayClientEndpoint:
+        if network not in ("tcp", "tcp4", "tcp6"):
+            raise UnsupportedNetwork(f"relay connector: network {network!r} is not implemented yet")
+        try:
+            request = connectRequest(address, "tcp", self.username, self.password).encode()
+        except (RelayEncodeError, ValueError) as e:
+            raise UnsupportedNetwork(f"relay connector: bad target {address!r}: {e}") from None
+        return RelayClientEndpoint(
+            self.reactor,
+            through,
+            request,
+            address,
+            nodelay=self.nodelay,
+            quietDelay=self.quietDelay,
+            responseWait=self.responseWait,
+            connectTimeout=self.connectTimeout,
+            label=self.label,
+        )
