@@ -86,7 +86,7 @@ class Chain:
         """
         route = self.route(hashKey)
         through: IStreamClientEndpoint | None = None
-        for i, (hop, node) in enumerate(route):
+        for i, (_hop, node) in enumerate(route):
             connector, dialer = node.value
             through = dialer.endpoint(node.addr, through, timeout)
             if i + 1 < len(route):

@@ -80,9 +80,24 @@ class SplitHostPortTests(SynchronousTestCase):
         A non-numeric or out-of-range port, an empty address or broken
         brackets raise AddressError (spec 1.4.2: the current codec errors).
         """
-        for address in ("", "a:b", "host:70000", "host:65536", "host:-1", "host: 80", "host:0x50", "[::1", "[::1]x", "[::1]:x", "[::1]:99999"):
+        invalid = (
+            "",
+            "a:b",
+            "host:70000",
+            "host:65536",
+            "host:-1",
+            "host: 80",
+            "host:0x50",
+            "[::1",
+            "[::1]x",
+            "[::1]:x",
+            "[::1]:99999",
+        )
+        for address in invalid:
             self.assertRaises(AddressError, splitHostPort, address)
 
+    # KNOWN CODEC BUG: this test fails against the current gostrelay/wire code
+    # on purpose (see the docstring); do not skip it, fix the codec.
     def test_nonASCIIDigitPort(self) -> None:
         """
         Only ASCII digits make a port (Go's strconv.Atoi); other Unicode
@@ -248,6 +263,8 @@ class SocksAddressTests(SynchronousTestCase):
         self.assertRaises(AddressError, encodeSocksAddress, ATYP_DOMAIN, "\u00e9" * 128, 1)
         self.assertEqual(len(encodeSocksAddress(ATYP_DOMAIN, "a" * 255, 1)), 2 + 255 + 2)
 
+    # KNOWN CODEC BUG: this test fails against the current gostrelay/wire code
+    # on purpose (see the docstring); do not skip it, fix the codec.
     def test_encodeHostNotMatchingType(self) -> None:
         """
         A host that is not an address of the requested type is an
@@ -261,7 +278,8 @@ class SocksAddressTests(SynchronousTestCase):
         address} and C{encodeSocksAddress(ATYP_IPV6, "1.2.3.4", 80)} raises
         C{ipaddress.AddressValueError}.
         """
-        for atype, host in ((ATYP_IPV4, "example.com"), (ATYP_IPV4, ""), (ATYP_IPV6, "1.2.3.4"), (ATYP_IPV6, "example.com")):
+        mismatched = [(ATYP_IPV4, "example.com"), (ATYP_IPV4, ""), (ATYP_IPV6, "1.2.3.4"), (ATYP_IPV6, "example.com")]
+        for atype, host in mismatched:
             self.assertRaises(AddressError, encodeSocksAddress, atype, host, 80)
 
     def test_decodeErrors(self) -> None:

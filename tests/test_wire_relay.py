@@ -183,9 +183,8 @@ def feedPieces(parser, pieces):  # type: ignore[no-untyped-def]
     Feed C{pieces} to C{parser} until it produces a message.
 
     @return: C{(message, rest)}; C{rest} is the parser's remainder followed by
-        the pieces that were never fed.
-    @raise AssertionError: if a feed before the last returned something
-        other than C{None}... it cannot: feeding stops at the first message.
+        the pieces that were never fed (a finished parser takes no more), or
+        C{(None, b"")} if the pieces never made a whole message.
     """
     for index, piece in enumerate(pieces):
         message = parser.feed(piece)
@@ -722,10 +721,13 @@ class RoundTripPropertyTests(SynchronousTestCase):
             self.assertIsInstance(request, Request)
             self.assertEqual(decodeRequest(request.encode()), request)
             self.assertEqual(decodeRequest(data[: len(data) - len(whole[2])]), request)
+        # The one-shot decoder agrees: it accepts exactly the inputs that are
+        # one whole message with nothing after it.
         try:
-            decodeRequest(data)
+            strict = decodeRequest(data)
         except RelayDecodeError:
-            self.assertNotEqual((whole[0], whole[2] if whole[0] == "message" else b""), ("message", b""))
+            strict = None
+        self.assertEqual(strict, whole[1] if whole[0] == "message" and whole[2] == b"" else None)
 
     @PROPERTY_SETTINGS
     @given(garbageMessages, st.lists(st.integers(min_value=0, max_value=100), max_size=5))
@@ -740,9 +742,10 @@ class RoundTripPropertyTests(SynchronousTestCase):
             self.assertIsInstance(response, Response)
             self.assertEqual(decodeResponse(response.encode()), response)
         try:
-            decodeResponse(data)
+            strict = decodeResponse(data)
         except RelayDecodeError:
-            self.assertNotEqual((whole[0], whole[2] if whole[0] == "message" else b""), ("message", b""))
+            strict = None
+        self.assertEqual(strict, whole[1] if whole[0] == "message" and whole[2] == b"" else None)
 
     @PROPERTY_SETTINGS
     @given(rawFeatureBodies)
@@ -998,7 +1001,16 @@ class SpecEdgeCaseTests(SynchronousTestCase):
         Network feature values map to names by the 1.4.4 table; anything else
         (0x99, 0x0003) is tcp.
         """
-        table = {0x0000: "tcp", 0x0001: "udp", 0x0002: "ip", 0x0010: "unix", 0x0011: "serial", 0x0099: "tcp", 0x0003: "tcp", 0x0100: "tcp"}
+        table = {
+            0x0000: "tcp",
+            0x0001: "udp",
+            0x0002: "ip",
+            0x0010: "unix",
+            0x0011: "serial",
+            0x0099: "tcp",
+            0x0003: "tcp",
+            0x0100: "tcp",
+        }
         for value, name in table.items():
             request = decodeRequest(header(1, tlv(4, struct.pack(">H", value))))
             self.assertEqual(request.network, name, hex(value))
@@ -1020,6 +1032,8 @@ class SpecEdgeCaseTests(SynchronousTestCase):
         self.assertRaises(RelayEncodeError, AddrFeature("1.2.3.4", 1, 5).encodeData)
         self.assertEqual(len(AddrFeature("a" * 255, 1).encodeData()), 1 + 1 + 255 + 2)
 
+    # KNOWN CODEC BUG: this test fails against the current gostrelay/wire code
+    # on purpose (see the docstring); do not skip it, fix the codec.
     def test_addrHostNotMatchingType(self) -> None:
         """
         An Addr whose host is not an address of its ATYP cannot be encoded:
@@ -1033,7 +1047,8 @@ class SpecEdgeCaseTests(SynchronousTestCase):
         C{ValueError: 'example.com' does not appear to be an IPv4 or IPv6
         address}.
         """
-        for host, atype in (("example.com", ATYP_IPV4), ("2001:db8::1", ATYP_IPV4), ("1.2.3.4", ATYP_IPV6), ("", ATYP_IPV6)):
+        mismatched = [("example.com", ATYP_IPV4), ("2001:db8::1", ATYP_IPV4), ("1.2.3.4", ATYP_IPV6), ("", ATYP_IPV6)]
+        for host, atype in mismatched:
             self.assertRaises(RelayEncodeError, AddrFeature(host, 80, atype).encodeData)
             self.assertRaises(RelayEncodeError, Request(1, (AddrFeature(host, 80, atype),)).encode)
 

@@ -32,6 +32,7 @@ from twisted.internet.interfaces import (
     IHalfCloseableProtocol,
     IProtocolFactory,
     IStreamClientEndpoint,
+    ITransport,
 )
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
@@ -67,7 +68,7 @@ class RelayRefused(ConnectError):
         self.status = status
 
 
-@implementer(IHalfCloseableProtocol)
+@implementer(IHalfCloseableProtocol, ITransport)
 class RelayClientProtocol(Protocol):
     """
     Speaks the relay request/response on a carrier, then passes bytes

@@ -37,6 +37,15 @@ def atypeForHost(host: str) -> int:
 
 
 def encodeSocksAddress(atype: int, host: str, port: int) -> bytes:
+    try:
+        return _encodeSocksAddress(atype, host, port)
+    except (ValueError, UnicodeEncodeError) as e:
+        if isinstance(e, AddressError):
+            raise
+        raise AddressError(f"cannot encode {host!r} as address type {atype}: {e}") from None
+
+
+def _encodeSocksAddress(atype: int, host: str, port: int) -> bytes:
     if not 0 <= port <= 0xFFFF:
         raise AddressError(f"port out of range: {port}")
     if atype == ATYP_IPV4:
@@ -120,8 +129,7 @@ def splitHostPort(address: str) -> tuple[str, int]:
         try:
             ipaddress.IPv6Address(address)
         except ValueError:
-            host, _, portText = address.rpartition(":")
-            return host, _parsePort(portText, address)
+            raise AddressError(f"too many colons in address {address!r}") from None
         return address, 0
     else:
         host, _, portText = address.partition(":")
@@ -131,7 +139,7 @@ def splitHostPort(address: str) -> tuple[str, int]:
 def _parsePort(text: str, address: str) -> int:
     if text == "":
         return 0
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()):
         raise AddressError(f"bad port in address {address!r}")
     port = int(text)
     if port > 0xFFFF:

@@ -158,7 +158,10 @@ class UserAuthFeature:
     type = FeatureType.USER_AUTH
 
     def encodeData(self) -> bytes:
-        user, password = _raw(self.username), _raw(self.password)
+        try:
+            user, password = _raw(self.username), _raw(self.password)
+        except UnicodeEncodeError as e:
+            raise RelayEncodeError(f"username or password cannot be encoded: {e}") from None
         if len(user) > 0xFF or len(password) > 0xFF:
             raise RelayEncodeError("username and password are limited to 255 bytes")
         return bytes([len(user)]) + user + bytes([len(password)]) + password

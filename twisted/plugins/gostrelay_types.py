@@ -12,3 +12,7 @@ tcpListener = TypePlugin("listener", "tcp", "gostrelay.transports.tcp.TCPListene
 tcpDialer = TypePlugin("dialer", "tcp", "gostrelay.transports.tcp.TCPDialer")
 relayConnector = TypePlugin("connector", "relay", "gostrelay.connectors.relay.RelayConnector")
 tcpForwardHandler = TypePlugin("handler", "tcp", "gostrelay.handlers.forward.TCPForwardHandler", aliases=("forward",))
+autoHandler = TypePlugin("handler", "auto", "gostrelay.handlers.proxy.AutoHandler")
+httpHandler = TypePlugin("handler", "http", "gostrelay.handlers.proxy.HTTPHandler")
+socks5Handler = TypePlugin("handler", "socks5", "gostrelay.handlers.proxy.SOCKS5Handler", aliases=("socks",))
+socks4Handler = TypePlugin("handler", "socks4", "gostrelay.handlers.proxy.SOCKS4Handler", aliases=("socks4a",))

@@ -1,0 +1,386 @@
+"""
+The local proxy entry: handlers C{auto}, C{http}, C{socks5} (alias
+C{socks}) and C{socks4} (alias C{socks4a}) (spec-relay.md section 11).
+
+C{-L :8080} serves all three on one port: the first byte decides (0x04
+SOCKS4, 0x05 SOCKS5, 0x16 a TLS ClientHello, which we do not forward by SNI
+and close with a log line, anything else HTTP).  Every target is reached
+through the service's router, so through its chain when it has one.
+
+Codecs are sans-IO (L{gostrelay.wire.socks}, L{gostrelay.wire.httpproxy});
+this module is the state machine between them, the router and the pipe.
+Malformed requests get the protocol's own error reply and a close.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet.interfaces import IAddress, IHalfCloseableProtocol
+from twisted.internet.protocol import Factory, Protocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from gostrelay.auth import Authenticator, authenticatorFor
+from gostrelay.config.model import ServiceConfig
+from gostrelay.connectors.relay import RelayRefused
+from gostrelay.handlers.relay import _outcome, describeAddress
+from gostrelay.interfaces import IHandler
+from gostrelay.pipe import A, B, Pipe, PipeSideFactory
+from gostrelay.router import DialError, Router
+from gostrelay.wire import httpproxy, socks
+from gostrelay.wire.address import joinHostPort
+from gostrelay.wire.relay import Status
+
+DEFAULT_READ_TIMEOUT = 15.0
+
+#: The most bytes we hold before a request is complete (an HTTP head is
+#: capped by its parser at 64 KiB; SOCKS requests are far smaller).
+MAX_REQUEST_BUFFER = 128 * 1024
+
+HTTP = "http"
+SOCKS4 = "socks4"
+SOCKS5 = "socks5"
+
+
+@implementer(IHalfCloseableProtocol)
+class ProxyEntryProtocol(Protocol):
+    """
+    One client of the local proxy entry, from its request to the end of its
+    pipe.
+    """
+
+    def __init__(self, handler: ProxyEntryHandler) -> None:
+        self.handler = handler
+        self.reactor = handler.reactor
+        self.log = handler.log
+        self.mode: str | None = None if len(handler.modes) > 1 else next(iter(handler.modes))
+        self.state = "start"
+        self.buffer = b""
+        self.user = ""
+        self.target = ""
+        self.peer = ""
+        self.pipe: Pipe | None = None
+        self._dial: Any = None
+        self._timeout: Any = None
+        self._eof = False
+        self._started = 0.0
+        self._httpParser: httpproxy.ProxyRequestParser | None = None
+        self._onConnected: Any = None
+        self._onFailed: Any = None
+
+    def connectionMade(self) -> None:
+        self.peer = describeAddress(self.transport.getPeer())  # type: ignore[union-attr]
+        self._started = self.reactor.seconds()
+        self._timeout = self.reactor.callLater(self.handler.readTimeout, self._timedOut)
+
+    def _timedOut(self) -> None:
+        self._timeout = None
+        self._close(f"no complete request within {self.handler.readTimeout:g}s")
+
+    def _cancelTimeout(self) -> None:
+        if self._timeout is not None and self._timeout.active():
+            self._timeout.cancel()
+        self._timeout = None
+
+    # -- input
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.state == "piping":
+            assert self.pipe is not None
+            self.pipe.dataReceived(A, data)
+            return
+        self.buffer += data
+        if self.state in ("dialing", "closed"):
+            return
+        if len(self.buffer) > MAX_REQUEST_BUFFER:
+            self._close(f"request larger than {MAX_REQUEST_BUFFER} bytes")
+            return
+        if self.mode is None:
+            first = self.buffer[0]
+            if first == 0x04 and SOCKS4 in self.handler.modes:
+                self.mode = SOCKS4
+            elif first == 0x05 and SOCKS5 in self.handler.modes:
+                self.mode = SOCKS5
+            elif first == 0x16:
+                self._close("TLS ClientHello received: forwarding TLS by SNI is not supported")
+                return
+            else:
+                self.mode = HTTP
+        try:
+            if self.mode == SOCKS5:
+                self._socks5()
+            elif self.mode == SOCKS4:
+                self._socks4()
+            else:
+                self._http()
+        except socks.SocksError as e:
+            if e.reply:
+                self.transport.write(e.reply)  # type: ignore[union-attr]
+            self._close(f"bad {self.mode} request: {e}")
+        except httpproxy.HTTPProxyError as e:
+            self.transport.write(httpproxy.encodeResponse(e.status))  # type: ignore[union-attr]
+            self._close(f"bad HTTP request: {e}")
+
+    def _take(self, consumed: int) -> None:
+        self.buffer = self.buffer[consumed:]
+
+    # -- SOCKS5
+
+    def _socks5(self) -> None:
+        auth = self.handler.authenticator
+        while self.state not in ("dialing", "closed"):
+            if self.state == "start":
+                parsed = socks.parseMethods(self.buffer)
+                if parsed is None:
+                    return
+                methods, consumed = parsed
+                self._take(consumed)
+                if auth is not None:
+                    if socks.METHOD_USERPASS not in methods:
+                        self.transport.write(socks.encodeMethodSelection(socks.METHOD_NO_ACCEPTABLE))  # type: ignore[union-attr]
+                        self._close("SOCKS5 client offers no username/password method")
+                        return
+                    self.transport.write(socks.encodeMethodSelection(socks.METHOD_USERPASS))  # type: ignore[union-attr]
+                    self.state = "userpass"
+                elif socks.METHOD_NO_AUTH in methods:
+                    self.transport.write(socks.encodeMethodSelection(socks.METHOD_NO_AUTH))  # type: ignore[union-attr]
+                    self.state = "request"
+                elif socks.METHOD_USERPASS in methods:
+                    self.transport.write(socks.encodeMethodSelection(socks.METHOD_USERPASS))  # type: ignore[union-attr]
+                    self.state = "userpass"
+                else:
+                    self.transport.write(socks.encodeMethodSelection(socks.METHOD_NO_ACCEPTABLE))  # type: ignore[union-attr]
+                    self._close("SOCKS5 client offers no acceptable method")
+                    return
+            elif self.state == "userpass":
+                parsed2 = socks.parseUserPass(self.buffer)
+                if parsed2 is None:
+                    return
+                (user, password), consumed = parsed2
+                self._take(consumed)
+                self.user = user
+                if auth is not None and not auth.authenticate(user, password):
+                    self.transport.write(socks.encodeUserPassStatus(False))  # type: ignore[union-attr]
+                    self._close(f"SOCKS5 authentication failed for user {user!r}")
+                    return
+                self.transport.write(socks.encodeUserPassStatus(True))  # type: ignore[union-attr]
+                self.state = "request"
+            elif self.state == "request":
+                parsed3 = socks.parseSocks5Request(self.buffer)
+                if parsed3 is None:
+                    return
+                request, consumed = parsed3
+                self._take(consumed)
+                self.target = joinHostPort(request.host, request.port)
+                if request.command != socks.CMD_CONNECT:
+                    self.transport.write(socks.encodeSocks5Reply(socks.REP_COMMAND_NOT_SUPPORTED))  # type: ignore[union-attr]
+                    name = {socks.CMD_BIND: "BIND", socks.CMD_UDP_ASSOCIATE: "UDP ASSOCIATE"}.get(
+                        request.command, f"0x{request.command:02x}"
+                    )
+                    self._close(f"SOCKS5 {name} is not supported")
+                    return
+
+                def connected(protocol: Any) -> None:
+                    host = getattr(protocol.transport.getHost(), "host", "0.0.0.0")
+                    port = getattr(protocol.transport.getHost(), "port", 0)
+                    try:
+                        reply = socks.encodeSocks5Reply(socks.REP_SUCCEEDED, host, port)
+                    except ValueError:
+                        reply = socks.encodeSocks5Reply(socks.REP_SUCCEEDED)
+                    self.transport.write(reply)  # type: ignore[union-attr]
+
+                def failed(reason: Failure) -> None:
+                    rep = socks.REP_NETWORK_UNREACHABLE
+                    if reason.check(RelayRefused) and reason.value.status == Status.FORBIDDEN:  # type: ignore[union-attr]
+                        rep = socks.REP_NOT_ALLOWED
+                    self.transport.write(socks.encodeSocks5Reply(rep))  # type: ignore[union-attr]
+
+                self._connect(connected, failed)
+                return
+
+    # -- SOCKS4
+
+    def _socks4(self) -> None:
+        parsed = socks.parseSocks4Request(self.buffer)
+        if parsed is None:
+            return
+        request, consumed = parsed
+        self._take(consumed)
+        self.user = request.userid
+        self.target = joinHostPort(request.host, request.port)
+        auth = self.handler.authenticator
+        if auth is not None and not auth.authenticate(request.userid, ""):
+            self.transport.write(socks.encodeSocks4Reply(socks.SOCKS4_REJECTED))  # type: ignore[union-attr]
+            self._close(f"SOCKS4 user {request.userid!r} rejected")
+            return
+        if request.command != socks.SOCKS4_CONNECT:
+            self.transport.write(socks.encodeSocks4Reply(socks.SOCKS4_REJECTED))  # type: ignore[union-attr]
+            self._close("SOCKS4 BIND is not supported")
+            return
+        self._connect(
+            lambda protocol: self.transport.write(socks.encodeSocks4Reply(socks.SOCKS4_GRANTED)),  # type: ignore[union-attr]
+            lambda reason: self.transport.write(socks.encodeSocks4Reply(socks.SOCKS4_REJECTED)),  # type: ignore[union-attr]
+        )
+
+    # -- HTTP
+
+    def _http(self) -> None:
+        if self._httpParser is None:
+            self._httpParser = httpproxy.ProxyRequestParser()
+        data, self.buffer = self.buffer, b""
+        request = self._httpParser.feed(data)
+        if request is None:
+            return
+        self.buffer = self._httpParser.remainder
+        self.target = request.address
+        auth = self.handler.authenticator
+        if auth is not None:
+            credentials = request.proxyCredentials()
+            self.user = credentials[0] if credentials else ""
+            if credentials is None or not auth.authenticate(*credentials):
+                self.transport.write(httpproxy.proxyAuthRequired(self.handler.realm))  # type: ignore[union-attr]
+                self._close(
+                    f"HTTP proxy authentication failed for user {self.user!r}" if credentials else "HTTP proxy credentials missing"
+                )
+                return
+        if request.isConnect:
+            self._connect(
+                lambda protocol: self.transport.write(httpproxy.CONNECTION_ESTABLISHED),  # type: ignore[union-attr]
+                lambda reason: self.transport.write(httpproxy.encodeResponse(503)),  # type: ignore[union-attr]
+            )
+            return
+        # An absolute-URI request: one upstream connection for this request,
+        # which asks the origin to close, so the response ends with the
+        # connection (as GOST does without upstream keep-alive).
+        self.buffer = httpproxy.forwardRequestHead(request) + self.buffer
+        self._connect(
+            lambda protocol: None,
+            lambda reason: self.transport.write(httpproxy.encodeResponse(503)),  # type: ignore[union-attr]
+        )
+
+    # -- dialing and piping
+
+    def _connect(self, onConnected: Any, onFailed: Any) -> None:
+        self._cancelTimeout()
+        self.state = "dialing"
+        self.transport.pauseProducing()  # type: ignore[union-attr]
+        self._onConnected, self._onFailed = onConnected, onFailed
+        self.pipe = Pipe(self.reactor, self.handler.idleTimeout, self._pipeDone, label=self.peer)
+        d = self.handler.router.connect("tcp", self.target, PipeSideFactory(self.pipe, B))
+        self._dial = d
+        d.addCallbacks(self._connected, self._failed)
+
+    def _connected(self, protocol: Any) -> None:
+        self._dial = None
+        if self.state != "dialing":
+            protocol.transport.loseConnection()
+            return
+        self.state = "piping"
+        self._onConnected(protocol)
+        self.log.info(
+            "{peer} {mode} {target} user={user!r}: connected",
+            peer=self.peer, mode=self.mode, target=self.target, user=self.user,
+        )
+        assert self.pipe is not None
+        self.pipe.attach(A, self.transport)  # type: ignore[arg-type]
+        rest, self.buffer = self.buffer, b""
+        if rest:
+            self.pipe.dataReceived(A, rest)
+        if self._eof:
+            self.pipe.readEOF(A)
+        self.transport.resumeProducing()  # type: ignore[union-attr]
+
+    def _failed(self, reason: Failure) -> None:
+        self._dial = None
+        if self.state != "dialing":
+            return
+        self._onFailed(reason)
+        why = reason.getErrorMessage() if reason.check(DialError, RelayRefused) else str(reason.value)
+        self._close(f"{self.target}: {why}")
+
+    def _pipeDone(self, pipe: Pipe, reason: Failure | None) -> None:
+        self.log.info(
+            "{peer} {mode} {target} user={user!r}: closed, {up} bytes up, {down} bytes down, "
+            "{duration:.3f}s, {outcome}",
+            peer=self.peer, mode=self.mode, target=self.target, user=self.user,
+            up=pipe.transferred[A], down=pipe.transferred[B],
+            duration=self.reactor.seconds() - self._started,
+            outcome="idle timeout" if pipe.idleTimedOut else _outcome(reason),
+        )
+
+    def _close(self, why: str) -> None:
+        self.state = "closed"
+        self._cancelTimeout()
+        self.transport.loseConnection()  # type: ignore[union-attr]
+        self.log.info(
+            "{peer} {mode} {target}: closed: {why}",
+            peer=self.peer, mode=self.mode or "proxy", target=self.target or "-", why=why,
+        )
+
+    def readConnectionLost(self) -> None:
+        self._eof = True
+        if self.state == "piping":
+            assert self.pipe is not None
+            self.pipe.readEOF(A)
+        elif self.state not in ("dialing", "closed"):
+            self._close("peer closed before a complete request")
+
+    def writeConnectionLost(self) -> None:
+        pass
+
+    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+        self._cancelTimeout()
+        state, self.state = self.state, "closed"
+        if state == "piping":
+            assert self.pipe is not None
+            self.pipe.connectionLost(A, reason)
+        elif state == "dialing" and self._dial is not None:
+            self._dial.cancel()
+
+
+@implementer(IHandler)
+class ProxyEntryHandler(Factory):
+    """
+    Options (handler metadata): C{readTimeout} (15 s), C{idleTimeout}
+    (0 = none), C{authBasicRealm} (C{gost}).  Users: URL userinfo, C{auth},
+    C{auther(s)}.
+    """
+
+    noisy = False
+    modes: frozenset[str] = frozenset({HTTP, SOCKS4, SOCKS5})
+
+    def __init__(self, reactor: Any, service: ServiceConfig, context: Any) -> None:
+        handler = service.handler
+        assert handler is not None
+        md = handler.md
+        self.reactor = reactor
+        self.service = service
+        self.log = Logger(namespace=f"gostrelay.{handler.type}.{service.name}")
+        readTimeout = md.getDuration("readTimeout")
+        self.readTimeout = readTimeout if readTimeout > 0 else DEFAULT_READ_TIMEOUT
+        self.idleTimeout = max(0.0, md.getDuration("idleTimeout"))
+        self.realm = md.getString("authBasicRealm", default="gost") or "gost"
+        where = service.source or service.name
+        self.authenticator: Authenticator | None = authenticatorFor(handler, context.config, where)
+        self.router: Router = context.router(service, handler.chain, where)
+
+    def buildProtocol(self, addr: IAddress | None) -> ProxyEntryProtocol:
+        return ProxyEntryProtocol(self)
+
+
+class AutoHandler(ProxyEntryHandler):
+    modes = frozenset({HTTP, SOCKS4, SOCKS5})
+
+
+class HTTPHandler(ProxyEntryHandler):
+    modes = frozenset({HTTP})
+
+
+class SOCKS5Handler(ProxyEntryHandler):
+    modes = frozenset({SOCKS5})
+
+
+class SOCKS4Handler(ProxyEntryHandler):
+    modes = frozenset({SOCKS4})
