@@ -117,6 +117,45 @@ class Router:
         assert last is not None
         raise last
 
+    @defer.inlineCallbacks
+    def datagram(self, address: str, receiver: Any):  # type: ignore[no-untyped-def]
+        """
+        A datagram channel to C{address}: through the chain, a relay UDP
+        CONNECT stream carrying length-prefixed frames; directly, a UDP
+        socket connected to the target.
+
+        @return: a L{Deferred} firing with an L{IDatagramChannel}, or failing
+            with L{DialError}.
+        """
+        from gostrelay.datagram import ChannelFactory, LengthFramedChannel, connectUDP
+
+        last: Exception | None = None
+        for _attempt in range(self.retries + 1):
+            d: defer.Deferred[Any]
+            if self.route is not None:
+                channel = LengthFramedChannel(receiver, address)
+                d = self.route.endpoint("udp", address, self.dialTimeout).connect(ChannelFactory(channel))
+            else:
+                d = connectUDP(self.reactor, receiver, address)
+            timer = self.reactor.callLater(self.dialTimeout, d.cancel)
+            try:
+                result = yield d
+            except defer.CancelledError:
+                last = DialError(f"dial udp {address}: timed out after {self.dialTimeout:g}s")
+            except error.ConnectError as e:
+                last = DialError(f"dial udp {address}: {_reason(e)}")
+            except DialError as e:
+                last = e
+            except Exception as e:  # noqa: BLE001 - any dial failure is a dial error
+                last = DialError(f"dial udp {address}: {e}")
+            else:
+                return channel if self.route is not None else result
+            finally:
+                if timer.active():
+                    timer.cancel()
+        assert last is not None
+        raise last
+
 
 def _reason(e: error.ConnectError) -> str:
     if isinstance(e, error.ConnectionRefusedError):

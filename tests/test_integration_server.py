@@ -28,7 +28,6 @@ from gostrelay.wire.relay import ResponseParser, connectRequest
 
 from tests.processes import (
     CONSOLE,
-    ROOT,
     TWISTD_RELAY,
     LineProcessProtocol,
     childEnvironment,
@@ -545,7 +544,3 @@ class PortInUseTests(IntegrationMixin, unittest.TestCase):
             self.assertIn(f"127.0.0.1:{port}", said, proc.describe())
             self.assertIn("in use", said, proc.describe())
         self.assertIn("in use", procs[0].err, procs[0].describe())
-
-
-# Keep the root visible for anyone reading a failure.
-__all__ = ["ROOT"]

@@ -388,10 +388,14 @@ class RelayConnector:
                 raise ConfigError(f"{where}: {e}") from None
 
     def endpoint(self, through: IStreamClientEndpoint, network: str, address: str) -> RelayClientEndpoint:
-        if network not in ("tcp", "tcp4", "tcp6"):
-            raise UnsupportedNetwork(f"relay connector: network {network!r} is not implemented yet")
+        if network in ("tcp4", "tcp6"):
+            network = "tcp"
+        elif network in ("udp4", "udp6"):
+            network = "udp"
+        if network not in ("tcp", "udp"):
+            raise UnsupportedNetwork(f"relay connector: network {network!r} is not supported")
         try:
-            request = connectRequest(address, "tcp", self.username, self.password).encode()
+            request = connectRequest(address, network, self.username, self.password).encode()
         except (RelayEncodeError, ValueError) as e:
             raise UnsupportedNetwork(f"relay connector: bad target {address!r}: {e}") from None
         return RelayClientEndpoint(

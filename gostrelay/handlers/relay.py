@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.internet.interfaces import IAddress, IHalfCloseableProtocol, IReactorTime
+from twisted.internet.interfaces import IAddress, IHalfCloseableProtocol, IPushProducer, IReactorTime
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -27,7 +27,7 @@ from zope.interface import implementer
 from gostrelay import logs
 from gostrelay.auth import Authenticator, authenticatorFor
 from gostrelay.config.model import ConfigError, ServiceConfig
-from gostrelay.interfaces import IHandler
+from gostrelay.interfaces import IDatagramReceiver, IHandler
 from gostrelay.pipe import A, B, Pipe, PipeProtocol, PipeSideFactory
 from gostrelay.router import DialError, Router
 from gostrelay.selector import Node, Selector
@@ -41,6 +41,7 @@ from gostrelay.wire.relay import (
     encodeResponse,
     statusText,
 )
+from gostrelay.wire.udpframe import MAX_DATAGRAM, LengthFrameParser, encodeLengthFrame
 
 DEFAULT_READ_TIMEOUT = 15.0
 
@@ -73,7 +74,29 @@ def forwarderSelector(service: ServiceConfig, clock: IReactorTime) -> Selector |
     return Selector.fromConfig(nodes, forwarder.selector, clock, f"{service.name}.forwarder.selector")
 
 
-@implementer(IHalfCloseableProtocol)
+@implementer(IPushProducer)
+class DropWhenPaused:
+    """
+    Registered as the producer of a stream that carries datagrams: when the
+    stream's send buffer is full it says so, and datagrams are dropped
+    (counted) instead of buffered.
+    """
+
+    def __init__(self) -> None:
+        self.paused = False
+        self.dropped = 0
+
+    def pauseProducing(self) -> None:
+        self.paused = True
+
+    def resumeProducing(self) -> None:
+        self.paused = False
+
+    def stopProducing(self) -> None:
+        self.paused = True
+
+
+@implementer(IHalfCloseableProtocol, IDatagramReceiver)
 class RelayServerProtocol(Protocol):
     """
     One relay connection, from request to the end of its pipe.
@@ -108,6 +131,9 @@ class RelayServerProtocol(Protocol):
         if self._state == "piping":
             assert self.pipe is not None
             self.pipe.dataReceived(A, data)
+            return
+        if self._state == "udp":
+            self._framesReceived(data)
             return
         if self._state != "request":
             # Bytes already read when we paused; they follow the remainder.
@@ -173,7 +199,7 @@ class RelayServerProtocol(Protocol):
             self._reply(Status.BAD_REQUEST, "target not specified")
             return
         if self.network == "udp":
-            self._reply(Status.SERVICE_UNAVAILABLE, "UDP CONNECT is not implemented yet")
+            self._dialUDP(self.target, Status.NETWORK_UNREACHABLE)
             return
         if self.network != "tcp":
             self._reply(Status.NETWORK_UNREACHABLE, f"network {self.network!r} is not supported")
@@ -190,7 +216,7 @@ class RelayServerProtocol(Protocol):
         self.target = node.addr
         self.command = "FORWARD"
         if self.network == "udp":
-            self._reply(Status.SERVICE_UNAVAILABLE, "UDP forwarding is not implemented yet")
+            self._dialUDP(node.addr, Status.HOST_UNREACHABLE, node)
             return
         self._dialTarget(node.addr, Status.HOST_UNREACHABLE, node)
 
@@ -272,6 +298,87 @@ class RelayServerProtocol(Protocol):
             outcome=outcome,
         )
 
+    # -- UDP (CONNECT and forward mode): frames on the stream, datagrams outside
+
+    def _dialUDP(self, address: str, failure: Status, node: Node | None = None) -> None:
+        self._state = "dialing"
+        d = self.handler.router.datagram(address, self)
+        self._dial = d
+
+        def ready(channel: Any) -> None:
+            self._dial = None
+            if node is not None:
+                self.handler.forwarder.markSucceeded(node)  # type: ignore[union-attr]
+            if self._state != "dialing":
+                channel.close()
+                return
+            self.channel = channel
+            self._udpEstablished()
+
+        def failed(reason: Failure) -> None:
+            self._dial = None
+            if self._state != "dialing":
+                return
+            if node is not None:
+                self.handler.forwarder.markFailed(node)  # type: ignore[union-attr]
+            why = reason.getErrorMessage() if reason.check(DialError) else str(reason.value)
+            self._reply(failure, why)
+
+        d.addCallbacks(ready, failed)
+
+    def _udpEstablished(self) -> None:
+        self._state = "udp"
+        self.udpCounts = [0, 0, 0, 0]  # datagrams up, bytes up, datagrams down, bytes down
+        self.frames = LengthFrameParser()
+        self.sendGate = DropWhenPaused()
+        self.transport.registerProducer(self.sendGate, True)  # type: ignore[union-attr]
+        self.transport.write(_OK)  # type: ignore[union-attr]
+        self.log.info(
+            "{peer} {command} {target}/udp user={user!r}: connected",
+            peer=self.peer, command=self.command, target=self.target, user=self.user,
+        )
+        rest, self.parser.remainder = self.parser.remainder, b""
+        if rest:
+            self._framesReceived(rest)
+        if self._clientEOF:
+            self.transport.loseConnection()  # type: ignore[union-attr]
+        self.transport.resumeProducing()  # type: ignore[union-attr]
+
+    def _framesReceived(self, data: bytes) -> None:
+        for datagram in self.frames.feed(data):
+            self.udpCounts[0] += 1
+            self.udpCounts[1] += len(datagram)
+            if logs.TRACE:
+                self.log.debug("{peer} udp -> {n} bytes", peer=self.peer, n=len(datagram))
+            self.channel.sendDatagram(datagram, self.target)
+
+    def datagramReceived(self, data: bytes, addr: str) -> None:
+        if self._state != "udp":
+            return
+        if self.sendGate.paused or len(data) > MAX_DATAGRAM:
+            self.sendGate.dropped += 1
+            return
+        self.udpCounts[2] += 1
+        self.udpCounts[3] += len(data)
+        if logs.TRACE:
+            self.log.debug("{peer} udp <- {n} bytes from {addr}", peer=self.peer, n=len(data), addr=addr)
+        self.transport.write(encodeLengthFrame(data))  # type: ignore[union-attr]
+
+    def channelClosed(self, reason: Failure | None) -> None:
+        if self._state == "udp":
+            self.transport.loseConnection()  # type: ignore[union-attr]
+
+    def _udpDone(self, reason: Failure | None) -> None:
+        counts = self.udpCounts
+        self.channel.close()
+        self.log.info(
+            "{peer} {command} {target}/udp user={user!r}: closed, {du} datagrams ({bu} bytes) up, "
+            "{dd} datagrams ({bd} bytes) down, {dropped} dropped, {duration:.3f}s, {outcome}",
+            peer=self.peer, command=self.command, target=self.target, user=self.user,
+            du=counts[0], bu=counts[1], dd=counts[2], bd=counts[3], dropped=self.sendGate.dropped,
+            duration=self.reactor.seconds() - self._started, outcome=_outcome(reason),
+        )
+
     # -- endings
 
     def _reply(self, status: Status, why: str) -> None:
@@ -300,7 +407,9 @@ class RelayServerProtocol(Protocol):
 
     def readConnectionLost(self) -> None:
         self._clientEOF = True
-        if self._state == "piping":
+        if self._state == "udp":
+            self.transport.loseConnection()  # type: ignore[union-attr]
+        elif self._state == "piping":
             assert self.pipe is not None
             self.pipe.readEOF(A)
         elif self._state == "request":
@@ -315,6 +424,8 @@ class RelayServerProtocol(Protocol):
         if state == "piping":
             assert self.pipe is not None
             self.pipe.connectionLost(A, reason)
+        elif state == "udp":
+            self._udpDone(reason)
         elif state == "dialing":
             self.log.info(
                 "{peer} {command} {target}/{network}: peer left while dialing",

@@ -66,7 +66,7 @@ def _encodeSocksAddress(atype: int, host: str, port: int) -> bytes:
     raise AddressError(f"unknown address type {atype}")
 
 
-def decodeSocksAddress(data: bytes, offset: int = 0) -> tuple[int, str, int, int]:
+def decodeSocksAddress(data: bytes | bytearray, offset: int = 0) -> tuple[int, str, int, int]:
     """
     Decode C{ATYP ADDR PORT} at C{offset}.
 

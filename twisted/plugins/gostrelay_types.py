@@ -16,3 +16,5 @@ autoHandler = TypePlugin("handler", "auto", "gostrelay.handlers.proxy.AutoHandle
 httpHandler = TypePlugin("handler", "http", "gostrelay.handlers.proxy.HTTPHandler")
 socks5Handler = TypePlugin("handler", "socks5", "gostrelay.handlers.proxy.SOCKS5Handler", aliases=("socks",))
 socks4Handler = TypePlugin("handler", "socks4", "gostrelay.handlers.proxy.SOCKS4Handler", aliases=("socks4a",))
+udpListener = TypePlugin("listener", "udp", "gostrelay.transports.udp.UDPListener")
+udpForwardHandler = TypePlugin("handler", "udp", "gostrelay.handlers.udpforward.UDPForwardHandler")

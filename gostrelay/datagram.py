@@ -1,0 +1,277 @@
+"""
+Datagram channels (L{IDatagramChannel}): one interface for every UDP path,
+over a real UDP socket or over a framed relay stream.
+
+  - L{UDPSocketChannel}: a UDP socket, connected to one peer (UDP CONNECT's
+    target, a direct C{udp://} forward) or not (a UDP BIND);
+  - L{LengthFramedChannel}: a stream carrying C{LEN PAYLOAD} frames (UDP
+    CONNECT through a relay server);
+  - L{TunnelFramedChannel}: a stream carrying tunnel datagrams that name
+    their peer (UDP BIND, UDP association).
+
+Nothing here buffers without bound: a stream channel whose transport asks
+it to pause drops datagrams until it resumes (UDP semantics: datagrams may
+be lost, memory may not grow), and a socket that cannot take a datagram
+drops it.  Drops are counted.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from typing import Any
+
+from twisted.internet import defer
+from twisted.internet.interfaces import IPushProducer
+from twisted.internet.protocol import DatagramProtocol, Factory, Protocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from gostrelay.interfaces import IDatagramChannel, IDatagramReceiver
+from gostrelay.wire.address import AddressError, joinHostPort, splitHostPort
+from gostrelay.wire.udpframe import (
+    MAX_DATAGRAM,
+    FrameError,
+    LengthFrameParser,
+    TunnelDatagramParser,
+    encodeLengthFrame,
+    encodeTunnelDatagram,
+)
+
+_log = Logger(namespace="gostrelay.datagram")
+
+#: What we read from UDP sockets: the largest UDP payload, so that no
+#: datagram is truncated (GOST truncates at its 4 KiB buffer).
+UDP_READ_SIZE = 65535
+
+
+def _ipText(host: str) -> str:
+    if host.startswith("::ffff:") and "." in host:
+        return host[len("::ffff:") :]
+    return host
+
+
+@implementer(IDatagramChannel)
+class UDPSocketChannel(DatagramProtocol):
+    """
+    A UDP socket as a datagram channel.
+
+    @ivar peer: C{(ip, port)} when connected to one peer.
+    """
+
+    noisy = False
+
+    def __init__(self, receiver: IDatagramReceiver, peer: tuple[str, int] | None = None) -> None:
+        self.receiver = receiver
+        self.peer = peer
+        self.dropped = 0
+        self.sent = 0
+        self.received = 0
+        self._closed = False
+        self.port: Any = None
+
+    def startProtocol(self) -> None:
+        if self.peer is not None:
+            self.transport.connect(*self.peer)  # type: ignore[union-attr]
+
+    def datagramReceived(self, data: bytes, addr: Any) -> None:
+        self.received += 1
+        self.receiver.datagramReceived(data, joinHostPort(_ipText(addr[0]), addr[1]))
+
+    def connectionRefused(self) -> None:
+        # An ICMP port unreachable from a connected peer: UDP carries on.
+        pass
+
+    def sendDatagram(self, data: bytes, addr: str | None = None) -> None:
+        if self._closed or self.transport is None:
+            return
+        try:
+            if self.peer is not None:
+                self.transport.write(data)  # type: ignore[call-arg]
+            else:
+                if addr is None:
+                    raise ValueError("an unconnected UDP channel needs an address")
+                host, port = splitHostPort(addr)
+                self.transport.write(data, (host, port))
+            self.sent += 1
+        except (OSError, ValueError, AddressError) as e:
+            self.dropped += 1
+            _log.debug("UDP datagram to {addr} dropped: {e}", addr=addr or self.peer, e=e)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self.port is not None:
+            self.port.stopListening()
+        self.receiver.channelClosed(None)
+
+    def getHost(self) -> Any:
+        return self.port.getHost() if self.port is not None else None
+
+
+async def _resolve(reactor: Any, host: str) -> str:
+    if host == "":
+        return "127.0.0.1"
+    try:
+        ipaddress.ip_address(host)
+        return host
+    except ValueError:
+        pass
+    return await reactor.resolve(host)  # type: ignore[no-any-return]
+
+
+def listenUDP(reactor: Any, channel: UDPSocketChannel, host: str = "", port: int = 0) -> Any:
+    """
+    Bind C{channel} on C{host:port} (the empty host: every address) and
+    make it read whole datagrams.
+    """
+    if host in ("", "::"):
+        interface = "::" if socket.has_ipv6 else "0.0.0.0"
+    else:
+        interface = host
+    try:
+        p = reactor.listenUDP(port, channel, interface=interface, maxPacketSize=UDP_READ_SIZE)
+    except Exception:
+        if interface == "::":
+            p = reactor.listenUDP(port, channel, interface="0.0.0.0", maxPacketSize=UDP_READ_SIZE)
+        else:
+            raise
+    channel.port = p
+    return p
+
+
+def connectUDP(reactor: Any, receiver: IDatagramReceiver, address: str) -> defer.Deferred[UDPSocketChannel]:
+    """
+    A UDP socket connected to C{address} (C{"host:port"}; a name is resolved
+    first), delivering to C{receiver}.
+    """
+
+    async def go() -> UDPSocketChannel:
+        host, port = splitHostPort(address)
+        ip = await _resolve(reactor, host)
+        channel = UDPSocketChannel(receiver, (ip, port))
+        family6 = ":" in ip
+        channel.port = reactor.listenUDP(
+            0, channel, interface="::" if family6 else "0.0.0.0", maxPacketSize=UDP_READ_SIZE
+        )
+        return channel
+
+    return defer.Deferred.fromCoroutine(go())
+
+
+@implementer(IPushProducer)
+class _StreamChannel(Protocol):
+    """
+    Shared by the framed stream channels: registers itself as the producer
+    of its transport so that a full send buffer drops datagrams instead of
+    growing it.
+    """
+
+    def __init__(self, receiver: IDatagramReceiver | None = None) -> None:
+        self.receiver = receiver
+        self.paused = False
+        self.dropped = 0
+        self._closed = False
+
+    def connectionMade(self) -> None:
+        self.transport.registerProducer(self, True)  # type: ignore[union-attr]
+
+    def pauseProducing(self) -> None:
+        self.paused = True
+
+    def resumeProducing(self) -> None:
+        self.paused = False
+
+    def stopProducing(self) -> None:
+        self.paused = True
+
+    def _write(self, frame: bytes) -> None:
+        if self._closed or self.transport is None:
+            return
+        if self.paused:
+            self.dropped += 1
+            return
+        self.transport.write(frame)
+
+    def close(self) -> None:
+        if not self._closed and self.transport is not None:
+            self.transport.loseConnection()
+
+    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+        self._closed = True
+        if self.receiver is not None:
+            self.receiver.channelClosed(reason)
+
+
+@implementer(IDatagramChannel)
+class LengthFramedChannel(_StreamChannel):
+    """
+    A stream of C{LEN PAYLOAD} frames as a datagram channel with one peer.
+    """
+
+    def __init__(self, receiver: IDatagramReceiver | None = None, peer: str = "") -> None:
+        super().__init__(receiver)
+        self.peer = peer
+        self.parser = LengthFrameParser()
+
+    def dataReceived(self, data: bytes) -> None:
+        for datagram in self.parser.feed(data):
+            if self.receiver is not None:
+                self.receiver.datagramReceived(datagram, self.peer)
+
+    def sendDatagram(self, data: bytes, addr: str | None = None) -> None:
+        if len(data) > MAX_DATAGRAM:
+            self.dropped += 1
+            return
+        self._write(encodeLengthFrame(data))
+
+
+@implementer(IDatagramChannel)
+class TunnelFramedChannel(_StreamChannel):
+    """
+    A stream of tunnel datagrams (each naming its peer) as a datagram
+    channel.
+    """
+
+    def __init__(self, receiver: IDatagramReceiver | None = None) -> None:
+        super().__init__(receiver)
+        self.parser = TunnelDatagramParser()
+
+    def dataReceived(self, data: bytes) -> None:
+        try:
+            datagrams = self.parser.feed(data)
+        except FrameError as e:
+            _log.info("bad tunnel datagram: {e}; closing", e=e)
+            self.transport.loseConnection()  # type: ignore[union-attr]
+            return
+        for host, port, datagram in datagrams:
+            if self.receiver is not None:
+                self.receiver.datagramReceived(datagram, joinHostPort(host, port))
+
+    def sendDatagram(self, data: bytes, addr: str | None = None) -> None:
+        if not data or addr is None:
+            self.dropped += 1
+            return
+        try:
+            host, port = splitHostPort(addr)
+            frame = encodeTunnelDatagram(host, port, data)
+        except (AddressError, FrameError):
+            self.dropped += 1
+            return
+        self._write(frame)
+
+
+class ChannelFactory(Factory):
+    """
+    Connects one stream channel (an endpoint's C{connect} argument).
+    """
+
+    noisy = False
+
+    def __init__(self, channel: _StreamChannel) -> None:
+        self.channel = channel
+
+    def buildProtocol(self, addr: Any) -> _StreamChannel:
+        return self.channel
