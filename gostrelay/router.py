@@ -98,10 +98,13 @@ class Router:
             except DialError:
                 raise
             d = endpoint.connect(factory)
-            timer = self.reactor.callLater(self.dialTimeout, d.cancel)
+            timedOut: list[bool] = []
+            timer = self.reactor.callLater(self.dialTimeout, _expire, d, timedOut)
             try:
                 protocol = yield d
-            except defer.CancelledError:
+            except (defer.CancelledError, error.ConnectingCancelledError):
+                if not timedOut:
+                    raise defer.CancelledError() from None
                 last = DialError(f"dial {address}: timed out after {self.dialTimeout:g}s")
             except error.ConnectError as e:
                 last = DialError(f"dial {address}: {_reason(e)}")
@@ -137,10 +140,13 @@ class Router:
                 d = self.route.endpoint("udp", address, self.dialTimeout).connect(ChannelFactory(channel))
             else:
                 d = connectUDP(self.reactor, receiver, address)
-            timer = self.reactor.callLater(self.dialTimeout, d.cancel)
+            timedOut: list[bool] = []
+            timer = self.reactor.callLater(self.dialTimeout, _expire, d, timedOut)
             try:
                 result = yield d
-            except defer.CancelledError:
+            except (defer.CancelledError, error.ConnectingCancelledError):
+                if not timedOut:
+                    raise defer.CancelledError() from None
                 last = DialError(f"dial udp {address}: timed out after {self.dialTimeout:g}s")
             except error.ConnectError as e:
                 last = DialError(f"dial udp {address}: {_reason(e)}")
@@ -155,6 +161,15 @@ class Router:
                     timer.cancel()
         assert last is not None
         raise last
+
+
+def _expire(d: defer.Deferred[Any], timedOut: list[bool]) -> None:
+    """
+    The dial timeout: cancel the attempt, remembering it was us (a
+    cancellation from the caller stops retrying; a timeout does not).
+    """
+    timedOut.append(True)
+    d.cancel()
 
 
 def _reason(e: error.ConnectError) -> str:

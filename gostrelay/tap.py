@@ -63,9 +63,7 @@ class Options(usage.Options):
     synopsis = "[options]"
     longdesc = "Run GOST services (relay, forwarding, proxy entries) on Twisted.\n\n" + USAGE_EXAMPLE
 
-    optFlags = [
-        ["version", "V", "Print the version and exit."],
-    ]
+    optFlags: list[list[str]] = []
     optParameters = [
         ["output", "O", None, "Print the configuration (yaml or json) and exit."],
         ["metrics", None, None, "Prometheus metrics address (GOST's -metrics)."],
@@ -98,6 +96,13 @@ class Options(usage.Options):
 
     opt_C = opt_config
 
+    def opt_version(self) -> None:
+        """Print the version and exit."""
+        print(versionText())
+        raise SystemExit(0)
+
+    opt_V = opt_version
+
     def opt_debug(self) -> None:
         """Debug logging; twice (-DD) adds per-frame protocol logging."""
         self["debug"] += 1
@@ -110,9 +115,6 @@ class Options(usage.Options):
         super().parseOptions(rewriteGostFlags(options))
 
     def postOptions(self) -> None:
-        if self["version"]:
-            print(versionText())
-            raise SystemExit(0)
         if self["output"] not in (None, "yaml", "json"):
             raise usage.UsageError("-O takes yaml or json")
         logs.configure(self["debug"])

@@ -473,11 +473,6 @@ class OptionsTests(IntegrationMixin, unittest.TestCase):
             self.assertEqual(proc.exitCode, 0, proc.describe())
             self.assertIn(f"gostrelay {gostrelay.__version__}", proc.out, proc.describe())
 
-    test_versionNamesGostrelay.todo = (  # type: ignore[attr-defined]
-        "bug: usage.Options.opt_version (prints 'Twisted version: ...') shadows the "
-        "'version' flag, so versionText() is never printed"
-    )
-
     @defer.inlineCallbacks
     def test_noServices(self):  # type: ignore[no-untyped-def]
         """

@@ -31,10 +31,7 @@ def makeNodes(count: int, **metadata: dict) -> list[Node]:
     C{count} nodes C{n0..}, at C{10.0.0.<i>:80}; C{metadata} maps a node
     name to that node's metadata.
     """
-    return [
-        Node(f"n{i}", f"10.0.0.{i}:80", Metadata(metadata.get(f"n{i}", {})))
-        for i in range(count)
-    ]
+    return [Node(f"n{i}", f"10.0.0.{i}:80", Metadata(metadata.get(f"n{i}", {}))) for i in range(count)]
 
 
 def names(nodes: list[Node | None]) -> list[str | None]:
@@ -307,7 +304,9 @@ class RandomTests(SynchronousTestCase):
 
     def assertNear(self, share: float, expected: float, tolerance: float = 0.03) -> None:
         # trial's assertAlmostEqual has no delta argument.
-        self.assertTrue(abs(share - expected) <= tolerance, f"{share} is not within {tolerance} of {expected}")
+        self.assertTrue(
+            abs(share - expected) <= tolerance, f"{share} is not within {tolerance} of {expected}"
+        )
 
     def test_weightsRespected(self) -> None:
         """
@@ -344,6 +343,7 @@ class RandomTests(SynchronousTestCase):
         """
         The injected generator makes the sequence reproducible.
         """
+
         def draw() -> list[str | None]:
             selector = Selector(makeNodes(4), Clock(), RANDOM, rng=random.Random(7))
             return names([selector.select() for _ in range(50)])

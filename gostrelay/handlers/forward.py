@@ -20,7 +20,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from gostrelay.config.model import ServiceConfig
-from gostrelay.handlers.relay import describeAddress, forwarderSelector
+from gostrelay.handlers.relay import describeAddress, forwarderSelector, hostOf
 from gostrelay.interfaces import IHandler
 from gostrelay.pipe import A, B, Pipe, PipeSideFactory
 from gostrelay.router import DialError, Router
@@ -52,7 +52,7 @@ class ForwardProtocol(Protocol):
         self.transport.pauseProducing()  # type: ignore[union-attr]
         handler = self.handler
         if handler.forwarder is not None:
-            self.node = handler.forwarder.select(self.peer.rsplit(":", 1)[0])
+            self.node = handler.forwarder.select(hostOf(self.transport.getPeer()))  # type: ignore[union-attr]
             if self.node is not None:
                 self.target = self.node.addr
         d = handler.router.connect("tcp", self.target, PipeSideFactory(self.pipe, B))

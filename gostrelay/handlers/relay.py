@@ -50,6 +50,19 @@ _OK = encodeResponse(Status.OK)
 _BIND_NETWORKS = frozenset({"tcp", "tcp4", "tcp6", "unix", "udp", "udp4", "udp6"})
 
 
+def hostOf(address: IAddress | None) -> str:
+    """
+    The IP of C{address} as Go's C{SplitHostPort} gives it (no brackets;
+    IPv4-mapped IPv6 as plain IPv4).
+    """
+    host = getattr(address, "host", None)
+    if host is None:
+        return ""
+    if host.startswith("::ffff:") and "." in host:
+        return str(host[len("::ffff:") :])
+    return str(host)
+
+
 def describeAddress(address: IAddress | None) -> str:
     host = getattr(address, "host", None)
     port = getattr(address, "port", None)
@@ -119,11 +132,14 @@ class RelayServerProtocol(Protocol):
         self._timeout: Any = None
         self._started = 0.0
         self.peer = ""
+        self.peerHost = ""
 
     # -- the request
 
     def connectionMade(self) -> None:
-        self.peer = describeAddress(self.transport.getPeer())  # type: ignore[union-attr]
+        peer = self.transport.getPeer()  # type: ignore[union-attr]
+        self.peer = describeAddress(peer)
+        self.peerHost = hostOf(peer)
         self._started = self.reactor.seconds()
         self._timeout = self.reactor.callLater(self.handler.readTimeout, self._requestTimedOut)
 
@@ -209,7 +225,10 @@ class RelayServerProtocol(Protocol):
     def _forward(self) -> None:
         handler = self.handler
         assert handler.forwarder is not None
-        node = handler.forwarder.select(self.user or self.peer.rsplit(":", 1)[0])
+        # The client ID is the authenticated user; an unchecked user name
+        # only goes to the logs (spec-relay.md 2.1).  Else the client IP.
+        clientID = self.user if handler.authenticator is not None else ""
+        node = handler.forwarder.select(clientID or self.peerHost)
         if node is None:
             self._reply(Status.SERVICE_UNAVAILABLE, "no forward target available")
             return

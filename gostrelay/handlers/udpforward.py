@@ -23,6 +23,7 @@ from gostrelay.handlers.relay import forwarderSelector
 from gostrelay.interfaces import IDatagramReceiver, IHandler
 from gostrelay.router import DialError, Router
 from gostrelay.selector import Node
+from gostrelay.wire.address import splitHostPort
 
 EMPTY_TARGET = ":0"
 
@@ -50,10 +51,10 @@ class UDPForwardSession:
         self.target = EMPTY_TARGET
         self.started = handler.reactor.seconds()
         if handler.forwarder is not None:
-            self.node = handler.forwarder.select(client.rsplit(":", 1)[0])
+            self.node = handler.forwarder.select(splitHostPort(client)[0])
             if self.node is not None:
                 self.target = self.node.addr
-        self._dial = handler.router.datagram(self.target, self)
+        self._dial: Any = handler.router.datagram(self.target, self)
         self._dial.addCallbacks(self._ready, self._failed)
 
     def _ready(self, channel: Any) -> None:

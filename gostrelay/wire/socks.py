@@ -274,7 +274,7 @@ def parseSocks5Request(buf: bytes) -> tuple[Socks5Request, int] | None:
 def _encodeAddress(host: str, port: int) -> bytes:
     atype = atypeForHost(host)
     if atype != ATYP_DOMAIN and host.startswith("["):
-        host = host[1:-1]
+        host = host.strip("[]")
     return encodeSocksAddress(atype, host, port)
 
 
