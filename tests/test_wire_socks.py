@@ -503,9 +503,7 @@ class Socks5RequestTests(SynchronousTestCase):
         st.one_of(
             st.tuples(st.just(ATYP_IPV4), st.ip_addresses(v=4).map(str)),
             st.tuples(st.just(ATYP_IPV6), st.ip_addresses(v=6).map(str)),
-            st.tuples(
-                st.just(ATYP_DOMAIN), domainBytes.map(lambda b: b.decode("utf-8", "surrogateescape"))
-            ),
+            st.tuples(st.just(ATYP_DOMAIN), domainBytes.map(lambda b: b.decode("utf-8", "surrogateescape"))),
         ),
         ports,
         st.binary(max_size=20),
@@ -516,7 +514,9 @@ class Socks5RequestTests(SynchronousTestCase):
         """
         atype, host = address
         message = socks5RequestBytes(command, atype, host, port)
-        assertIncremental(self, parseSocks5Request, message, Socks5Request(command, host, port, atype), trailing)
+        assertIncremental(
+            self, parseSocks5Request, message, Socks5Request(command, host, port, atype), trailing
+        )
 
     @PROPERTY_SETTINGS
     @given(

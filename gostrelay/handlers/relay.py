@@ -26,12 +26,13 @@ from zope.interface import implementer
 
 from gostrelay import logs
 from gostrelay.auth import Authenticator, authenticatorFor
-from gostrelay.config.model import ConfigError, ServiceConfig
+from gostrelay.config.model import ServiceConfig
 from gostrelay.interfaces import IDatagramReceiver, IHandler
+from gostrelay.mux import MuxConfig
 from gostrelay.pipe import A, B, Pipe, PipeProtocol, PipeSideFactory
 from gostrelay.router import DialError, Router
 from gostrelay.selector import Node, Selector
-from gostrelay.wire.address import splitHostPort
+from gostrelay.wire.address import joinHostPort, splitHostPort
 from gostrelay.wire.relay import (
     Command,
     RelayDecodeError,
@@ -118,6 +119,7 @@ class RelayServerProtocol(Protocol):
     _state = "request"
     _dial: Any = None
     pipe: Pipe | None = None
+    bound: Any = None
 
     def __init__(self, handler: RelayHandler) -> None:
         self.handler = handler
@@ -150,6 +152,9 @@ class RelayServerProtocol(Protocol):
             return
         if self._state == "udp":
             self._framesReceived(data)
+            return
+        if self._state == "bound":
+            self.bound.dataReceived(data)
             return
         if self._state != "request":
             # Bytes already read when we paused; they follow the remainder.
@@ -206,7 +211,7 @@ class RelayServerProtocol(Protocol):
         elif command in (0, Command.CONNECT):
             self._connect(request)
         elif command == Command.BIND:
-            self._bind()
+            self._bind(request)
         else:
             self._reply(Status.BAD_REQUEST, f"unknown command 0x{request.cmd:02x}")
 
@@ -239,14 +244,46 @@ class RelayServerProtocol(Protocol):
             return
         self._dialTarget(node.addr, Status.HOST_UNREACHABLE, node)
 
-    def _bind(self) -> None:
+    def _bind(self, request: Request) -> None:
         if not self.handler.bind:
             self._reply(Status.FORBIDDEN, "BIND is disabled (set bind=true to allow it)")
             return
         if self.network not in _BIND_NETWORKS:
             self._reply(Status.BAD_REQUEST, f"BIND on network {self.network!r} is not supported")
             return
-        self._reply(Status.SERVICE_UNAVAILABLE, "BIND is not implemented yet")
+        if self.network == "unix":
+            self._reply(Status.SERVICE_UNAVAILABLE, "BIND on unix sockets is not implemented")
+            return
+        from gostrelay.handlers.relaybind import TCPBind, UDPBind, bindAddress
+
+        host, port = bindAddress(request.addr)
+        self.target = joinHostPort(host, port)
+        udp = self.network.startswith("udp")
+        self.network = "udp" if udp else "tcp"
+        bind = (UDPBind if udp else TCPBind)(self, host, port)
+        self._state = "binding"
+
+        def bound(_: Any) -> None:
+            if self._state != "binding":
+                bind.connectionLost(None)
+                return
+            self.bound = bind
+            self._state = "bound"
+            self.log.info(
+                "{peer} BIND {target}/{network} user={user!r}: bound on {bound}",
+                peer=self.peer, target=self.target, network=self.network, user=self.user, bound=bind.bound,
+            )
+            rest, self.parser.remainder = self.parser.remainder, b""
+            if rest:
+                bind.dataReceived(rest)
+            self.transport.resumeProducing()  # type: ignore[union-attr]
+
+        def failed(reason: Failure) -> None:
+            if self._state != "binding":
+                return
+            self._reply(Status.SERVICE_UNAVAILABLE, f"cannot bind {self.target}/{self.network}: {reason.getErrorMessage()}")
+
+        bind.start().addCallbacks(bound, failed)
 
     # -- dialing
 
@@ -426,7 +463,7 @@ class RelayServerProtocol(Protocol):
 
     def readConnectionLost(self) -> None:
         self._clientEOF = True
-        if self._state == "udp":
+        if self._state in ("udp", "bound"):
             self.transport.loseConnection()  # type: ignore[union-attr]
         elif self._state == "piping":
             assert self.pipe is not None
@@ -445,6 +482,8 @@ class RelayServerProtocol(Protocol):
             self.pipe.connectionLost(A, reason)
         elif state == "udp":
             self._udpDone(reason)
+        elif state == "bound":
+            self.bound.connectionLost(reason)
         elif state == "dialing":
             self.log.info(
                 "{peer} {command} {target}/{network}: peer left while dialing",
@@ -496,8 +535,7 @@ class RelayHandler(Factory):
         self.authenticator: Authenticator | None = authenticatorFor(handler, context.config, where)
         self.forwarder = forwarderSelector(service, reactor)
         self.router: Router = context.router(service, handler.chain, where)
-        if handler.md.getString("mux.type", default="smux") not in ("smux",):
-            raise ConfigError(f"{where}: mux.type {handler.md.getString('mux.type')!r} is not implemented")
+        self.muxConfig = MuxConfig.fromMetadata(md, where)
 
     def buildProtocol(self, addr: IAddress | None) -> RelayServerProtocol:
         return RelayServerProtocol(self)

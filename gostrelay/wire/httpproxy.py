@@ -22,11 +22,10 @@ import re
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Iterable
-from urllib.parse import urlsplit
 
 import h11
 
-from gostrelay.wire.address import joinHostPort, splitHostPort
+from gostrelay.wire.address import joinHostPort
 
 #: Largest request head accepted, in bytes (request line, headers and the
 #: blank line).
@@ -126,23 +125,51 @@ def _usableHost(host: str) -> bool:
     return _REG_NAME.fullmatch(host) is not None
 
 
-def _splitAuthority(authority: str) -> tuple[str, int]:
+def _splitAuthority(authority: str) -> tuple[str, int | None]:
     """
-    C{host[:port]} as Go splits it; port 0 means none was given.
+    Split C{host[:port]} (an IPv6 host in brackets); the port is C{None}
+    when absent or empty, as RFC 3986 allows.
 
-    @raise HTTPProxyError: 400 if it does not split or the host is unusable.
+    @raise HTTPProxyError: 400 if it does not split, the host is unusable
+        or the port is not 1-65535.
     """
+    bad = HTTPProxyError(400, f"bad authority {authority!r}")
     if not authority.isascii():
-        raise HTTPProxyError(400, f"bad authority {authority!r}")
-    try:
-        host, port = splitHostPort(authority)
-    except ValueError:
-        raise HTTPProxyError(400, f"bad authority {authority!r}")
-    if authority.startswith("[") and ":" not in host:
-        raise HTTPProxyError(400, f"bad authority {authority!r}")
+        raise bad
+    if authority.startswith("["):
+        close = authority.find("]")
+        if close < 0:
+            raise bad
+        host, rest = authority[1:close], authority[close + 1 :]
+        if ":" not in host or (rest and not rest.startswith(":")):
+            raise bad
+        portText = rest[1:]
+    else:
+        host, _, portText = authority.partition(":")
     if not _usableHost(host):
-        raise HTTPProxyError(400, f"no usable host in {authority!r}")
-    return host, port
+        raise bad
+    if portText == "":
+        return host, None
+    if not portText.isdigit() or not 0 < int(portText) <= 0xFFFF:
+        raise bad
+    return host, int(portText)
+
+
+def _splitTarget(target: str) -> tuple[str, str]:
+    """
+    The authority (without userinfo) and the origin-form path (query
+    included, exactly as sent) of an absolute URI.
+    """
+    rest = target.partition("://")[2]
+    cut = len(rest)
+    for separator in "/?":
+        index = rest.find(separator)
+        if 0 <= index < cut:
+            cut = index
+    authority, path = rest[:cut], rest[cut:]
+    if not path.startswith("/"):
+        path = "/" + path
+    return authority.rpartition("@")[2], path
 
 
 def _locate(method: str, target: str, headers: list[tuple[str, str]]) -> tuple[str, int, str]:
@@ -151,24 +178,14 @@ def _locate(method: str, target: str, headers: list[tuple[str, str]]) -> tuple[s
     """
     if method == "CONNECT":
         host, port = _splitAuthority(target)
-        if port == 0:
+        if port is None:
             raise HTTPProxyError(400, f"CONNECT target needs a port: {target!r}")
         return host, port, target
     scheme = target.partition(":")[0].lower()
     if _ABSOLUTE.match(target) and scheme in _DEFAULT_PORTS:
-        try:
-            parts = urlsplit(target)
-            explicitPort = parts.port
-        except ValueError:
-            raise HTTPProxyError(400, f"bad URL {target!r}")
-        netloc = parts.netloc.rpartition("@")[2]
-        host, _ = _splitAuthority(netloc)
-        if explicitPort == 0:
-            raise HTTPProxyError(400, f"port 0 in {target!r}")
-        path = parts.path or "/"
-        if parts.query:
-            path += "?" + parts.query
-        return host, explicitPort or _DEFAULT_PORTS[scheme], path
+        authority, path = _splitTarget(target)
+        host, port = _splitAuthority(authority)
+        return host, port or _DEFAULT_PORTS[scheme], path
     if target.startswith("/") or target == "*":
         hostHeader = None
         for name, value in headers:
@@ -300,7 +317,7 @@ def _hostFromTarget(head: bytes | bytearray) -> bytes:
     if method == b"CONNECT":
         authority = target
     elif _ABSOLUTE.match(target):
-        authority = target.partition("://")[2].partition("/")[0].partition("?")[0].rpartition("@")[2]
+        authority = _splitTarget(target)[0]
     else:
         return b""
     if not authority:
@@ -327,7 +344,7 @@ def forwardRequestHead(request: ProxyRequest) -> bytes:
     """
     headers = [(name, value) for name, value in request.headers if name.lower() not in HOP_BY_HOP]
     if _ABSOLUTE.match(request.target):
-        authority = urlsplit(request.target).netloc.rpartition("@")[2]
+        authority = _splitTarget(request.target)[0]
         headers = [("Host", authority)] + [(n, v) for n, v in headers if n.lower() != "host"]
     elif not any(name.lower() == "host" for name, _ in headers):
         headers.insert(0, ("Host", _hostValue(request.host, request.port)))

@@ -1,0 +1,250 @@
+"""
+The relay server's BIND (spec-relay.md 2.8, 2.9): remote port forwarding.
+
+TCP BIND: the server listens on the requested address, answers OK with the
+bound address, and runs an smux session over the relay stream as the smux
+client; every peer that connects to the bound port gets a stream, whose
+first frame is a per-peer OK naming the peer, and is then piped.  The bound
+port lives exactly as long as the session.
+
+UDP BIND (also GOST's UDP association): the server binds a UDP socket and
+the relay stream carries tunnel datagrams both ways, each naming its
+destination (towards the server) or source (from it).
+
+Our differences (docs/differences.md): a UDP port that cannot be bound
+answers 0x05 (GOST closes silently); a datagram whose destination cannot be
+resolved or sent is dropped with a debug line (GOST ends the whole BIND);
+the empty-host form GOST's own client sends ("0.0.0.0::PORT", port 0) is
+read as 0.0.0.0:PORT.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Any
+
+from twisted.internet import defer
+from twisted.internet.interfaces import IAddress
+from twisted.internet.protocol import Factory
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from gostrelay.datagram import UDPSocketChannel, _ipText, listenUDP
+from gostrelay.interfaces import IDatagramReceiver
+from gostrelay.mux import MuxSession, MuxStream
+from gostrelay.pipe import A, B, Pipe, PipeProtocol
+from gostrelay.transports.tcp import serverEndpoint
+from gostrelay.wire.address import ATYP_DOMAIN, joinHostPort, splitHostPort
+from gostrelay.wire.relay import AddrFeature, Status, encodeResponse
+from gostrelay.wire.udpframe import FrameError, TunnelDatagramParser, encodeTunnelDatagram
+
+_GOST_EMPTY_HOST_BUG = re.compile(r"^(?P<host>.*):(?P<port>\d+)$")
+
+
+def bindAddress(addr: AddrFeature | None) -> tuple[str, int]:
+    """
+    The host and port a BIND asks for.  No address is C{0.0.0.0:0}; GOST's
+    buggy empty-host form, the domain C{"0.0.0.0::2222"} with port 0, is
+    C{0.0.0.0:2222}.
+    """
+    if addr is None:
+        return "0.0.0.0", 0
+    host, port = addr.host, addr.port
+    if addr.atype == ATYP_DOMAIN and port == 0:
+        m = _GOST_EMPTY_HOST_BUG.match(host)
+        if m is not None and m.group("host").endswith(":"):
+            candidate = m.group("host")[:-1]
+            try:
+                if candidate:
+                    ipaddress.ip_address(candidate)
+            except ValueError:
+                pass
+            else:
+                return candidate or "0.0.0.0", int(m.group("port"))
+    return host, port
+
+
+def _peerAddr(address: IAddress) -> AddrFeature:
+    host = _ipText(getattr(address, "host", "0.0.0.0"))
+    return AddrFeature.fromHostPort(host, getattr(address, "port", 0))
+
+
+class _BoundPortFactory(Factory):
+    """
+    Accepts peers on a TCP BIND's port: each gets an smux stream.
+    """
+
+    noisy = False
+
+    def __init__(self, bind: TCPBind) -> None:
+        self.bind = bind
+
+    def buildProtocol(self, addr: IAddress | None) -> PipeProtocol | None:
+        return self.bind.peerConnected(addr)
+
+
+class TCPBind:
+    """
+    The server side of one TCP BIND, after the request was accepted.
+    """
+
+    def __init__(self, protocol: Any, host: str, port: int) -> None:
+        self.protocol = protocol
+        self.handler = protocol.handler
+        self.reactor = protocol.reactor
+        self.log: Logger = protocol.log
+        self.host = host
+        self.requestedPort = port
+        self.port: Any = None
+        self.session: MuxSession | None = None
+        self.peers = 0
+        self.bound = ""
+
+    def start(self) -> defer.Deferred[Any]:
+        address = joinHostPort(self.host if self.host not in ("0.0.0.0",) else "", self.requestedPort)
+        endpoint = serverEndpoint(self.reactor, address, where="BIND")
+        return defer.maybeDeferred(endpoint.listen, _BoundPortFactory(self)).addCallback(self._listening)
+
+    def _listening(self, port: Any) -> Any:
+        self.port = port
+        host = port.getHost()
+        self.bound = joinHostPort(_ipText(host.host), host.port)
+        transport = self.protocol.transport
+        transport.write(encodeResponse(Status.OK, _peerAddr(host)))
+        self.session = MuxSession(
+            self.reactor,
+            transport,
+            client=True,
+            config=self.handler.muxConfig,
+            acceptStream=None,
+            onClose=self._sessionClosed,
+            label=f"{self.protocol.peer} BIND {self.bound}",
+        )
+        return port
+
+    def peerConnected(self, addr: IAddress | None) -> PipeProtocol | None:
+        session = self.session
+        if session is None or session.closed:
+            return None
+        self.peers += 1
+        pipe = Pipe(self.reactor, self.handler.idleTimeout, label=f"{self.bound} {addr}")
+        stream: MuxStream = session.openStream()
+        stream.write(encodeResponse(Status.OK, _peerAddr(addr)))  # type: ignore[arg-type]
+        stream.attach(PipeProtocol(pipe, B))
+        self.log.debug(
+            "{peer} BIND {bound}: peer {remote} on stream {sid}",
+            peer=self.protocol.peer, bound=self.bound, remote=addr, sid=stream.sid,
+        )
+        return PipeProtocol(pipe, A)
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.session is not None:
+            self.session.dataReceived(data)
+
+    def connectionLost(self, reason: Failure | None) -> None:
+        if self.session is not None:
+            self.session.connectionLost(reason)
+        else:
+            self._release()
+
+    def _sessionClosed(self, reason: Failure) -> None:
+        self._release()
+        self.log.info(
+            "{peer} BIND {bound}/tcp user={user!r}: released after {n} peers",
+            peer=self.protocol.peer, bound=self.bound, user=self.protocol.user, n=self.peers,
+        )
+        self.protocol.transport.loseConnection()
+
+    def _release(self) -> None:
+        if self.port is not None:
+            port, self.port = self.port, None
+            port.stopListening()
+
+
+@implementer(IDatagramReceiver)
+class UDPBind:
+    """
+    The server side of one UDP BIND (or UDP association).
+    """
+
+    def __init__(self, protocol: Any, host: str, port: int) -> None:
+        self.protocol = protocol
+        self.reactor = protocol.reactor
+        self.log: Logger = protocol.log
+        self.host = host
+        self.requestedPort = port
+        self.channel = UDPSocketChannel(self)
+        self.parser = TunnelDatagramParser()
+        self.bound = ""
+        self.counts = [0, 0, 0, 0]
+        self.dropped = 0
+        self.gate: Any = None
+
+    def start(self) -> defer.Deferred[Any]:
+        return defer.maybeDeferred(listenUDP, self.reactor, self.channel, self.host, self.requestedPort).addCallback(
+            self._listening
+        )
+
+    def _listening(self, port: Any) -> Any:
+        from gostrelay.handlers.relay import DropWhenPaused
+
+        host = port.getHost()
+        self.bound = joinHostPort(_ipText(host.host), host.port)
+        transport = self.protocol.transport
+        self.gate = DropWhenPaused()
+        transport.registerProducer(self.gate, True)
+        transport.write(encodeResponse(Status.OK, _peerAddr(host)))
+        return port
+
+    def dataReceived(self, data: bytes) -> None:
+        try:
+            datagrams = self.parser.feed(data)
+        except FrameError as e:
+            self.log.info("{peer} BIND {bound}/udp: bad tunnel datagram: {e}", peer=self.protocol.peer, bound=self.bound, e=e)
+            self.protocol.transport.loseConnection()
+            return
+        for host, port, payload in datagrams:
+            self.counts[0] += 1
+            self.counts[1] += len(payload)
+            self._sendTo(host, port, payload)
+
+    def _sendTo(self, host: str, port: int, payload: bytes) -> None:
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            d = self.reactor.resolve(host) if host else defer.succeed("127.0.0.1")
+
+            def resolved(ip: str) -> None:
+                self.channel.sendDatagram(payload, joinHostPort(ip, port))
+
+            def failed(f: Failure) -> None:
+                self.dropped += 1
+                self.log.debug("BIND {bound}/udp: cannot resolve {host}: {e}", bound=self.bound, host=host, e=f.value)
+
+            d.addCallbacks(resolved, failed)
+            return
+        self.channel.sendDatagram(payload, joinHostPort(host, port))
+
+    def datagramReceived(self, data: bytes, addr: str) -> None:
+        if not data or self.gate is None or self.gate.paused:
+            self.dropped += 1
+            return
+        host, port = splitHostPort(addr)
+        self.counts[2] += 1
+        self.counts[3] += len(data)
+        self.protocol.transport.write(encodeTunnelDatagram(host, port, data))
+
+    def channelClosed(self, reason: Failure | None) -> None:
+        pass
+
+    def connectionLost(self, reason: Failure | None) -> None:
+        self.channel.close()
+        c = self.counts
+        self.log.info(
+            "{peer} BIND {bound}/udp user={user!r}: released, {du} datagrams ({bu} bytes) out, "
+            "{dd} datagrams ({bd} bytes) in, {dropped} dropped",
+            peer=self.protocol.peer, bound=self.bound, user=self.protocol.user,
+            du=c[0], bu=c[1], dd=c[2], bd=c[3], dropped=self.dropped + self.channel.dropped,
+        )

@@ -1,0 +1,402 @@
+"""
+smux sessions over any carrier; streams are Twisted transports.
+
+GOST multiplexes the connections of a TCP BIND over the BIND's relay stream
+with xtaci/smux (spec-relay.md section 4): the relay server is the smux
+client (it opens a stream per peer that connects to the bound port), the
+relay client the smux server.  A L{MuxSession} is fed the carrier's events
+by its owner (L{MuxSession.dataReceived}, L{MuxSession.connectionLost});
+each L{MuxStream} is the transport of one protocol.
+
+Liveness as smux does it: a NOP every C{keepaliveInterval} (10 s) and the
+session closed when nothing arrived during a whole C{keepaliveTimeout}
+(30 s).  Back-pressure: a stream whose protocol pauses it pauses the
+carrier (smux's head-of-line blocking, without its 4 MiB budget of buffered
+bytes); a carrier that cannot take more pauses the producers registered on
+every stream.  smux v1 has no half-close: a FIN ends the stream both ways.
+Version 2 window updates are sent as a receiver must; as a sender we rely
+on the carrier's back-pressure rather than the peer's window.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from twisted.internet.error import ConnectionDone, ConnectionLost
+from twisted.internet.interfaces import IConsumer, IPushProducer, ITransport
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from gostrelay import logs
+from gostrelay.config.metadata import Metadata
+from gostrelay.config.model import ConfigError
+from gostrelay.wire import smux
+
+_log = Logger(namespace="gostrelay.mux")
+
+
+@dataclass
+class MuxConfig:
+    """
+    smux settings; GOST's option names are C{mux.*} in handler and
+    connector metadata (spec-relay.md 4.1).
+    """
+
+    version: int = 1
+    keepaliveDisabled: bool = False
+    keepaliveInterval: float = 10.0
+    keepaliveTimeout: float = 30.0
+    maxFrameSize: int = 32768
+    maxReceiveBuffer: int = 4194304
+    maxStreamBuffer: int = 65536
+
+    @classmethod
+    def fromMetadata(cls, md: Metadata, where: str = "") -> MuxConfig:
+        config = cls(
+            version=md.getInt("mux.version") or 1,
+            keepaliveDisabled=md.getBool("mux.keepaliveDisabled"),
+            keepaliveInterval=md.getDuration("mux.keepaliveInterval") or 10.0,
+            keepaliveTimeout=md.getDuration("mux.keepaliveTimeout") or 30.0,
+            maxFrameSize=md.getInt("mux.maxFrameSize") or 32768,
+            maxReceiveBuffer=md.getInt("mux.maxReceiveBuffer") or 4194304,
+            maxStreamBuffer=md.getInt("mux.maxStreamBuffer") or 65536,
+        )
+        if md.getString("mux.type", default="smux") not in ("smux", ""):
+            raise ConfigError(f"{where}: mux.type {md.getString('mux.type')!r} is not implemented (smux only)")
+        if config.version not in (1, 2):
+            raise ConfigError(f"{where}: mux.version must be 1 or 2")
+        if config.keepaliveTimeout < config.keepaliveInterval:
+            raise ConfigError(f"{where}: mux.keepaliveTimeout must not be shorter than mux.keepaliveInterval")
+        if not 0 < config.maxFrameSize <= 65535:
+            raise ConfigError(f"{where}: mux.maxFrameSize must be between 1 and 65535")
+        return config
+
+
+class _StreamAddress:
+    def __init__(self, host: str, port: int) -> None:
+        self.type = "TCP"
+        self.host = host
+        self.port = port
+
+    def __repr__(self) -> str:
+        return f"MuxStreamAddress({self.host!r}, {self.port})"
+
+
+@implementer(ITransport, IPushProducer, IConsumer)
+class MuxStream:
+    """
+    One smux stream, the transport of one protocol.
+    """
+
+    disconnecting = False
+
+    def __init__(self, session: MuxSession, sid: int) -> None:
+        self.session = session
+        self.sid = sid
+        self.protocol: Any = None
+        self.producer: Any = None
+        self.paused = False
+        self.finSent = False
+        self.closed = False
+        self.consumed = 0
+        self._lastUpdate = 0
+        self._pending: list[bytes] = []
+        self.peerAddress: Any = None
+        self.hostAddress: Any = None
+
+    def attach(self, protocol: Any) -> None:
+        self.protocol = protocol
+        protocol.makeConnection(self)
+        pending, self._pending = self._pending, []
+        for data in pending:
+            self._deliver(data)
+
+    # -- from the session
+
+    def _deliver(self, data: bytes) -> None:
+        if self.closed:
+            return
+        if self.protocol is None:
+            self._pending.append(data)
+            return
+        self.protocol.dataReceived(data)
+        if self.session.config.version >= 2:
+            self.consumed += len(data)
+            if self._lastUpdate == 0 or self.consumed - self._lastUpdate >= self.session.config.maxStreamBuffer // 2:
+                self._lastUpdate = self.consumed
+                self.session._send(
+                    smux.encodeUpdate(2, self.sid, self.consumed, self.session.config.maxStreamBuffer)
+                )
+
+    def _remoteFin(self) -> None:
+        # No half-close in smux v1: the peer's FIN ends the stream.
+        self.loseConnection()
+
+    def _sessionLost(self, reason: Failure) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.finSent = True
+        if self.protocol is not None:
+            protocol, self.protocol = self.protocol, None
+            protocol.connectionLost(reason)
+
+    # -- ITransport
+
+    def write(self, data: bytes) -> None:
+        if self.finSent or not data:
+            return
+        self.session._writeData(self.sid, data)
+
+    def writeSequence(self, data: Any) -> None:
+        self.write(b"".join(data))
+
+    def loseConnection(self) -> None:
+        if self.closed:
+            return
+        self.disconnecting = True
+        self.closed = True
+        if not self.finSent:
+            self.finSent = True
+            self.session._send(smux.encodeFrame(self.session.config.version, smux.FIN, self.sid))
+        if self.paused:
+            self.paused = False
+            self.session._streamResumed()
+        self.session._forget(self.sid)
+        if self.protocol is not None:
+            protocol, self.protocol = self.protocol, None
+            self.session.reactor.callLater(0, protocol.connectionLost, Failure(ConnectionDone()))
+
+    abortConnection = loseConnection
+
+    def getPeer(self) -> Any:
+        return self.peerAddress or self.session.transport.getPeer()
+
+    def getHost(self) -> Any:
+        return self.hostAddress or self.session.transport.getHost()
+
+    # -- IPushProducer (the protocol reading from us)
+
+    def pauseProducing(self) -> None:
+        if not self.paused and not self.closed:
+            self.paused = True
+            self.session._streamPaused()
+
+    def resumeProducing(self) -> None:
+        if self.paused:
+            self.paused = False
+            self.session._streamResumed()
+
+    def stopProducing(self) -> None:
+        self.loseConnection()
+
+    # -- IConsumer (the protocol writing to us)
+
+    def registerProducer(self, producer: Any, streaming: bool) -> None:
+        self.producer = producer
+        if self.session.carrierPaused:
+            producer.pauseProducing()
+
+    def unregisterProducer(self) -> None:
+        self.producer = None
+
+
+@implementer(IPushProducer)
+class MuxSession:
+    """
+    An smux session over C{transport}.
+
+    @param client: C{True} for the smux client role (opens odd stream ids
+        from 3), C{False} for the server role (even ids from 2).
+    @param acceptStream: called with each stream the peer opens; C{None}
+        refuses them (a FIN at once), as GOST's relay server does.
+    @param onClose: called once with the reason when the session ends.
+    """
+
+    def __init__(
+        self,
+        reactor: Any,
+        transport: Any,
+        client: bool,
+        config: MuxConfig | None = None,
+        acceptStream: Callable[[MuxStream], None] | None = None,
+        onClose: Callable[[Failure], None] | None = None,
+        label: str = "",
+    ) -> None:
+        self.reactor = reactor
+        self.transport = transport
+        self.config = config or MuxConfig()
+        self.acceptStream = acceptStream
+        self.onClose = onClose
+        self.label = label
+        self.parser = smux.FrameParser(self.config.version)
+        self.streams: dict[int, MuxStream] = {}
+        self._nextId = 1 if client else 0
+        self._pausedStreams = 0
+        self.carrierPaused = False
+        self.closed = False
+        self._heard = True
+        self._keepalive: Any = None
+        self._deadline: Any = None
+        transport.registerProducer(self, True)
+        if not self.config.keepaliveDisabled:
+            self._keepalive = reactor.callLater(self.config.keepaliveInterval, self._sendKeepalive)
+            self._deadline = reactor.callLater(self.config.keepaliveTimeout, self._checkHeard)
+
+    # -- carrier events
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.closed:
+            return
+        try:
+            frames = self.parser.feed(data)
+        except smux.SmuxError as e:
+            _log.info("{label}: smux protocol error: {e}; closing the session", label=self.label, e=e)
+            self.close()
+            return
+        if frames:
+            self._heard = True
+        for frame in frames:
+            if logs.TRACE:
+                _log.debug(
+                    "{label}: smux {cmd} sid {sid} {n} bytes",
+                    label=self.label, cmd=smux.COMMAND_NAMES[frame.cmd], sid=frame.sid, n=len(frame.data),
+                )
+            self._frame(frame)
+            if self.closed:
+                return
+
+    def _frame(self, frame: smux.Frame) -> None:
+        cmd, sid = frame.cmd, frame.sid
+        if cmd == smux.PSH:
+            stream = self.streams.get(sid)
+            if stream is not None and frame.data:
+                stream._deliver(frame.data)
+        elif cmd == smux.SYN:
+            if sid in self.streams:
+                return
+            if self.acceptStream is None:
+                self._send(smux.encodeFrame(self.config.version, smux.FIN, sid))
+                return
+            stream = MuxStream(self, sid)
+            self.streams[sid] = stream
+            self.acceptStream(stream)
+        elif cmd == smux.FIN:
+            stream = self.streams.get(sid)
+            if stream is not None:
+                stream._remoteFin()
+        elif cmd == smux.UPD:
+            smux.decodeUpdate(frame.data)  # validated; see the module docstring
+
+    def connectionLost(self, reason: Failure | None = None) -> None:
+        if self.closed and not self.streams:
+            self._finish(reason)
+            return
+        self.closed = True
+        why = reason or Failure(ConnectionLost("smux session closed"))
+        for stream in list(self.streams.values()):
+            stream._sessionLost(why)
+        self.streams.clear()
+        self._finish(reason)
+
+    def _finish(self, reason: Failure | None) -> None:
+        for call in (self._keepalive, self._deadline):
+            if call is not None and call.active():
+                call.cancel()
+        self._keepalive = self._deadline = None
+        if self.onClose is not None:
+            onClose, self.onClose = self.onClose, None
+            onClose(reason or Failure(ConnectionDone()))
+
+    # -- streams
+
+    def openStream(self) -> MuxStream:
+        self._nextId += 2
+        sid = self._nextId
+        stream = MuxStream(self, sid)
+        self.streams[sid] = stream
+        self._send(smux.encodeFrame(self.config.version, smux.SYN, sid))
+        return stream
+
+    def _forget(self, sid: int) -> None:
+        self.streams.pop(sid, None)
+
+    def _writeData(self, sid: int, data: bytes) -> None:
+        size = self.config.maxFrameSize
+        version = self.config.version
+        if len(data) <= size:
+            self._send(smux.encodeFrame(version, smux.PSH, sid, data))
+            return
+        view = memoryview(data)
+        self.transport.writeSequence(
+            [smux.encodeFrame(version, smux.PSH, sid, bytes(view[i : i + size])) for i in range(0, len(data), size)]
+        )
+
+    def _send(self, frame: bytes) -> None:
+        if not self.closed:
+            self.transport.write(frame)
+
+    def _streamPaused(self) -> None:
+        self._pausedStreams += 1
+        if self._pausedStreams == 1:
+            self.transport.pauseProducing()
+
+    def _streamResumed(self) -> None:
+        self._pausedStreams -= 1
+        if self._pausedStreams == 0 and not self.closed:
+            self.transport.resumeProducing()
+
+    # -- the carrier's back-pressure on our writers
+
+    def pauseProducing(self) -> None:
+        self.carrierPaused = True
+        for stream in list(self.streams.values()):
+            if stream.producer is not None:
+                stream.producer.pauseProducing()
+
+    def resumeProducing(self) -> None:
+        self.carrierPaused = False
+        for stream in list(self.streams.values()):
+            if stream.producer is not None:
+                stream.producer.resumeProducing()
+
+    def stopProducing(self) -> None:
+        self.close()
+
+    # -- liveness
+
+    def _sendKeepalive(self) -> None:
+        self._keepalive = None
+        if self.closed:
+            return
+        self._send(smux.encodeFrame(self.config.version, smux.NOP, 0))
+        self._keepalive = self.reactor.callLater(self.config.keepaliveInterval, self._sendKeepalive)
+
+    def _checkHeard(self) -> None:
+        self._deadline = None
+        if self.closed:
+            return
+        if not self._heard and self._pausedStreams == 0:
+            _log.info(
+                "{label}: nothing heard for {t:g}s; closing the smux session",
+                label=self.label, t=self.config.keepaliveTimeout,
+            )
+            self.close()
+            return
+        self._heard = False
+        self._deadline = self.reactor.callLater(self.config.keepaliveTimeout, self._checkHeard)
+
+    def close(self) -> None:
+        """
+        End the session: its carrier is closed, its streams end.
+        """
+        if self.closed:
+            return
+        self.closed = True
+        for stream in list(self.streams.values()):
+            stream._sessionLost(Failure(ConnectionLost("smux session closed")))
+        self.streams.clear()
+        self.transport.unregisterProducer()
+        self.transport.loseConnection()
