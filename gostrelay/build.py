@@ -110,7 +110,9 @@ def checkConfig(config: Config) -> list[str]:
                     problems.append(f"{nodeWhere}: connector {connector!r} is not implemented")
                 if registry.lookup("dialer", dialer) is None:
                     problems.append(f"{nodeWhere}: dialer {dialer!r} is not implemented")
-    return problems
+    # One line per offending type and place: a port range or a node group
+    # repeats the same URL.
+    return list(dict.fromkeys(problems))
 
 
 class GostService(service.Service):

@@ -79,6 +79,25 @@ class Chain:
     def route(self, hashKey: str | None = None) -> list[tuple[Hop, Node]]:
         return [(hop, hop.selector.select(hashKey)) for hop in self.hops]  # type: ignore[misc]
 
+    def bindEndpoint(self, network: str, address: str, timeout: float) -> IStreamClientEndpoint:
+        """
+        An endpoint whose connections are relay BINDs of C{address} on the
+        last hop's server (reached through the earlier hops).
+        """
+        route = self.route()
+        through: IStreamClientEndpoint | None = None
+        for i, (_hop, node) in enumerate(route):
+            connector, dialer = node.value
+            through = dialer.endpoint(node.addr, through, timeout)
+            if i + 1 < len(route):
+                through = connector.endpoint(through, "tcp", route[i + 1][1].addr)
+            else:
+                if not hasattr(connector, "bindEndpoint"):
+                    raise ConfigError(f"connector of {node.name} cannot BIND")
+                through = connector.bindEndpoint(through, network, address)
+        assert through is not None
+        return _MarkingEndpoint(through, route)
+
     def endpoint(self, network: str, address: str, timeout: float, hashKey: str | None = None) -> IStreamClientEndpoint:
         """
         An endpoint reaching C{address} over C{network} through one node of

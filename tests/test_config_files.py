@@ -11,7 +11,6 @@ import io
 import json
 import os
 import sys
-from typing import Any
 
 import yaml
 from twisted.application.service import IService
@@ -312,9 +311,14 @@ class LoadSourceTests(TempDirMixin, unittest.SynchronousTestCase):
         )
         options = Options()
         options.parseOptions(["-C", path])
-        cfg = options.loadConfig()
+        try:
+            cfg = options.loadConfig()
+            problems = checkConfig(cfg)
+        except TypeError as e:
+            self.fail(f"a null section crashes loading: TypeError: {e}")
         self.assertEqual(cfg.chains, [])
-        self.assertEqual(checkConfig(cfg), [])
+        self.assertEqual(cfg.authers, [])
+        self.assertEqual(problems, [])
 
 
 class FindDefaultTests(TempDirMixin, unittest.SynchronousTestCase):
@@ -437,6 +441,10 @@ class OptionsMergeTests(TempDirMixin, unittest.SynchronousTestCase):
         options = Options()
         options.parseOptions(["-L", ":1", "--workers", "x"])
         self.assertRaises(usage.UsageError, options.loadConfig)
+
+    def test_outputFormat(self) -> None:
+        options = Options()
+        self.assertRaises(usage.UsageError, options.parseOptions, ["-L", ":1", "-O", "xml"])
 
     def test_singleDashLongFlags(self) -> None:
         self.assertEqual(
@@ -577,6 +585,34 @@ class RefusalTests(unittest.SynchronousTestCase):
         self.assertEqual(len(e.problems), 1, e.problems)
         self.assertIn("'quic'", e.problems[0])
 
+    def test_addressWithoutPort(self) -> None:
+        """
+        BUG: a service address without a port is refused by GOST (Go's
+        net.Listen: "missing port in address"; viper turns YAML's
+        C{addr: 8080} into the string "8080" first).  buildServices accepts
+        C{addr: "127.0.0.1"} and C{addr: "8080"} (splitHostPort reads a
+        missing port as 0: the service would listen on a random port, or
+        try to bind the "host" 8080), and C{addr: 8080} (a YAML int) crashes
+        with AttributeError ('int' object has no attribute 'startswith')
+        instead of a refusal.  Repro: buildServices(reactor,
+        Config.fromDict({"services": [{"name": "s", "addr": "127.0.0.1",
+        "handler": {"type": "relay"}}]})) returns a MultiService.
+        """
+        outcomes = {}
+        for addr in ("127.0.0.1", "8080", 8080):
+            cfg = Config.fromDict(
+                {"services": [{"name": "s", "addr": addr, "handler": {"type": "relay"}, "listener": {"type": "tcp"}}]}
+            )
+            try:
+                buildServices(reactor, cfg)
+            except RefusedConfiguration as e:
+                outcomes[repr(addr)] = "refused" if e.problems[0].startswith("services[0]") else e.problems[0]
+            except Exception as e:
+                outcomes[repr(addr)] = f"{type(e).__name__}: {e}"
+            else:
+                outcomes[repr(addr)] = "accepted"
+        self.assertEqual(outcomes, {repr(a): "refused" for a in ("127.0.0.1", "8080", 8080)})
+
     def test_makeServiceExitsWithProblems(self) -> None:
         """
         The command line prints one line per problem and exits 1.
@@ -658,6 +694,41 @@ class AutherTests(TempDirMixin, unittest.SynchronousTestCase):
         cfg = Config.fromDict({"authers": [{"name": "a", "file": {"path": missing}}]})
         e = self.assertRaises(ConfigError, authenticatorFor, HandlerConfig(type="relay", auther="a"), cfg, "services[0]")
         self.assertIn(missing, str(e))
+
+    def test_numericPasswordsFromYAML(self) -> None:
+        """
+        BUG: YAML reads C{password: 123456} as an integer.  GOST (viper's
+        weakly typed decoding) takes it as the string "123456"; we keep the
+        int in AuthConfig.password, and Authenticator.authenticate then
+        raises AttributeError ('int' object has no attribute 'encode') on
+        every login attempt -- inside the relay handler, for each
+        connection.  Same for C{auth: {username: bob, password: 2024}} and
+        numeric user names.  Repro: authenticatorFor(HandlerConfig(
+        type="relay", auther="u"), Config.fromDict({"authers": [{"name": "u",
+        "auths": [{"username": "alice", "password": 123456}]}]}), "x")
+        .authenticate("alice", "123456").
+        """
+        cfg = Config.fromDict(
+            yaml.safe_load(
+                "authers:\n- name: users\n  auths:\n  - {username: alice, password: 123456}\n"
+                "  - {username: 1000, password: pw}\n"
+            )
+        )
+        results = {}
+        for name, handler in (
+            ("auther", HandlerConfig(type="relay", auther="users")),
+            ("auth", HandlerConfig.fromDict(yaml.safe_load("{type: relay, auth: {username: bob, password: 2024}}"))),
+        ):
+            auth = authenticatorFor(handler, cfg, "services[0]")
+            assert auth is not None
+            try:
+                if name == "auther":
+                    results[name] = (auth.authenticate("alice", "123456"), auth.authenticate("1000", "pw"))
+                else:
+                    results[name] = (auth.authenticate("bob", "2024"), True)
+            except Exception as e:
+                results[name] = f"{type(e).__name__}: {e}"  # type: ignore[assignment]
+        self.assertEqual(results, {"auther": (True, True), "auth": (True, True)})
 
     def test_noAuth(self) -> None:
         self.assertIsNone(authenticatorFor(HandlerConfig(type="relay"), Config(), "x"))

@@ -593,16 +593,38 @@ class RefusalTests(HandlerTestCase):
         self.assertClosedWith(tr, FORBIDDEN)
         self.assertNoDelayedCalls(reactor)
 
-    def test_bindNotImplemented(self) -> None:
+    def test_bindCannotListen(self) -> None:
         """
-        BIND with bind=true is not implemented yet: 01050000.
+        A TCP BIND whose port cannot be bound: 01050000 (ServiceUnavailable,
+        spec-relay.md 2.8).
         """
-        reactor, tr = self.refused(
-            "relay://:0?bind=true",
-            request(Command.BIND, NetworkFeature(Network.TCP), AddrFeature.fromAddress(":0")),
-        )
+        from twisted.internet.error import CannotListenError
+
+        reactor, handler = makeHandler("relay://:0?bind=true")
+
+        def refuse(*args: Any, **kwargs: Any) -> None:
+            raise CannotListenError("", 2222, OSError(98, "Address already in use"))
+
+        reactor.listenTCP = refuse  # type: ignore[method-assign]
+        proto, tr = connectClient(handler)
+        proto.dataReceived(request(Command.BIND, NetworkFeature(Network.TCP), AddrFeature.fromAddress("0.0.0.0:2222")))
         self.assertClosedWith(tr, SERVICE_UNAVAILABLE)
         self.assertNoDelayedCalls(reactor)
+
+    def test_bindListens(self) -> None:
+        """
+        A TCP BIND with bind=true listens on the requested port and answers
+        OK with the bound address; GOST's buggy empty-host form (the domain
+        "0.0.0.0::2222", port 0) binds port 2222.
+        """
+        reactor, handler = makeHandler("relay://:0?bind=true")
+        proto, tr = connectClient(handler)
+        proto.dataReceived(
+            request(Command.BIND, NetworkFeature(Network.TCP), AddrFeature("0.0.0.0::2222", 0, 3))
+        )
+        self.assertEqual([port for port, *_ in reactor.tcpServers], [2222])
+        self.assertTrue(tr.value().startswith(b"\x01\x00"), tr.value())
+        self.assertFalse(tr.disconnecting)
 
     def test_bindBadNetwork(self) -> None:
         """

@@ -25,7 +25,6 @@ from zope.interface import implementer
 
 import gostrelay
 from gostrelay.wire.relay import ResponseParser, connectRequest
-
 from tests.processes import (
     CONSOLE,
     TWISTD_RELAY,

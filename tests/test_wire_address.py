@@ -24,7 +24,6 @@ from gostrelay.wire.address import (
     joinHostPort,
     splitHostPort,
 )
-
 from tests.vectors import hexBytes
 
 PROPERTY_SETTINGS = settings(max_examples=200, deadline=None)

@@ -48,7 +48,6 @@ from gostrelay.wire.relay import (
     encodeResponse,
     statusText,
 )
-
 from tests import vectors
 
 #: Name prefixes of the index.json cases that are plain relay headers

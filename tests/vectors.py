@@ -25,7 +25,7 @@ from __future__ import annotations
 import copy
 import json
 import os
-from functools import lru_cache
+from functools import cache
 from typing import Any, Iterable
 
 from twisted.python.filepath import FilePath
@@ -78,7 +78,7 @@ def vectorPath(*segments: str) -> FilePath:
     return path
 
 
-@lru_cache(maxsize=None)
+@cache
 def _loadJSONCached(pathText: str) -> Any:
     with open(pathText, "rb") as f:
         return json.loads(f.read().decode("utf-8"))

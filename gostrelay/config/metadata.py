@@ -56,26 +56,42 @@ def parseGoDuration(text: str) -> float | None:
 
 def formatGoDuration(seconds: float) -> str:
     """
-    Format seconds the way Go's C{time.Duration.String} does for whole
-    values (C{30s}, C{1m0s}, C{1h0m0s}, C{500ms}).
+    Format seconds exactly as Go's C{time.Duration.String} does
+    (C{30s}, C{1m30s}, C{1h0m0s}, C{1.5ms}, C{59.123456789s}).
     """
-    if seconds == 0:
+    ns = round(seconds * 1e9)
+    if ns == 0:
         return "0s"
-    if abs(seconds) < 1:
-        ms = seconds * 1000
-        if ms == int(ms):
-            return f"{int(ms)}ms"
-        return f"{seconds * 1e6:g}µs"
-    sign = "-" if seconds < 0 else ""
-    seconds = abs(seconds)
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    secText = f"{secs:g}s"
+    sign = "-" if ns < 0 else ""
+    ns = abs(ns)
+    if ns < 1_000_000_000:
+        for unit, size in (("ms", 1_000_000), ("µs", 1_000), ("ns", 1)):
+            if ns >= size:
+                return sign + _fraction(ns, size) + unit
+    hours, rest = divmod(ns, 3_600_000_000_000)
+    minutes, rest = divmod(rest, 60_000_000_000)
+    text = _fraction(rest, 1_000_000_000) + "s"
     if hours:
-        return f"{sign}{int(hours)}h{int(minutes)}m{secText}"
+        return f"{sign}{hours}h{minutes}m{text}"
     if minutes:
-        return f"{sign}{int(minutes)}m{secText}"
-    return f"{sign}{secText}"
+        return f"{sign}{minutes}m{text}"
+    return sign + text
+
+
+def _fraction(value: int, unit: int) -> str:
+    whole, frac = divmod(value, unit)
+    if not frac:
+        return str(whole)
+    digits = len(str(unit)) - 1
+    return f"{whole}.{str(frac).rjust(digits, '0').rstrip('0')}"
+
+
+_DECIMAL = re.compile(r"^[+-]?[0-9]+$")
+
+
+def _goAtoi(text: str) -> int | None:
+    text = text.strip()
+    return int(text) if _DECIMAL.match(text) else None
 
 
 class Metadata(Mapping[str, Any]):
@@ -139,10 +155,8 @@ class Metadata(Mapping[str, Any]):
         if isinstance(value, int):
             return value
         if isinstance(value, str):
-            try:
-                return int(value.strip())
-            except ValueError:
-                return 0
+            parsed = _goAtoi(value)
+            return parsed if parsed is not None else 0
         return 0
 
     def getFloat(self, *keys: str, default: float = 0.0) -> float:
@@ -177,10 +191,8 @@ class Metadata(Mapping[str, Any]):
             parsed = parseGoDuration(value)
             if parsed:
                 return parsed
-            try:
-                return float(int(value.strip()))
-            except ValueError:
-                return 0.0
+            seconds = _goAtoi(value)
+            return float(seconds) if seconds is not None else 0.0
         return 0.0
 
     def getStrings(self, *keys: str) -> list[str]:

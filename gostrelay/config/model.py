@@ -26,6 +26,16 @@ class ConfigError(ValueError):
 _PRIVATE = frozenset({"extra", "source"})
 
 
+def _defaultOf(cls: type, name: str) -> Any:
+    for f in dataclasses.fields(cls):
+        if f.name == name:
+            if f.default is not dataclasses.MISSING:
+                return f.default
+            if f.default_factory is not dataclasses.MISSING:
+                return f.default_factory()
+    return None
+
+
 def _empty(value: Any) -> bool:
     return value is None or value == "" or value == [] or value == {} or value is False or value == 0
 
@@ -69,8 +79,28 @@ class _Section:
     @classmethod
     def _convertIn(cls, name: str, value: Any, where: str) -> Any:
         nested = cls._NESTED.get(name)
+        default = _defaultOf(cls, name)
         if value is None:
-            return None
+            # An empty section ("chains:" with everything commented out).
+            return default
+        if isinstance(default, str) and nested is None:
+            # GOST reads scalars into string fields as strings: a numeric
+            # password is "123456", a numeric address "8080".
+            if isinstance(value, bool):
+                return "true" if value else "false"
+            if isinstance(value, (int, float)):
+                return str(value)
+            if not isinstance(value, str):
+                raise ConfigError(f"{where}: expected a string, got {type(value).__name__}")
+            return value
+        if isinstance(default, bool) and isinstance(value, str):
+            return value in ("1", "t", "T", "TRUE", "true", "True")
+        if isinstance(default, int) and not isinstance(default, bool) and name not in cls._DURATIONS:
+            if isinstance(value, str) and value.strip().lstrip("+-").isdigit():
+                return int(value)
+            if not isinstance(value, int):
+                raise ConfigError(f"{where}: expected a number, got {value!r}")
+            return value
         if nested is not None:
             if name in cls._LISTS:
                 if not isinstance(value, list):

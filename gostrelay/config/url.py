@@ -99,17 +99,26 @@ def expandPortRange(addr: str) -> list[str]:
     return [f"{m.group('host')}:{port}" for port in range(lo, hi + 1)]
 
 
+_BASE64 = re.compile(r"^[A-Za-z0-9+/]*={0,2}$")
+_BASE64URL = re.compile(r"^[A-Za-z0-9_-]*$")
+
+
 def _decodeAuthParam(value: str, where: str) -> AuthConfig:
-    text = value
-    for decoder in (base64.urlsafe_b64decode, base64.b64decode):
+    """
+    C{?auth=base64(user:pass)}: GOST tries unpadded URL-safe base64, then
+    standard base64, and refuses anything else.
+    """
+    raw: bytes | None = None
+    if _BASE64URL.match(value) and len(value) % 4 != 1:
+        raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+    elif _BASE64.match(value) and len(value) % 4 == 0:
         try:
-            padded = value + "=" * (-len(value) % 4)
-            text = decoder(padded.encode()).decode("utf-8", "surrogateescape")
-            break
+            raw = base64.b64decode(value, validate=True)
         except (binascii.Error, ValueError):
-            continue
-    else:
+            raw = None
+    if raw is None:
         raise ConfigError(f"{where}: auth= is not base64(user:pass)")
+    text = raw.decode("utf-8", "surrogateescape")
     user, colon, password = text.partition(":")
     return AuthConfig(username=user, password=password if colon else "")
 

@@ -43,11 +43,19 @@ from gostrelay import logs
 from gostrelay.config.model import ConfigError, NodeConfig
 from gostrelay.interfaces import IConnector
 from gostrelay.router import UnsupportedNetwork
+from gostrelay.wire.address import joinHostPort, splitHostPort
 from gostrelay.wire.relay import (
+    FLAG_UDP,
+    AddrFeature,
+    Command,
+    Network,
+    NetworkFeature,
     RelayDecodeError,
     RelayEncodeError,
+    Request,
     ResponseParser,
     Status,
+    UserAuthFeature,
     connectRequest,
     statusText,
 )
@@ -82,6 +90,7 @@ class RelayClientProtocol(Protocol):
         self.appFactory = appFactory
         self.ready = ready
         self.app: Any = None
+        self.response: Any = None
         self.parser: ResponseParser | None = ResponseParser()
         self.headerSent = False
         self._timer: Any = None
@@ -94,7 +103,8 @@ class RelayClientProtocol(Protocol):
         ep = self.endpoint
         if ep.nodelay:
             self._sendHeader()
-            self._timer = ep.reactor.callLater(ep.responseWait, self._responseLate)
+            if ep.responseWait is not None:
+                self._timer = ep.reactor.callLater(ep.responseWait, self._responseLate)
         else:
             self._timer = ep.reactor.callLater(ep.quietDelay, self._quiet)
             self._connectApp()
@@ -167,6 +177,7 @@ class RelayClientProtocol(Protocol):
             if response is None:
                 return
             rest, self.parser = self.parser.remainder, None
+            self.response = response
             self._cancelConnectTimer()
             if response.status != Status.OK:
                 _log.info(
@@ -304,7 +315,7 @@ class RelayClientEndpoint:
         target: str,
         nodelay: bool = False,
         quietDelay: float = DEFAULT_QUIET_DELAY,
-        responseWait: float = DEFAULT_RESPONSE_WAIT,
+        responseWait: float | None = DEFAULT_RESPONSE_WAIT,
         connectTimeout: float = 0.0,
         label: str = "",
     ) -> None:
@@ -386,6 +397,39 @@ class RelayConnector:
                 connectRequest("", username=self.username, password=self.password).encode()
             except RelayEncodeError as e:
                 raise ConfigError(f"{where}: {e}") from None
+
+    def bindEndpoint(self, through: IStreamClientEndpoint, network: str, address: str) -> RelayClientEndpoint:
+        """
+        An endpoint whose connections are relay BINDs of C{address} on the
+        server: the request goes at once and the connection is handed over
+        when the server answers OK (the response, with the bound address, is
+        the protocol's C{transport.response}); a refusal fails the connect.
+
+        The empty host means every IPv4 address: C{":2222"} is sent as
+        C{0.0.0.0:2222}, as GOST intends (GOST's own client sends a broken
+        domain; see ../vectors transcripts rtcp_bind_empty_host_BUG).
+        """
+        network = "udp" if network.startswith("udp") else "tcp"
+        host, port = splitHostPort(address) if address else ("", 0)
+        if host == "":
+            host = "0.0.0.0"
+        features: list[Any] = []
+        if self.username is not None:
+            features.append(UserAuthFeature(self.username, self.password))
+        features.append(NetworkFeature(Network.UDP if network == "udp" else Network.TCP))
+        features.append(AddrFeature.fromHostPort(host, port))
+        cmd = Command.BIND | (FLAG_UDP if network == "udp" else 0)
+        request = Request(int(cmd), tuple(features)).encode()
+        return RelayClientEndpoint(
+            self.reactor,
+            through,
+            request,
+            joinHostPort(host, port),
+            nodelay=True,
+            responseWait=None,
+            connectTimeout=self.connectTimeout,
+            label=self.label,
+        )
 
     def endpoint(self, through: IStreamClientEndpoint, network: str, address: str) -> RelayClientEndpoint:
         if network in ("tcp4", "tcp6"):

@@ -23,6 +23,8 @@ def serverEndpoint(reactor: Any, addr: str, backlog: int = DEFAULT_BACKLOG, wher
     A server endpoint for a GOST service address: C{":8420"} listens on
     every address (dual-stack, as Go does), C{"127.0.0.1:8420"} on one.
     """
+    if ":" not in addr:
+        raise ConfigError(f"{where}: missing port in address {addr!r}")
     try:
         host, port = splitHostPort(addr)
     except AddressError as e:

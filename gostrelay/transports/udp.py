@@ -161,6 +161,8 @@ class UDPListener:
         where = service.source or service.name
         self.reactor = reactor
         self.log = Logger(namespace=f"gostrelay.udp.{service.name}")
+        if ":" not in service.addr:
+            raise ConfigError(f"{where}: missing port in address {service.addr!r}")
         try:
             self.host, self.port = splitHostPort(service.addr)
         except AddressError as e:

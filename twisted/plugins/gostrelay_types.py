@@ -18,3 +18,7 @@ socks5Handler = TypePlugin("handler", "socks5", "gostrelay.handlers.proxy.SOCKS5
 socks4Handler = TypePlugin("handler", "socks4", "gostrelay.handlers.proxy.SOCKS4Handler", aliases=("socks4a",))
 udpListener = TypePlugin("listener", "udp", "gostrelay.transports.udp.UDPListener")
 udpForwardHandler = TypePlugin("handler", "udp", "gostrelay.handlers.udpforward.UDPForwardHandler")
+rtcpListener = TypePlugin("listener", "rtcp", "gostrelay.transports.remote.RTCPListener")
+rudpListener = TypePlugin("listener", "rudp", "gostrelay.transports.remote.RUDPListener")
+rtcpHandler = TypePlugin("handler", "rtcp", "gostrelay.handlers.forward.TCPForwardHandler")
+rudpHandler = TypePlugin("handler", "rudp", "gostrelay.handlers.udpforward.UDPForwardHandler")

@@ -1,0 +1,352 @@
+"""
+The rtcp and rudp listeners: remote port forwarding (spec-relay.md 6.3,
+6.4).
+
+An rtcp listener asks the relay server at the end of its chain to BIND a
+port (C{-L rtcp://:2222/:22}: the server's port 2222); every connection the
+server accepts there arrives here as an smux stream, which the rtcp handler
+forwards to the local target.  An rudp listener does the same for UDP: the
+BIND stream carries tunnel datagrams, demultiplexed into sessions by the
+remote peer's address.
+
+The tunnel stays up: the BIND is kept by a
+L{twisted.application.internet.ClientService}, which re-binds with back-off
+and jitter (1 s, doubling, at most C{maxRetryDelay}, 5 s by default as in
+GOST) after the server restarts or the network drops; both ends send smux
+keepalives, so a dead peer is noticed within C{mux.keepaliveTimeout}.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from twisted.application.internet import ClientService, backoffPolicy
+from twisted.internet import defer
+from twisted.internet.interfaces import IStreamClientEndpoint
+from twisted.internet.protocol import Factory, Protocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from gostrelay.config.model import ConfigError, ServiceConfig
+from gostrelay.connectors.relay import RelayRefused
+from gostrelay.interfaces import IListener
+from gostrelay.mux import MuxConfig, MuxSession, MuxStream, _StreamAddress
+from gostrelay.router import DEFAULT_DIAL_TIMEOUT
+from gostrelay.transports.udp import UDPListener, UDPSessionTable
+from gostrelay.wire.address import splitHostPort
+from gostrelay.wire.relay import RelayDecodeError, ResponseParser, Status, statusText
+from gostrelay.wire.udpframe import FrameError, TunnelDatagramParser, encodeTunnelDatagram
+
+DEFAULT_MAX_RETRY_DELAY = 5.0
+
+
+@implementer(IStreamClientEndpoint)
+class _BindEachTime:
+    """
+    Chooses the route anew for every (re)bind, so that a failed node is
+    left out the next time.
+    """
+
+    def __init__(self, chain: Any, network: str, address: str, timeout: float, onFailure: Any) -> None:
+        self.onFailure = onFailure
+        self.chain = chain
+        self.network = network
+        self.address = address
+        self.timeout = timeout
+
+    def connect(self, factory: Any) -> defer.Deferred[Any]:
+        try:
+            endpoint = self.chain.bindEndpoint(self.network, self.address, self.timeout)
+            d = endpoint.connect(factory)
+        except Exception:
+            d = defer.fail()
+
+        def failed(reason: Failure) -> Failure:
+            if not reason.check(defer.CancelledError):
+                self.onFailure(reason)
+            return reason
+
+        return d.addErrback(failed)
+
+
+class _RemoteListener:
+    """
+    What rtcp and rudp share: the chain, the BIND kept up by a ClientService.
+    """
+
+    network = "tcp"
+
+    def __init__(self, reactor: Any, service: ServiceConfig, context: Any) -> None:
+        listener = service.listener
+        assert listener is not None
+        where = service.source or service.name
+        self.reactor = reactor
+        self.service = service
+        self.where = where
+        self.log = Logger(namespace=f"gostrelay.{listener.type}.{service.name}")
+        self.address = service.addr
+        try:
+            splitHostPort(self.address)
+        except ValueError as e:
+            raise ConfigError(f"{where}: bad address {self.address!r}: {e}") from None
+        chainName = listener.chain
+        if not chainName:
+            raise ConfigError(
+                f"{where}: {listener.type} needs a chain (-F relay://server:port) to bind through; "
+                "without one GOST degrades to a local forwarder, which is not implemented"
+            )
+        chainConfig = context.config.chain(chainName)
+        if chainConfig is None:
+            raise ConfigError(f"{where}: chain {chainName!r} is not defined")
+        from gostrelay.chain import Chain
+
+        self.chain = Chain.fromConfig(reactor, chainConfig, context, where)
+        dialTimeout = service.md.getDuration("dialTimeout") or DEFAULT_DIAL_TIMEOUT
+        self.endpoint = _BindEachTime(self.chain, self.network, self.address, dialTimeout, self.failed)
+        md = listener.md
+        self.maxRetryDelay = md.getDuration("maxRetryDelay") or DEFAULT_MAX_RETRY_DELAY
+        self.muxConfig = MuxConfig.fromMetadata(md, where)
+        self.binds = 0
+        self.boundAddress = ""
+
+    def listen(self, handler: Any) -> defer.Deferred[Any]:
+        self.handler = handler
+        policy = backoffPolicy(initialDelay=1.0, maxDelay=self.maxRetryDelay, factor=2.0, jitter=random.random)
+        service = ClientService(self.endpoint, self._factory(), retryPolicy=policy, clock=self.reactor)
+        service.startService()
+        return defer.succeed(_RemotePort(self, service))
+
+    def _factory(self) -> Factory:
+        raise NotImplementedError
+
+    def bound(self, transport: Any) -> None:
+        response = getattr(transport, "response", None)
+        addr = response.addr if response is not None else None
+        self.binds += 1
+        self.boundAddress = addr.address if addr is not None else ""
+        self.log.info(
+            "{name}: bound {address} on the relay server as {bound} (bind #{n})",
+            name=self.service.name, address=self.address, bound=self.boundAddress or "?", n=self.binds,
+        )
+
+    def failed(self, reason: Failure) -> None:
+        if reason.check(RelayRefused):
+            status = reason.value.status  # type: ignore[union-attr]
+            if status == Status.FORBIDDEN:
+                why = "the relay server refuses BIND (start it with bind=true)"
+            elif status == Status.SERVICE_UNAVAILABLE:
+                why = f"the relay server cannot bind {self.address}"
+            else:
+                why = f"the relay server answered {statusText(status)}"
+        else:
+            why = reason.getErrorMessage()
+        self.log.info("{name}: bind {address} failed: {why}; retrying", name=self.service.name, address=self.address, why=why)
+
+
+class _RemotePort:
+    def __init__(self, listener: _RemoteListener, service: ClientService) -> None:
+        self.listener = listener
+        self.service = service
+
+    def getHost(self) -> Any:
+        host, port = splitHostPort(self.listener.address)
+        return _StreamAddress(host or "0.0.0.0", port)
+
+    def stopListening(self) -> Any:
+        return self.service.stopService()
+
+
+# -- rtcp
+
+
+class _PerPeerPreamble(Protocol):
+    """
+    Reads the per-peer relay response the server writes first on every BIND
+    stream (naming the remote peer), then hands the stream to the handler's
+    protocol.
+    """
+
+    def __init__(self, listener: RTCPListener) -> None:
+        self.listener = listener
+        self.parser = ResponseParser()
+
+    def dataReceived(self, data: bytes) -> None:
+        try:
+            response = self.parser.feed(data)
+        except RelayDecodeError as e:
+            self.listener.log.info("bad per-peer response on a BIND stream: {e}", e=e)
+            self.transport.loseConnection()  # type: ignore[union-attr]
+            return
+        if response is None:
+            return
+        stream: MuxStream = self.transport  # type: ignore[assignment]
+        if response.status != Status.OK:
+            self.listener.log.info("BIND stream refused by the server: {s}", s=statusText(response.status))
+            stream.loseConnection()
+            return
+        addr = response.addr
+        if addr is not None:
+            stream.peerAddress = _StreamAddress(addr.host, addr.port)
+        protocol = self.listener.handler.buildProtocol(stream.peerAddress)
+        if protocol is None:
+            stream.loseConnection()
+            return
+        stream.protocol = protocol
+        protocol.makeConnection(stream)
+        if self.parser.remainder:
+            protocol.dataReceived(self.parser.remainder)
+
+    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+        pass
+
+
+class _TCPBindProtocol(Protocol):
+    """
+    The client side of a TCP BIND: an smux session (server role) over the
+    BIND's relay stream; every stream is a remote peer.
+    """
+
+    def __init__(self, listener: RTCPListener) -> None:
+        self.listener = listener
+        self.session: MuxSession | None = None
+
+    def connectionMade(self) -> None:
+        self.listener.bound(self.transport)
+        self.session = MuxSession(
+            self.listener.reactor,
+            self.transport,
+            client=False,
+            config=self.listener.muxConfig,
+            acceptStream=self._accept,
+            label=f"{self.listener.service.name} BIND {self.listener.boundAddress}",
+        )
+
+    def _accept(self, stream: MuxStream) -> None:
+        stream.attach(_PerPeerPreamble(self.listener))
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.session is not None:
+            self.session.dataReceived(data)
+
+    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+        if self.session is not None:
+            self.session.connectionLost(reason)
+        self.listener.log.info(
+            "{name}: BIND {bound} ended: {why}",
+            name=self.listener.service.name, bound=self.listener.boundAddress,
+            why=reason.getErrorMessage() if reason is not None else "closed",
+        )
+
+
+class _BindFactory(Factory):
+    noisy = False
+
+    def __init__(self, listener: _RemoteListener, protocolClass: Any) -> None:
+        self.listener = listener
+        self.protocolClass = protocolClass
+
+    def buildProtocol(self, addr: Any) -> Protocol:
+        return self.protocolClass(self.listener)  # type: ignore[no-any-return]
+
+    def clientConnectionFailed(self, connector: Any, reason: Failure) -> None:
+        pass
+
+
+@implementer(IListener)
+class RTCPListener(_RemoteListener):
+    """
+    Options (listener metadata): C{mux.*} (as the server's), ours:
+    C{maxRetryDelay} (5 s).
+    """
+
+    network = "tcp"
+
+    def _factory(self) -> Factory:
+        return _BindFactory(self, _TCPBindProtocol)
+
+
+# -- rudp
+
+
+class _TunnelSocket:
+    """
+    What a L{UDPSessionTable} writes replies to: here, tunnel datagrams on
+    the BIND stream, addressed to the remote peer.
+    """
+
+    def __init__(self, transport: Any) -> None:
+        self.transport = transport
+        self.dropped = 0
+
+    def write(self, data: bytes, addr: Any) -> None:
+        if not data:
+            self.dropped += 1
+            return
+        try:
+            frame = encodeTunnelDatagram(addr[0], addr[1], data)
+        except FrameError:
+            self.dropped += 1
+            return
+        self.transport.write(frame)
+
+
+class _UDPBindProtocol(Protocol):
+    """
+    The client side of a UDP BIND: tunnel datagrams from remote peers,
+    demultiplexed into sessions by the rudp handler.
+    """
+
+    def __init__(self, listener: RUDPListener) -> None:
+        self.listener = listener
+        self.parser = TunnelDatagramParser()
+        self.table = UDPSessionTable(listener.sessions, listener.handler)
+
+    def connectionMade(self) -> None:
+        self.listener.bound(self.transport)
+        self.table.transport = _TunnelSocket(self.transport)  # type: ignore[assignment]
+
+    def dataReceived(self, data: bytes) -> None:
+        try:
+            datagrams = self.parser.feed(data)
+        except FrameError as e:
+            self.listener.log.info("bad tunnel datagram from the relay server: {e}", e=e)
+            self.transport.loseConnection()  # type: ignore[union-attr]
+            return
+        for host, port, payload in datagrams:
+            self.table.datagramReceived(payload, (host, port))
+
+    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+        self.table.closeAll()
+        self.listener.log.info(
+            "{name}: UDP BIND {bound} ended: {why}",
+            name=self.listener.service.name, bound=self.listener.boundAddress,
+            why=reason.getErrorMessage() if reason is not None else "closed",
+        )
+
+
+@implementer(IListener)
+class RUDPListener(_RemoteListener):
+    """
+    Options (listener metadata): the udp listener's session options
+    (C{ttl} 60 s, C{readQueueSize}, C{maxSessions}; sessions are always kept
+    alive), ours: C{maxRetryDelay} (5 s).
+    """
+
+    network = "udp"
+    datagram = True
+
+    def __init__(self, reactor: Any, service: ServiceConfig, context: Any) -> None:
+        super().__init__(reactor, service, context)
+        self.sessions = UDPListener(reactor, service, context)
+        self.sessions.keepAlive = True
+        self.sessions.log = self.log
+
+    def listen(self, handler: Any) -> defer.Deferred[Any]:
+        if not hasattr(handler, "openSession"):
+            return defer.fail(ConfigError(f"{self.where}: handler cannot serve an rudp listener"))
+        return super().listen(handler)
+
+    def _factory(self) -> Factory:
+        return _BindFactory(self, _UDPBindProtocol)
