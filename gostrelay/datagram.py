@@ -93,6 +93,9 @@ class UDPSocketChannel(DatagramProtocol):
                 if addr is None:
                     raise ValueError("an unconnected UDP channel needs an address")
                 host, port = splitHostPort(addr)
+                if getattr(self.transport, "addressFamily", None) == socket.AF_INET6 and "." in host:
+                    # A dual-stack socket reaches IPv4 peers at their mapped address.
+                    host = "::ffff:" + host
                 self.transport.write(data, (host, port))
             self.sent += 1
         except (OSError, ValueError, AddressError) as e:
@@ -159,6 +162,52 @@ def connectUDP(reactor: Any, receiver: IDatagramReceiver, address: str) -> defer
         return channel
 
     return defer.Deferred.fromCoroutine(go())
+
+
+@implementer(IDatagramChannel)
+class ResolvingChannel:
+    """
+    An unconnected UDP channel that takes names as destinations: they are
+    resolved (with the reactor's resolver) before sending; a name that does
+    not resolve drops its datagram.
+    """
+
+    def __init__(self, reactor: Any, channel: UDPSocketChannel) -> None:
+        self.reactor = reactor
+        self.channel = channel
+
+    @property
+    def dropped(self) -> int:
+        return self.channel.dropped
+
+    def sendDatagram(self, data: bytes, addr: str | None = None) -> None:
+        if addr is None:
+            self.channel.dropped += 1
+            return
+        try:
+            host, port = splitHostPort(addr)
+        except AddressError:
+            self.channel.dropped += 1
+            return
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            pass
+        else:
+            self.channel.sendDatagram(data, addr)
+            return
+
+        def resolved(ip: str) -> None:
+            self.channel.sendDatagram(data, joinHostPort(ip, port))
+
+        def failed(f: Failure) -> None:
+            self.channel.dropped += 1
+            _log.debug("UDP datagram to {addr} dropped: {e}", addr=addr, e=f.value)
+
+        defer.Deferred.fromCoroutine(_resolve(self.reactor, host)).addCallbacks(resolved, failed)
+
+    def close(self) -> None:
+        self.channel.close()
 
 
 @implementer(IPushProducer)

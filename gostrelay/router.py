@@ -162,6 +162,54 @@ class Router:
         assert last is not None
         raise last
 
+    def association(self, receiver: Any) -> defer.Deferred[Any]:
+        """
+        A datagram channel to any destination (SOCKS5 UDP ASSOCIATE):
+        through the chain, a relay UDP association (a UDP BIND of
+        0.0.0.0:0 on the last hop, carrying tunnel datagrams; the server
+        needs bind=true, as in GOST); directly, an unconnected UDP socket
+        that resolves names before sending.
+        """
+        from gostrelay.datagram import (
+            ChannelFactory,
+            ResolvingChannel,
+            TunnelFramedChannel,
+            UDPSocketChannel,
+            listenUDP,
+        )
+
+        if self.route is not None:
+            bindEndpoint = getattr(self.route, "bindEndpoint", None)
+            if bindEndpoint is None:
+                return defer.fail(DialError("this route cannot carry a UDP association"))
+            channel = TunnelFramedChannel(receiver)
+            try:
+                d = bindEndpoint("udp", "", self.dialTimeout).connect(ChannelFactory(channel))
+            except Exception as e:  # noqa: BLE001
+                return defer.fail(DialError(f"UDP association: {e}"))
+            timedOut: list[bool] = []
+            timer = self.reactor.callLater(self.dialTimeout, _expire, d, timedOut)
+
+            def done(result: Any) -> Any:
+                if timer.active():
+                    timer.cancel()
+                return result
+
+            def failed(f: Any) -> Any:
+                if f.check(defer.CancelledError) and timedOut:
+                    raise DialError(f"UDP association: timed out after {self.dialTimeout:g}s")
+                if f.check(error.ConnectError):
+                    raise DialError(f"UDP association: {_reason(f.value)}")
+                return f
+
+            return d.addBoth(done).addCallbacks(lambda _: channel, failed)
+        socketChannel = UDPSocketChannel(receiver)
+        try:
+            listenUDP(self.reactor, socketChannel)
+        except Exception as e:  # noqa: BLE001
+            return defer.fail(DialError(f"UDP association: {e}"))
+        return defer.succeed(ResolvingChannel(self.reactor, socketChannel))
+
 
 def _expire(d: defer.Deferred[Any], timedOut: list[bool]) -> None:
     """

@@ -69,6 +69,7 @@ class ProxyEntryProtocol(Protocol):
         self._httpParser: httpproxy.ProxyRequestParser | None = None
         self._onConnected: Any = None
         self._onFailed: Any = None
+        self.association: Any = None
 
     def connectionMade(self) -> None:
         self.peer = describeAddress(self.transport.getPeer())  # type: ignore[union-attr]
@@ -92,7 +93,10 @@ class ProxyEntryProtocol(Protocol):
             self.pipe.dataReceived(A, data)
             return
         self.buffer += data
-        if self.state in ("dialing", "closed"):
+        if self.state in ("dialing", "closed", "associating", "associated"):
+            # Bytes on an association's control connection mean nothing.
+            if self.state.startswith("associat"):
+                self.buffer = b""
             return
         if len(self.buffer) > MAX_REQUEST_BUFFER:
             self._close(f"request larger than {MAX_REQUEST_BUFFER} bytes")
@@ -174,6 +178,9 @@ class ProxyEntryProtocol(Protocol):
                 request, consumed = parsed3
                 self._take(consumed)
                 self.target = joinHostPort(request.host, request.port)
+                if request.command == socks.CMD_UDP_ASSOCIATE and self.handler.udp:
+                    self._associate()
+                    return
                 if request.command != socks.CMD_CONNECT:
                     self.transport.write(socks.encodeSocks5Reply(socks.REP_COMMAND_NOT_SUPPORTED))  # type: ignore[union-attr]
                     name = {socks.CMD_BIND: "BIND", socks.CMD_UDP_ASSOCIATE: "UDP ASSOCIATE"}.get(
@@ -199,6 +206,42 @@ class ProxyEntryProtocol(Protocol):
 
                 self._connect(connected, failed)
                 return
+
+    def _associate(self) -> None:
+        from gostrelay.handlers.socksudp import UDPAssociation
+
+        self._cancelTimeout()
+        self.state = "associating"
+        host = self.transport.getHost()  # type: ignore[union-attr]
+        peer = self.transport.getPeer()  # type: ignore[union-attr]
+        association = UDPAssociation(
+            self.reactor, self.handler.router, self.log, self.peer,
+            getattr(peer, "host", ""), self.handler.udpTTL,
+        )
+        self.association = association
+        association.onClose = lambda: self.transport.loseConnection()  # type: ignore[union-attr]
+
+        def ready(address: tuple[str, int]) -> None:
+            if self.state != "associating":
+                association.close()
+                return
+            self.state = "associated"
+            self.transport.write(socks.encodeSocks5Reply(socks.REP_SUCCEEDED, *address))  # type: ignore[union-attr]
+            self.log.info(
+                "{peer} socks5 UDP association user={user!r}: open on {addr}",
+                peer=self.peer, user=self.user, addr=joinHostPort(*address),
+            )
+
+        def failed(reason: Failure) -> None:
+            if self.state != "associating":
+                return
+            self.transport.write(socks.encodeSocks5Reply(socks.REP_GENERAL_FAILURE))  # type: ignore[union-attr]
+            why = reason.getErrorMessage()
+            if reason.check(RelayRefused) and reason.value.status == Status.FORBIDDEN:  # type: ignore[union-attr]
+                why = "the relay server refuses UDP association (it needs bind=true)"
+            self._close(f"UDP association failed: {why}")
+
+        association.start(getattr(host, "host", "")).addCallbacks(ready, failed)
 
     # -- SOCKS4
 
@@ -324,6 +367,8 @@ class ProxyEntryProtocol(Protocol):
         if self.state == "piping":
             assert self.pipe is not None
             self.pipe.readEOF(A)
+        elif self.state.startswith("associat"):
+            self.transport.loseConnection()  # type: ignore[union-attr]
         elif self.state not in ("dialing", "closed"):
             self._close("peer closed before a complete request")
 
@@ -333,6 +378,8 @@ class ProxyEntryProtocol(Protocol):
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
         self._cancelTimeout()
         state, self.state = self.state, "closed"
+        if self.association is not None:
+            self.association.close()
         if state == "piping":
             assert self.pipe is not None
             self.pipe.connectionLost(A, reason)
@@ -344,7 +391,8 @@ class ProxyEntryProtocol(Protocol):
 class ProxyEntryHandler(Factory):
     """
     Options (handler metadata): C{readTimeout} (15 s), C{idleTimeout}
-    (0 = none), C{authBasicRealm} (C{gost}).  Users: URL userinfo, C{auth},
+    (0 = none), C{authBasicRealm} (C{gost}), C{udp} (false: SOCKS5 UDP
+    ASSOCIATE refused), C{ttl} (60 s, ours: an idle UDP association ends).  Users: URL userinfo, C{auth},
     C{auther(s)}.
     """
 
@@ -362,6 +410,8 @@ class ProxyEntryHandler(Factory):
         self.readTimeout = readTimeout if readTimeout > 0 else DEFAULT_READ_TIMEOUT
         self.idleTimeout = max(0.0, md.getDuration("idleTimeout"))
         self.realm = md.getString("authBasicRealm", default="gost") or "gost"
+        self.udp = md.getBool("udp")
+        self.udpTTL = md.getDuration("ttl") or 60.0
         where = service.source or service.name
         self.authenticator: Authenticator | None = authenticatorFor(handler, context.config, where)
         self.router: Router = context.router(service, handler.chain, where)

@@ -1,0 +1,158 @@
+"""
+SOCKS5 UDP ASSOCIATE on the local proxy entry (handler option C{udp=true},
+as GOST requires; spec-relay.md 11).
+
+The entry opens a local UDP socket for the client and an upstream channel
+to any destination: through the chain a relay UDP association (the relay
+server needs C{bind=true}), directly an unconnected UDP socket.  SOCKS5 UDP
+datagrams from the client become upstream datagrams to their destination;
+upstream datagrams come back wrapped in the SOCKS5 UDP header naming their
+source.  The association lives as long as the client's TCP connection
+(RFC 1928), and is also bounded by C{ttl} of silence (ours, 60 s).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet import defer
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from gostrelay.datagram import UDPSocketChannel, _ipText, listenUDP
+from gostrelay.interfaces import IDatagramReceiver
+from gostrelay.wire import socks
+from gostrelay.wire.address import joinHostPort, splitHostPort
+
+
+@implementer(IDatagramReceiver)
+class _ClientSide:
+    def __init__(self, association: UDPAssociation) -> None:
+        self.association = association
+
+    def datagramReceived(self, data: bytes, addr: str) -> None:
+        self.association.fromClient(data, addr)
+
+    def channelClosed(self, reason: Failure | None) -> None:
+        pass
+
+
+@implementer(IDatagramReceiver)
+class UDPAssociation:
+    """
+    One SOCKS5 UDP association.
+    """
+
+    def __init__(self, reactor: Any, router: Any, log: Logger, peer: str, clientHost: str, ttl: float) -> None:
+        self.reactor = reactor
+        self.router = router
+        self.log = log
+        self.peer = peer
+        self.clientHost = clientHost
+        self.ttl = ttl
+        self.local = UDPSocketChannel(_ClientSide(self))
+        self.upstream: Any = None
+        self.clientAddr: str | None = None
+        self.counts = [0, 0, 0, 0]
+        self.dropped = 0
+        self.closed = False
+        self.onClose: Any = None
+        self._last = reactor.seconds()
+        self._timer: Any = None
+
+    def start(self, interface: str) -> defer.Deferred[tuple[str, int]]:
+        """
+        Bind the local socket on C{interface} and open the upstream; fires
+        with the address to tell the client.
+        """
+        try:
+            port = listenUDP(self.reactor, self.local, interface, 0)
+        except Exception as e:  # noqa: BLE001
+            return defer.fail(e)
+        d = self.router.association(self)
+
+        def ready(channel: Any) -> tuple[str, int]:
+            if self.closed:
+                channel.close()
+                raise defer.CancelledError()
+            self.upstream = channel
+            self._timer = self.reactor.callLater(self.ttl, self._check)
+            host = port.getHost()
+            return _ipText(host.host), host.port
+
+        def failed(f: Failure) -> Failure:
+            self.local.close()
+            return f
+
+        return d.addCallbacks(ready, failed)
+
+    def _check(self) -> None:
+        self._timer = None
+        due = self._last + self.ttl
+        if self.reactor.seconds() < due:
+            self._timer = self.reactor.callLater(due - self.reactor.seconds(), self._check)
+            return
+        self.log.debug("{peer} UDP association idle for {ttl:g}s; closing", peer=self.peer, ttl=self.ttl)
+        self.close()
+        if self.onClose is not None:
+            self.onClose()
+
+    def fromClient(self, data: bytes, addr: str) -> None:
+        host, _ = splitHostPort(addr)
+        if self.clientAddr is None:
+            # Only the client that asked may use the association.
+            if host != self.clientHost and self.clientHost not in ("", "0.0.0.0", "::"):
+                self.dropped += 1
+                return
+            self.clientAddr = addr
+        elif addr != self.clientAddr:
+            self.dropped += 1
+            return
+        try:
+            datagram = socks.parseSocks5Datagram(data)
+        except socks.SocksError:
+            self.dropped += 1
+            return
+        if datagram.frag != 0 or self.upstream is None:
+            # Fragmentation is optional in RFC 1928; GOST drops fragments too.
+            self.dropped += 1
+            return
+        self._last = self.reactor.seconds()
+        self.counts[0] += 1
+        self.counts[1] += len(datagram.data)
+        self.upstream.sendDatagram(datagram.data, joinHostPort(datagram.host, datagram.port))
+
+    def datagramReceived(self, data: bytes, addr: str) -> None:
+        if self.clientAddr is None:
+            self.dropped += 1
+            return
+        host, port = splitHostPort(addr)
+        self._last = self.reactor.seconds()
+        self.counts[2] += 1
+        self.counts[3] += len(data)
+        self.local.sendDatagram(socks.encodeSocks5Datagram(host, port, data), self.clientAddr)
+
+    def channelClosed(self, reason: Failure | None) -> None:
+        if not self.closed:
+            self.close()
+            if self.onClose is not None:
+                self.onClose()
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+        if self.upstream is not None:
+            upstream, self.upstream = self.upstream, None
+            upstream.close()
+        self.local.close()
+        c = self.counts
+        self.log.info(
+            "{peer} socks5 UDP association closed, {du} datagrams ({bu} bytes) out, "
+            "{dd} datagrams ({bd} bytes) in, {dropped} dropped",
+            peer=self.peer, du=c[0], bu=c[1], dd=c[2], bd=c[3], dropped=self.dropped,
+        )

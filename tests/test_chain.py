@@ -1,0 +1,389 @@
+"""
+Tests for L{gostrelay.chain}: routes through hops of relay nodes
+(spec-relay.md 7.1, 7.2), node selection and failure marking (section 8),
+and L{gostrelay.endpoints.chainEndpoint}.
+
+Chains are built from GOST command lines (C{-F ...}) on a
+L{MemoryReactorClock}: the first hop's TCP connection shows up in
+C{reactor.tcpClients} and is completed by hand with a transport that
+records every write, so the bytes on the first carrier can be compared
+with the nested relay requests.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet.address import IPv4Address
+from twisted.internet.error import ConnectError, ConnectionDone, ConnectionRefusedError
+from twisted.internet.testing import MemoryReactorClock
+from twisted.python.failure import Failure
+from twisted.trial.unittest import SynchronousTestCase
+
+from gostrelay.build import BuildContext
+from gostrelay.chain import Chain, _MarkingEndpoint
+from gostrelay.config.model import ConfigError
+from gostrelay.config.url import buildConfigFromCommandLine
+from gostrelay.connectors.relay import RelayRefused
+from gostrelay.endpoints import chainEndpoint
+from gostrelay.wire.relay import connectRequest
+from tests import vectors
+from tests.test_connector_relay import AppFactory, RecordingTransport
+
+OK = bytes.fromhex("01000000")
+NETWORK_UNREACHABLE = vectors.caseBytes("server_resp_connect_refused")
+TARGET = "example.com:80"
+
+
+def buildChain(*nodes: str, reactor: MemoryReactorClock | None = None) -> tuple[MemoryReactorClock, Chain]:
+    """
+    The chain of GOST command line C{-F nodes[0] -F nodes[1] ...}.
+    """
+    reactor = reactor if reactor is not None else MemoryReactorClock()
+    cfg = buildConfigFromCommandLine([], list(nodes))
+    chain = Chain.fromConfig(reactor, cfg.chains[0], BuildContext(reactor, cfg), "test")
+    return reactor, chain
+
+
+def connectVia(chain: Chain, first: bytes = b"", target: str = TARGET):  # type: ignore[no-untyped-def]
+    """
+    Connect an application through C{chain}; return its factory and a list
+    collecting the outcome of the connect.
+    """
+    app = AppFactory(first)
+    results: list[Any] = []
+    endpoint = chain.endpoint("tcp", target, 15)
+    endpoint.connect(app).addBoth(results.append)
+    return app, results
+
+
+def acceptFirstHop(reactor: MemoryReactorClock, index: int = -1) -> tuple[Any, RecordingTransport]:
+    """
+    Complete the TCP connection to the first hop: the relay protocol of
+    hop 1 and the carrier's transport.
+    """
+    host, port, factory = reactor.tcpClients[index][:3]
+    proto = factory.buildProtocol(IPv4Address("TCP", host, port))
+    tr = RecordingTransport(peerAddress=IPv4Address("TCP", host, port))
+    proto.makeConnection(tr)
+    return proto, tr
+
+
+def refuseFirstHop(reactor: MemoryReactorClock, index: int = -1) -> None:
+    factory = reactor.tcpClients[index][2]
+    factory.clientConnectionFailed(reactor.connectors[index], Failure(ConnectionRefusedError()))
+
+
+def dialedHosts(reactor: MemoryReactorClock) -> list[tuple[str, int]]:
+    return [(h, p) for h, p, *_ in reactor.tcpClients]
+
+
+def request(address: str, auth: tuple[str, str] | None = None, network: str = "tcp") -> bytes:
+    user, password = auth if auth else (None, "")
+    return connectRequest(address, network, user, password).encode()
+
+
+class CompositionTests(SynchronousTestCase):
+    """
+    Hop 2's CONNECT travels inside hop 1's CONNECT stream (spec 7.2).
+    """
+
+    def test_twoHopsGluedDefault(self) -> None:
+        """
+        nodelay=false on both hops: the first carrier receives, in ONE
+        write, hop 1's header (CONNECT to node 2's address, hop 1's
+        credentials), hop 2's header (CONNECT to the target, hop 2's
+        credentials) and the application's first bytes; the connect fires
+        at once; the two OKs are stripped from the reply.
+        """
+        reactor, chain = buildChain("relay://u1:p1@10.0.0.1:1001", "relay://u2:p2@10.0.0.2:1002")
+        app, results = connectVia(chain, b"GET / HTTP/1.1\r\n\r\n")
+        self.assertEqual(dialedHosts(reactor), [("10.0.0.1", 1001)])
+        hop1, tr = acceptFirstHop(reactor)
+        expected = request("10.0.0.2:1002", ("u1", "p1")) + request(TARGET, ("u2", "p2")) + b"GET / HTTP/1.1\r\n\r\n"
+        self.assertEqual(tr.writes, [expected])
+        self.assertEqual(len(results), 1)
+        self.assertIs(results[0], app.built[0])
+        hop1.dataReceived(OK + OK + b"HTTP/1.1 200 OK\r\n")
+        self.assertEqual(app.built[0].received, b"HTTP/1.1 200 OK\r\n")
+        self.assertEqual(reactor.getDelayedCalls(), [])
+
+    def test_twoHopsResponsesSplit(self) -> None:
+        """
+        The two responses arriving byte by byte are both stripped.
+        """
+        reactor, chain = buildChain("relay://10.0.0.1:1001", "relay://10.0.0.2:1002")
+        app, results = connectVia(chain, b"x")
+        hop1, tr = acceptFirstHop(reactor)
+        for b in OK + OK + b"yz":
+            hop1.dataReceived(bytes([b]))
+        self.assertEqual(app.built[0].received, b"yz")
+
+    def test_threeHops(self) -> None:
+        reactor, chain = buildChain("relay://10.0.0.1:1001", "relay://10.0.0.2:1002", "relay://10.0.0.3:1003")
+        app, results = connectVia(chain, b"hello")
+        hop1, tr = acceptFirstHop(reactor)
+        self.assertEqual(
+            tr.writes,
+            [request("10.0.0.2:1002") + request("10.0.0.3:1003") + request(TARGET) + b"hello"],
+        )
+
+    def test_twoHopsQuietDelay(self) -> None:
+        """
+        An application that says nothing: after quietDelay the carrier has
+        carried both headers, in order (whether in one write or two).
+        """
+        reactor, chain = buildChain("relay://10.0.0.1:1001", "relay://10.0.0.2:1002")
+        app, results = connectVia(chain)
+        hop1, tr = acceptFirstHop(reactor)
+        self.assertEqual(len(results), 1)
+        self.assertEqual(tr.writes, [])
+        reactor.advance(0.02)
+        self.assertEqual(b"".join(tr.writes), request("10.0.0.2:1002") + request(TARGET))
+        self.assertEqual(reactor.getDelayedCalls(), [])
+        hop1.dataReceived(OK + OK + b"220 banner\r\n")
+        self.assertEqual(app.built[0].received, b"220 banner\r\n")
+
+    def test_twoHopsNodelay(self) -> None:
+        """
+        nodelay=true on both hops: hop 1's header at once; hop 2's header
+        once hop 1's OK arrived; the application gets the connection with
+        hop 2's OK.
+        """
+        reactor, chain = buildChain(
+            "relay://10.0.0.1:1001?nodelay=true", "relay://10.0.0.2:1002?nodelay=true"
+        )
+        app, results = connectVia(chain, b"hello")
+        hop1, tr = acceptFirstHop(reactor)
+        self.assertEqual(tr.writes, [request("10.0.0.2:1002")])
+        self.assertEqual(results, [])
+        hop1.dataReceived(OK)
+        self.assertEqual(tr.writes, [request("10.0.0.2:1002"), request(TARGET)])
+        self.assertEqual(results, [])
+        hop1.dataReceived(OK + b"banner")
+        self.assertEqual(len(results), 1)
+        self.assertEqual(tr.writes[2:], [b"hello"])
+        self.assertEqual(app.built[0].received, b"banner")
+        self.assertEqual(reactor.getDelayedCalls(), [])
+
+    def test_mixedNodelay(self) -> None:
+        """
+        Hop 1 default, hop 2 nodelay=true: hop 2's header is sent at once,
+        glued behind hop 1's header in one write.
+        """
+        reactor, chain = buildChain("relay://10.0.0.1:1001", "relay://10.0.0.2:1002?nodelay=true")
+        app, results = connectVia(chain, b"hello")
+        hop1, tr = acceptFirstHop(reactor)
+        self.assertEqual(tr.writes, [request("10.0.0.2:1002") + request(TARGET)])
+        hop1.dataReceived(OK + OK)
+        self.assertEqual(len(results), 1)
+        self.assertEqual(tr.writes[1:], [b"hello"])
+
+    def test_secondHopRefusesTarget(self) -> None:
+        """
+        With nodelay=true, the last hop refusing the target fails the
+        connect with L{RelayRefused}.
+        """
+        reactor, chain = buildChain("relay://10.0.0.1:1001", "relay://10.0.0.2:1002?nodelay=true")
+        app, results = connectVia(chain)
+        hop1, tr = acceptFirstHop(reactor)
+        hop1.dataReceived(OK + NETWORK_UNREACHABLE)
+        self.assertIsInstance(results[0], Failure)
+        results[0].trap(RelayRefused)
+        self.assertEqual(app.built, [])
+
+    def test_udpThroughTwoHops(self) -> None:
+        """
+        A UDP CONNECT through two hops: hop 1 CONNECTs (tcp) to node 2,
+        hop 2 sends the UDP CONNECT.
+        """
+        from gostrelay.datagram import ChannelFactory, LengthFramedChannel
+
+        reactor, chain = buildChain("relay://10.0.0.1:1001", "relay://10.0.0.2:1002")
+        channel = LengthFramedChannel(None, "10.9.9.9:53")
+        chain.endpoint("udp", "10.9.9.9:53", 15).connect(ChannelFactory(channel))
+        hop1, tr = acceptFirstHop(reactor)
+        channel.sendDatagram(b"hello", "")
+        self.assertEqual(
+            tr.writes,
+            [request("10.0.0.2:1002") + request("10.9.9.9:53", network="udp") + b"\x00\x05hello"],
+        )
+
+
+class SelectionTests(SynchronousTestCase):
+    """
+    Several nodes per hop (C{-F relay://a,b}): round robin and failure
+    marking (spec 8).
+    """
+
+    def test_roundRobin(self) -> None:
+        reactor, chain = buildChain("relay://10.0.0.1:1001,10.0.0.2:1002")
+        for _ in range(4):
+            connectVia(chain)
+        self.assertEqual(
+            dialedHosts(reactor),
+            [("10.0.0.1", 1001), ("10.0.0.2", 1002), ("10.0.0.1", 1001), ("10.0.0.2", 1002)],
+        )
+
+    def test_roundRobinSecondHop(self) -> None:
+        """
+        The second hop's node is chosen per route too: it shows up as the
+        address hop 1 CONNECTs to.
+        """
+        reactor, chain = buildChain("relay://10.0.0.1:1001", "relay://10.0.0.2:1002,10.0.0.3:1003")
+        seen = []
+        for i in range(2):
+            connectVia(chain, b"x")
+            hop1, tr = acceptFirstHop(reactor, i)
+            seen.append(tr.writes[0][: len(request("10.0.0.2:1002"))])
+        self.assertEqual(seen, [request("10.0.0.2:1002"), request("10.0.0.3:1003")])
+
+    def test_refusedDialMarksNode(self) -> None:
+        """
+        A refused dial marks the node; the next routes use the other node
+        until failTimeout (10 s) has passed.
+        """
+        reactor, chain = buildChain("relay://10.0.0.1:1001,10.0.0.2:1002")
+        app, results = connectVia(chain)
+        refuseFirstHop(reactor)
+        self.assertIsInstance(results[0], Failure)
+        nodes = chain.hops[0].selector.nodes
+        self.assertEqual(nodes[0].failures, 1)
+        for _ in range(3):
+            connectVia(chain)
+        self.assertEqual(
+            dialedHosts(reactor)[1:], [("10.0.0.2", 1002)] * 3, "a failed node must be left out"
+        )
+        reactor.advance(11)
+        connectVia(chain)
+        connectVia(chain)
+        self.assertIn(("10.0.0.1", 1001), dialedHosts(reactor)[4:])
+
+    def test_fifoFailover(self) -> None:
+        """
+        C{strategy=fifo}: always the first node, until it fails.
+        """
+        reactor, chain = buildChain("relay://10.0.0.1:1001,10.0.0.2:1002?strategy=fifo")
+        connectVia(chain)
+        connectVia(chain)
+        self.assertEqual(dialedHosts(reactor), [("10.0.0.1", 1001)] * 2)
+        refuseFirstHop(reactor)
+        connectVia(chain)
+        self.assertEqual(dialedHosts(reactor)[-1], ("10.0.0.2", 1002))
+
+    def test_successResetsFailures(self) -> None:
+        reactor, chain = buildChain("relay://10.0.0.1:1001,10.0.0.2:1002?strategy=fifo")
+        connectVia(chain)
+        refuseFirstHop(reactor)
+        node = chain.hops[0].selector.nodes[0]
+        self.assertEqual(node.failures, 1)
+        reactor.advance(31)
+        connectVia(chain)
+        self.assertEqual(dialedHosts(reactor)[-1], ("10.0.0.1", 1001))
+        acceptFirstHop(reactor)
+        self.assertEqual(node.failures, 0)
+
+    def test_relayRefusalOfNextHopMarks(self) -> None:
+        """
+        Hop 1's relay server refusing the CONNECT to node 2 (nodelay=true)
+        fails the route; the next route avoids a failed node.
+        """
+        reactor, chain = buildChain(
+            "relay://10.0.0.1:1001?nodelay=true", "relay://10.0.0.2:1002,10.0.0.3:1003?strategy=fifo"
+        )
+        app, results = connectVia(chain)
+        hop1, tr = acceptFirstHop(reactor)
+        self.assertEqual(tr.writes, [request("10.0.0.2:1002")])
+        hop1.dataReceived(NETWORK_UNREACHABLE)
+        results[0].trap(ConnectError)
+        hop1.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual(chain.hops[1].selector.nodes[0].failures, 1)
+        connectVia(chain)
+        hop1, tr = acceptFirstHop(reactor)
+        self.assertEqual(tr.writes, [request("10.0.0.3:1003")])
+
+    def test_onlyTheFailingNodeIsMarked(self) -> None:
+        """
+        GOST marks only the node whose dial (or the CONNECT to it) failed
+        (go-gost/x chain/route.go, C{route.connect}: each node's own
+        marker).  A refused dial of hop 1 must not mark hop 2's node, which
+        was never tried.
+
+        KNOWN BUG (failing on purpose): L{_MarkingEndpoint} marks every node
+        of the route on any failure, so a healthy hop-2 node is left out
+        for failTimeout because hop 1 was down.
+        """
+        reactor, chain = buildChain("relay://10.0.0.1:1001", "relay://10.0.0.2:1002,10.0.0.3:1003")
+        app, results = connectVia(chain)
+        refuseFirstHop(reactor)
+        self.assertEqual(chain.hops[0].selector.nodes[0].failures, 1)
+        self.assertEqual(
+            [n.failures for n in chain.hops[1].selector.nodes], [0, 0],
+            "hop 2's node was marked failed although only hop 1's dial failed",
+        )
+
+    def test_targetRefusalMarksNoNode(self) -> None:
+        """
+        GOST does not mark any chain node when the last hop's CONNECT to
+        the *target* fails (go-gost/x chain/route.go, C{route.Dial}: the
+        final C{Transport.Connect} error is returned without marking): an
+        unreachable target says nothing about the relay nodes.
+
+        KNOWN BUG (failing on purpose): L{_MarkingEndpoint} marks every node
+        of the route when the last relay server answers 01070000
+        (nodelay=true), so one request for a dead target takes a healthy
+        relay node out of rotation for failTimeout.
+        """
+        reactor, chain = buildChain("relay://10.0.0.1:1001,10.0.0.2:1002?nodelay=true")
+        app, results = connectVia(chain)
+        hop1, tr = acceptFirstHop(reactor)
+        hop1.dataReceived(NETWORK_UNREACHABLE)
+        results[0].trap(RelayRefused)
+        hop1.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual(
+            [n.failures for n in chain.hops[0].selector.nodes], [0, 0],
+            "a relay node was marked failed because the target was unreachable",
+        )
+
+
+class ChainEndpointTests(SynchronousTestCase):
+    """
+    L{chainEndpoint}: GOST C{-F} URLs for any Twisted program.
+    """
+
+    def test_builds(self) -> None:
+        reactor = MemoryReactorClock()
+        endpoint = chainEndpoint(reactor, ["relay://a:1", "relay://b:2"], "x", 80)
+        self.assertIsInstance(endpoint, _MarkingEndpoint)
+        self.assertEqual([node.addr for _, node in endpoint.route], ["a:1", "b:2"])
+        self.assertEqual(endpoint.wrapped.request, request("x:80"))
+        self.assertEqual(endpoint.wrapped.through.request, request("b:2"))
+
+    def test_bytesOnTheWire(self) -> None:
+        reactor = MemoryReactorClock()
+        endpoint = chainEndpoint(reactor, ["relay://u:p@10.0.0.1:1", "relay://10.0.0.2:2?nodelay=false"], "x", 80)
+        app = AppFactory(b"hi")
+        endpoint.connect(app)
+        hop1, tr = acceptFirstHop(reactor)
+        self.assertEqual(tr.writes, [request("10.0.0.2:2", ("u", "p")) + request("x:80") + b"hi"])
+
+    def test_ipv6Target(self) -> None:
+        reactor = MemoryReactorClock()
+        endpoint = chainEndpoint(reactor, ["relay://10.0.0.1:1"], "2001:db8::1", 443)
+        self.assertEqual(endpoint.wrapped.request, request("[2001:db8::1]:443"))
+
+    def test_unimplementedDialer(self) -> None:
+        """
+        A dialer we do not implement is refused, naming it.
+        """
+        reactor = MemoryReactorClock()
+        e = self.assertRaises(ConfigError, chainEndpoint, reactor, ["relay+quic://a:1"], "x", 80)
+        self.assertIn("quic", str(e))
+
+    def test_unimplementedConnector(self) -> None:
+        reactor = MemoryReactorClock()
+        e = self.assertRaises(ConfigError, chainEndpoint, reactor, ["relay://a:1", "socks5://b:2"], "x", 80)
+        self.assertIn("socks5", str(e))
+
+    def test_noNodes(self) -> None:
+        self.assertRaises(ConfigError, chainEndpoint, MemoryReactorClock(), [], "x", 80)
