@@ -11,11 +11,13 @@ each L{MuxStream} is the transport of one protocol.
 Liveness as smux does it: a NOP every C{keepaliveInterval} (10 s) and the
 session closed when nothing arrived during a whole C{keepaliveTimeout}
 (30 s).  Back-pressure: a stream whose protocol pauses it pauses the
-carrier (smux's head-of-line blocking, without its 4 MiB budget of buffered
-bytes); a carrier that cannot take more pauses the producers registered on
-every stream.  smux v1 has no half-close: a FIN ends the stream both ways.
-Version 2 window updates are sent as a receiver must; as a sender we rely
-on the carrier's back-pressure rather than the peer's window.
+carrier in v1 (smux's head-of-line blocking: v1 has no per-stream flow
+control); in v2 it pauses only itself, holding what arrives and withholding
+its window updates (at most C{maxReceiveBuffer} bytes, or the session is
+broken).  As a v2 sender a stream pauses its producer while the peer's
+window is used up.  A carrier that cannot take more pauses the producers
+registered on every stream.  smux v1 has no half-close: a FIN ends the
+stream both ways.
 """
 
 from __future__ import annotations
@@ -35,6 +37,9 @@ from gostrelay.config.model import ConfigError
 from gostrelay.wire import smux
 
 _log = Logger(namespace="gostrelay.mux")
+
+#: smux v2's initial per-stream send window, before the peer's first UPD.
+INITIAL_PEER_WINDOW = 262144
 
 
 @dataclass
@@ -103,32 +108,72 @@ class MuxStream:
         self.consumed = 0
         self._lastUpdate = 0
         self._pending: list[bytes] = []
+        self._pendingBytes = 0
+        # v2 sender state: what we sent, what the peer says it consumed,
+        # and the window it offers (smux's initial window is 256 KiB).
+        self.written = 0
+        self.peerConsumed = 0
+        self.peerWindow = INITIAL_PEER_WINDOW
+        self.windowShut = False
         self.peerAddress: Any = None
         self.hostAddress: Any = None
 
     def attach(self, protocol: Any) -> None:
         self.protocol = protocol
         protocol.makeConnection(self)
-        pending, self._pending = self._pending, []
-        for data in pending:
-            self._deliver(data)
+        self._flushPending()
 
     # -- from the session
 
     def _deliver(self, data: bytes) -> None:
         if self.closed:
             return
-        if self.protocol is None:
+        if self.protocol is None or (self.paused and self.session.config.version >= 2):
+            # v2: a paused stream holds its bytes and withholds its window
+            # updates, so the peer stops sending on this stream only.
             self._pending.append(data)
+            self._pendingBytes += len(data)
+            if self._pendingBytes > self.session.config.maxReceiveBuffer:
+                _log.info(
+                    "{label}: stream {sid} exceeded its receive buffer; closing the session",
+                    label=self.session.label, sid=self.sid,
+                )
+                self.session.close()
             return
         self.protocol.dataReceived(data)
         if self.session.config.version >= 2:
-            self.consumed += len(data)
-            if self._lastUpdate == 0 or self.consumed - self._lastUpdate >= self.session.config.maxStreamBuffer // 2:
-                self._lastUpdate = self.consumed
-                self.session._send(
-                    smux.encodeUpdate(2, self.sid, self.consumed, self.session.config.maxStreamBuffer)
-                )
+            self._consumed(len(data))
+
+    def _consumed(self, n: int) -> None:
+        self.consumed += n
+        half = self.session.config.maxStreamBuffer // 2
+        if self._lastUpdate == 0 or self.consumed - self._lastUpdate >= half:
+            self._lastUpdate = self.consumed
+            self.session._send(smux.encodeUpdate(2, self.sid, self.consumed, self.session.config.maxStreamBuffer))
+
+    def _flushPending(self) -> None:
+        while self._pending and not self.paused and self.protocol is not None and not self.closed:
+            data = self._pending.pop(0)
+            self._pendingBytes -= len(data)
+            self.protocol.dataReceived(data)
+            if self.session.config.version >= 2:
+                self._consumed(len(data))
+
+    def _windowUpdate(self, consumed: int, window: int) -> None:
+        self.peerConsumed = consumed
+        self.peerWindow = window
+        self._checkWindow()
+
+    def _checkWindow(self) -> None:
+        inflight = (self.written - self.peerConsumed) & 0xFFFFFFFF
+        shut = inflight >= self.peerWindow
+        if shut != self.windowShut:
+            self.windowShut = shut
+            if self.producer is not None and not self.session.carrierPaused:
+                if shut:
+                    self.producer.pauseProducing()
+                else:
+                    self.producer.resumeProducing()
 
     def _remoteFin(self) -> None:
         # No half-close in smux v1: the peer's FIN ends the stream.
@@ -149,6 +194,9 @@ class MuxStream:
         if self.finSent or not data:
             return
         self.session._writeData(self.sid, data)
+        if self.session.config.version >= 2:
+            self.written = (self.written + len(data)) & 0xFFFFFFFF
+            self._checkWindow()
 
     def writeSequence(self, data: Any) -> None:
         self.write(b"".join(data))
@@ -163,7 +211,8 @@ class MuxStream:
             self.session._send(smux.encodeFrame(self.session.config.version, smux.FIN, self.sid))
         if self.paused:
             self.paused = False
-            self.session._streamResumed()
+            if self.session.config.version < 2:
+                self.session._streamResumed()
         self.session._forget(self.sid)
         if self.protocol is not None:
             protocol, self.protocol = self.protocol, None
@@ -182,12 +231,15 @@ class MuxStream:
     def pauseProducing(self) -> None:
         if not self.paused and not self.closed:
             self.paused = True
-            self.session._streamPaused()
+            if self.session.config.version < 2:
+                self.session._streamPaused()
 
     def resumeProducing(self) -> None:
         if self.paused:
             self.paused = False
-            self.session._streamResumed()
+            if self.session.config.version < 2:
+                self.session._streamResumed()
+            self._flushPending()
 
     def stopProducing(self) -> None:
         self.loseConnection()
@@ -196,7 +248,7 @@ class MuxStream:
 
     def registerProducer(self, producer: Any, streaming: bool) -> None:
         self.producer = producer
-        if self.session.carrierPaused:
+        if self.session.carrierPaused or self.windowShut:
             producer.pauseProducing()
 
     def unregisterProducer(self) -> None:
@@ -288,7 +340,10 @@ class MuxSession:
             if stream is not None:
                 stream._remoteFin()
         elif cmd == smux.UPD:
-            smux.decodeUpdate(frame.data)  # validated; see the module docstring
+            consumed, window = smux.decodeUpdate(frame.data)
+            stream = self.streams.get(sid)
+            if stream is not None:
+                stream._windowUpdate(consumed, window)
 
     def connectionLost(self, reason: Failure | None = None) -> None:
         if self.closed and not self.streams:
@@ -359,7 +414,7 @@ class MuxSession:
     def resumeProducing(self) -> None:
         self.carrierPaused = False
         for stream in list(self.streams.values()):
-            if stream.producer is not None:
+            if stream.producer is not None and not stream.windowShut:
                 stream.producer.resumeProducing()
 
     def stopProducing(self) -> None:

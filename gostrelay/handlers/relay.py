@@ -26,7 +26,7 @@ from zope.interface import implementer
 
 from gostrelay import logs
 from gostrelay.auth import Authenticator, authenticatorFor
-from gostrelay.config.model import ServiceConfig
+from gostrelay.config.model import ConfigError, ServiceConfig
 from gostrelay.interfaces import IDatagramReceiver, IHandler
 from gostrelay.mux import MuxConfig
 from gostrelay.pipe import A, B, Pipe, PipeProtocol, PipeSideFactory
@@ -254,10 +254,13 @@ class RelayServerProtocol(Protocol):
         if self.network == "unix":
             self._reply(Status.SERVICE_UNAVAILABLE, "BIND on unix sockets is not implemented")
             return
-        from gostrelay.handlers.relaybind import TCPBind, UDPBind, bindAddress
+        from gostrelay.handlers.relaybind import TCPBind, UDPBind, bindAddress, portAllowed
 
         host, port = bindAddress(request.addr)
         self.target = joinHostPort(host, port)
+        if not portAllowed(port, self.handler.bindPorts):
+            self._reply(Status.FORBIDDEN, f"BIND of port {port} is not allowed by bindPorts")
+            return
         udp = self.network.startswith("udp")
         self.network = "udp" if udp else "tcp"
         bind = (UDPBind if udp else TCPBind)(self, host, port)
@@ -513,7 +516,9 @@ class RelayHandler(Factory):
 
     Options (handler metadata, GOST names): C{readTimeout} (15 s),
     C{bind} (false), C{nodelay} (accepted: our OK is never held back),
-    C{idleTimeout} (0 = none).  Service metadata: C{dialTimeout} (15 s).
+    C{idleTimeout} (0 = none), C{mux.*} (the BIND session's smux); ours:
+    C{bindPorts} (ports a BIND may ask for, e.g. C{"2000-2999,8080"};
+    default any).  Service metadata: C{dialTimeout} (15 s).
     """
 
     protocol = RelayServerProtocol  # type: ignore[assignment]
@@ -536,6 +541,14 @@ class RelayHandler(Factory):
         self.forwarder = forwarderSelector(service, reactor)
         self.router: Router = context.router(service, handler.chain, where)
         self.muxConfig = MuxConfig.fromMetadata(md, where)
+        self.bindPorts: list[tuple[int, int]] | None = None
+        if md.getString("bindPorts"):
+            from gostrelay.handlers.relaybind import parsePortRanges
+
+            try:
+                self.bindPorts = parsePortRanges(md.getString("bindPorts"))
+            except ValueError as e:
+                raise ConfigError(f"{where}: bindPorts: {e}") from None
 
     def buildProtocol(self, addr: IAddress | None) -> RelayServerProtocol:
         return RelayServerProtocol(self)

@@ -66,6 +66,33 @@ def bindAddress(addr: AddrFeature | None) -> tuple[str, int]:
     return host, port
 
 
+def parsePortRanges(text: str) -> list[tuple[int, int]]:
+    """
+    C{"2000-2999,8080"} → C{[(2000, 2999), (8080, 8080)]}.
+    """
+    ranges = []
+    for item in text.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        lo, _, hi = item.partition("-")
+        low, high = int(lo), int(hi or lo)
+        if not 0 <= low <= high <= 65535:
+            raise ValueError(f"bad port range {item!r}")
+        ranges.append((low, high))
+    return ranges
+
+
+def portAllowed(port: int, ranges: list[tuple[int, int]] | None) -> bool:
+    """
+    Whether a BIND may ask for C{port}: any port without a policy; with
+    one, port 0 (the server picks) only if 0 is listed.
+    """
+    if ranges is None:
+        return True
+    return any(lo <= port <= hi for lo, hi in ranges)
+
+
 def _peerAddr(address: IAddress) -> AddrFeature:
     host = _ipText(getattr(address, "host", "0.0.0.0"))
     return AddrFeature.fromHostPort(host, getattr(address, "port", 0))
