@@ -41,6 +41,7 @@ from zope.interface import directlyProvides, implementer, providedBy
 
 from gostrelay import logs
 from gostrelay.config.model import ConfigError, NodeConfig
+from gostrelay.errors import describeFailure
 from gostrelay.interfaces import IConnector
 from gostrelay.router import UnsupportedNetwork
 from gostrelay.wire.address import joinHostPort, splitHostPort
@@ -223,6 +224,11 @@ class RelayClientProtocol(Protocol):
             if reason is None or reason.check(ConnectionDone):
                 reason = Failure(ConnectError(f"relay server {self.endpoint.label} closed the connection"))
             self._fail(reason)
+        if self.parser is not None and reason is not None and not reason.check(ConnectionDone):
+            _log.info(
+                "relay server {server}: connection for {target} lost before the response: {why}",
+                server=self.endpoint.label, target=self.endpoint.target, why=describeFailure(reason),
+            )
 
     # -- the application's transport
 

@@ -27,6 +27,7 @@ from zope.interface import implementer
 from gostrelay import logs
 from gostrelay.auth import Authenticator, authenticatorFor
 from gostrelay.config.model import ConfigError, ServiceConfig
+from gostrelay.errors import describeFailure
 from gostrelay.interfaces import IDatagramReceiver, IHandler
 from gostrelay.mux import MuxConfig
 from gostrelay.pipe import A, B, Pipe, PipeProtocol, PipeSideFactory
@@ -502,11 +503,7 @@ class RelayServerProtocol(Protocol):
 
 
 def _outcome(reason: Failure | None) -> str:
-    from twisted.internet.error import ConnectionDone
-
-    if reason is None or reason.check(ConnectionDone):
-        return "done"
-    return reason.getErrorMessage()
+    return describeFailure(reason)
 
 
 @implementer(IHandler)

@@ -22,3 +22,5 @@ rtcpListener = TypePlugin("listener", "rtcp", "gostrelay.transports.remote.RTCPL
 rudpListener = TypePlugin("listener", "rudp", "gostrelay.transports.remote.RUDPListener")
 rtcpHandler = TypePlugin("handler", "rtcp", "gostrelay.handlers.forward.TCPForwardHandler")
 rudpHandler = TypePlugin("handler", "rudp", "gostrelay.handlers.udpforward.UDPForwardHandler")
+tlsListener = TypePlugin("listener", "tls", "gostrelay.transports.tls.TLSListener")
+tlsDialer = TypePlugin("dialer", "tls", "gostrelay.transports.tls.TLSDialer")

@@ -1,0 +1,286 @@
+"""
+The tls listener and dialer (spec-transports.md section 2): TLS directly over
+TCP (or over the previous hop's tunnel), then the relay bytes.
+
+Server certificate, in GOST's order: the listener's C{certFile}/C{keyFile}
+(C{caFile} requires client certificates: mutual TLS); else C{cert.pem} and
+C{key.pem} in the working directory; else the certificate kept in
+C{~/.gost/auto-ca-cert.pem} and C{auto-ca-key.pem}, generated on first use
+like GOST's (ECDSA P-256, C{CN=gost.run}, one year).
+
+Client verification, GOST's matrix: by default nothing is verified
+(C{secure=false}); C{caFile} alone verifies the chain against it, not the
+name; C{secure=true} verifies chain and name (service-identity), against
+C{caFile} or the system's roots.  SNI is C{serverName}, else the node's host
+name; never an IP literal.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import os
+from typing import Any
+
+from OpenSSL import SSL, crypto
+from twisted.internet import ssl
+from twisted.internet.endpoints import wrapClientTLS
+from twisted.internet.interfaces import IOpenSSLClientConnectionCreator, IStreamClientEndpoint
+from twisted.logger import Logger
+from twisted.protocols.tls import TLSMemoryBIOFactory
+from twisted.python.filepath import FilePath
+from zope.interface import implementer
+
+from gostrelay.config.model import ConfigError, NodeConfig, ServiceConfig, TLSConfig
+from gostrelay.interfaces import IDialer, IListener
+from gostrelay.router import DEFAULT_DIAL_TIMEOUT, directEndpoint
+from gostrelay.transports.tcp import DEFAULT_BACKLOG, serverEndpoint
+from gostrelay.wire.address import splitHostPort
+
+_log = Logger(namespace="gostrelay.tls")
+
+AUTO_CERT = "auto-ca-cert.pem"
+AUTO_KEY = "auto-ca-key.pem"
+
+
+def generateCertificate(commonName: str = "gost.run", organization: str = "GOST", days: int = 365) -> tuple[bytes, bytes]:
+    """
+    A self-signed certificate like GOST's default: ECDSA P-256, the given
+    CN and O, the CN as DNS SAN, server and client auth.  Returns PEM
+    C{(certificate, key)}.
+    """
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name(
+        [x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization), x509.NameAttribute(NameOID.COMMON_NAME, commonName)]
+    )
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=days))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(commonName)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True, key_cert_sign=True, content_commitment=False, key_encipherment=False,
+                data_encipherment=False, key_agreement=False, crl_sign=False, encipher_only=False, decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    return (
+        certificate.public_bytes(serialization.Encoding.PEM),
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()),
+    )
+
+
+def _read(path: str, what: str, where: str) -> bytes:
+    try:
+        return FilePath(os.path.expanduser(path)).getContent()
+    except OSError as e:
+        raise ConfigError(f"{where}: cannot read {what} {path}: {e.strerror}") from None
+
+
+def defaultCertificate(home: str | None = None) -> tuple[bytes, bytes]:
+    """
+    GOST's default server certificate: C{cert.pem}/C{key.pem} in the working
+    directory, else the one kept in C{~/.gost/}, generated (and kept, if the
+    directory is writable) on first use.
+    """
+    if os.path.isfile("cert.pem") and os.path.isfile("key.pem"):
+        return FilePath("cert.pem").getContent(), FilePath("key.pem").getContent()
+    directory = os.path.join(home or os.path.expanduser("~"), ".gost")
+    certPath, keyPath = os.path.join(directory, AUTO_CERT), os.path.join(directory, AUTO_KEY)
+    if os.path.isfile(certPath) and os.path.isfile(keyPath):
+        return FilePath(certPath).getContent(), FilePath(keyPath).getContent()
+    certificate, key = generateCertificate()
+    try:
+        os.makedirs(directory, exist_ok=True)
+        with open(certPath, "wb") as f:
+            f.write(certificate)
+        fd = os.open(keyPath, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(key)
+        _log.info("generated a self-signed TLS certificate in {path}", path=certPath)
+    except OSError as e:
+        _log.info("generated a self-signed TLS certificate (not kept: {e})", e=e.strerror)
+    return certificate, key
+
+
+def _loadCertificates(pem: bytes, what: str, where: str) -> list[crypto.X509]:
+    certificates = []
+    marker = b"-----BEGIN CERTIFICATE-----"
+    for chunk in pem.split(marker)[1:]:
+        try:
+            certificates.append(crypto.load_certificate(crypto.FILETYPE_PEM, marker + chunk))
+        except crypto.Error as e:
+            raise ConfigError(f"{where}: {what} is not a PEM certificate: {e}") from None
+    if not certificates:
+        raise ConfigError(f"{where}: {what} holds no PEM certificate")
+    return certificates
+
+
+def serverContextFactory(tls: TLSConfig | None, where: str) -> ssl.CertificateOptions:
+    """
+    The server side's TLS options for a listener's C{tls} section.
+    """
+    if tls is not None and tls.certFile:
+        certificatePem = _read(tls.certFile, "certFile", where)
+        keyPem = _read(tls.keyFile or tls.certFile, "keyFile", where)
+    else:
+        certificatePem, keyPem = defaultCertificate()
+    chain = _loadCertificates(certificatePem, "certFile", where)
+    try:
+        key = crypto.load_privatekey(crypto.FILETYPE_PEM, keyPem)
+    except crypto.Error as e:
+        raise ConfigError(f"{where}: keyFile is not a PEM private key: {e}") from None
+    kwargs: dict[str, Any] = {
+        "privateKey": key,
+        "certificate": chain[0],
+        "extraCertChain": chain[1:],
+        "raiseMinimumTo": ssl.TLSVersion.TLSv1_2,
+    }
+    if tls is not None and tls.caFile:
+        kwargs["caCerts"] = _loadCertificates(_read(tls.caFile, "caFile", where), "caFile", where)
+        kwargs["verify"] = True
+        kwargs["requireCertificate"] = True
+    return ssl.CertificateOptions(**kwargs)
+
+
+class _TLSStreamListener:
+    """
+    TLS over a stream server endpoint.
+    """
+
+    def __init__(self, endpoint: Any, contextFactory: Any) -> None:
+        self.endpoint = endpoint
+        self.contextFactory = contextFactory
+
+    def listen(self, factory: Any) -> Any:
+        return self.endpoint.listen(TLSMemoryBIOFactory(self.contextFactory, False, factory))
+
+
+@implementer(IListener)
+class TLSListener:
+    """
+    Options (listener C{tls} section / URL query): C{certFile}, C{keyFile},
+    C{caFile} (mutual TLS); listener metadata C{backlog} (128).
+    """
+
+    def __init__(self, reactor: Any, service: ServiceConfig, context: Any) -> None:
+        assert service.listener is not None
+        where = service.source or service.name
+        backlog = service.listener.md.getInt("backlog") or DEFAULT_BACKLOG
+        self.contextFactory = serverContextFactory(service.listener.tls, where)
+        self.inner = _TLSStreamListener(serverEndpoint(reactor, service.addr, backlog, where), self.contextFactory)
+
+    def listen(self, factory: Any) -> Any:
+        return self.inner.listen(factory)
+
+
+def _isIP(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+@implementer(IOpenSSLClientConnectionCreator)
+class _GostClientCreator:
+    """
+    A client TLS connection creator with GOST's default verification: none
+    (C{secure=false}), or the chain only against C{caFile}; SNI only for
+    host names.
+    """
+
+    def __init__(self, serverName: str, caCerts: list[crypto.X509] | None, clientCertificate: Any = None) -> None:
+        context = SSL.Context(SSL.TLS_CLIENT_METHOD)
+        context.set_min_proto_version(SSL.TLS1_2_VERSION)
+        if caCerts:
+            store = context.get_cert_store()
+            assert store is not None
+            for certificate in caCerts:
+                store.add_cert(certificate)
+            context.set_verify(SSL.VERIFY_PEER, lambda conn, cert, errno, depth, ok: bool(ok))
+        else:
+            context.set_verify(SSL.VERIFY_NONE, lambda *args: True)
+        if clientCertificate is not None:
+            context.use_certificate(clientCertificate.original)
+            context.use_privatekey(clientCertificate.privateKey.original)
+        self.context = context
+        self.serverName = serverName
+
+    def clientConnectionForTLS(self, tlsProtocol: Any) -> SSL.Connection:
+        connection = SSL.Connection(self.context, None)
+        if self.serverName and not _isIP(self.serverName):
+            connection.set_tlsext_host_name(self.serverName.encode("idna"))
+        connection.set_app_data(tlsProtocol)
+        return connection
+
+
+def clientCreator(tls: TLSConfig | None, nodeHost: str, where: str) -> Any:
+    """
+    The client side's TLS connection creator for a node's C{tls} section.
+    """
+    tls = tls or TLSConfig()
+    serverName = tls.serverName or nodeHost
+    clientCertificate = None
+    if tls.certFile:
+        certificatePem = _read(tls.certFile, "certFile", where)
+        keyPem = _read(tls.keyFile or tls.certFile, "keyFile", where)
+        clientCertificate = ssl.PrivateCertificate.loadPEM(certificatePem + b"\n" + keyPem)
+    caCerts = _loadCertificates(_read(tls.caFile, "caFile", where), "caFile", where) if tls.caFile else None
+    if tls.secure:
+        trustRoot: Any
+        if caCerts:
+            trustRoot = ssl.trustRootFromCertificates([ssl.Certificate(c) for c in caCerts])
+        else:
+            trustRoot = ssl.platformTrust()
+        return ssl.optionsForClientTLS(serverName, trustRoot=trustRoot, clientCertificate=clientCertificate)
+    return _GostClientCreator(serverName, caCerts, clientCertificate)
+
+
+@implementer(IDialer)
+class TLSDialer:
+    """
+    Options (dialer C{tls} section / URL query): C{serverName} (the node's
+    host), C{secure} (false), C{caFile}, C{certFile}/C{keyFile} (client
+    certificate).
+    """
+
+    def __init__(self, reactor: Any, node: NodeConfig, context: Any) -> None:
+        self.reactor = reactor
+        where = node.source or node.name
+        dialer = node.dialer
+        tls = dialer.tls if dialer is not None else None
+        if tls is None:
+            tls = node.tls
+        host = _nodeHost(node.addr)
+        self.creator = clientCreator(tls, host, where)
+
+    def endpoint(
+        self, address: str, through: IStreamClientEndpoint | None = None, timeout: float = DEFAULT_DIAL_TIMEOUT
+    ) -> IStreamClientEndpoint:
+        if through is None:
+            through = directEndpoint(self.reactor, address, timeout)
+        return wrapClientTLS(self.creator, through)
+
+
+def _nodeHost(addr: str) -> str:
+    try:
+        host, _ = splitHostPort(addr)
+    except ValueError:
+        return ""
+    return host
