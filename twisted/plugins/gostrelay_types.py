@@ -24,3 +24,7 @@ rtcpHandler = TypePlugin("handler", "rtcp", "gostrelay.handlers.forward.TCPForwa
 rudpHandler = TypePlugin("handler", "rudp", "gostrelay.handlers.udpforward.UDPForwardHandler")
 tlsListener = TypePlugin("listener", "tls", "gostrelay.transports.tls.TLSListener")
 tlsDialer = TypePlugin("dialer", "tls", "gostrelay.transports.tls.TLSDialer")
+wsListener = TypePlugin("listener", "ws", "gostrelay.transports.ws.WSListener")
+wssListener = TypePlugin("listener", "wss", "gostrelay.transports.ws.WSSListener")
+wsDialer = TypePlugin("dialer", "ws", "gostrelay.transports.ws.WSDialer")
+wssDialer = TypePlugin("dialer", "wss", "gostrelay.transports.ws.WSSDialer")

@@ -1,0 +1,404 @@
+"""
+The ws and wss listeners and dialers (spec-transports.md section 3):
+WebSocket (over TLS for wss), then the relay bytes, by autobahn.
+
+GOST's mapping, which we follow: path C{/ws} (option C{path}); the client's
+Host header is the C{host} option, else the node address; every write is
+one binary message and reads concatenate messages into a stream (message
+boundaries mean nothing); no subprotocol, no compression; any Origin is
+accepted; the client may send pings (C{keepalive}, every C{ttl}, 15 s).  A
+connection ends by closing the carrier, with or without a Close frame
+(GOST sends none); either is a normal end of stream here.  WebSocket has
+no half-close in autobahn, so the pipe closes both ways (GOST half-closes
+the TCP underneath).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from autobahn.twisted.websocket import (
+    WebSocketClientFactory,
+    WebSocketClientProtocol,
+    WebSocketServerFactory,
+    WebSocketServerProtocol,
+)
+from autobahn.websocket.types import ConnectionDeny
+from twisted.internet import defer
+from twisted.internet.endpoints import wrapClientTLS
+from twisted.internet.error import ConnectionDone, ConnectionLost
+from twisted.internet.interfaces import (
+    IConsumer,
+    IProtocolFactory,
+    IPushProducer,
+    IStreamClientEndpoint,
+    IStreamServerEndpoint,
+    ITransport,
+)
+from twisted.logger import Logger
+from twisted.protocols.tls import TLSMemoryBIOFactory
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from gostrelay.config.model import NodeConfig, ServiceConfig
+from gostrelay.interfaces import IDialer, IListener
+from gostrelay.router import DEFAULT_DIAL_TIMEOUT, directEndpoint
+from gostrelay.transports.tcp import DEFAULT_BACKLOG, serverEndpoint
+from gostrelay.transports.tls import _nodeHost, clientCreator, serverContextFactory
+from gostrelay.wire.address import joinHostPort, splitHostPort
+
+DEFAULT_PATH = "/ws"
+DEFAULT_PING_INTERVAL = 15.0
+
+#: The largest message we assemble (autobahn buffers a whole message);
+#: GOST writes at most 32 KiB per message.
+MAX_MESSAGE = 4 * 1024 * 1024
+
+_log = Logger(namespace="gostrelay.ws")
+
+
+@implementer(ITransport, IPushProducer, IConsumer)
+class WebSocketStream:
+    """
+    A WebSocket connection as a byte-stream transport for one protocol.
+    """
+
+    disconnecting = False
+
+    def __init__(self, ws: Any) -> None:
+        self.ws = ws
+        self.protocol: Any = None
+        self._lost = False
+
+    def attach(self, protocol: Any) -> None:
+        self.protocol = protocol
+        protocol.makeConnection(self)
+
+    def deliver(self, data: bytes) -> None:
+        if self.protocol is not None and data:
+            self.protocol.dataReceived(data)
+
+    def lost(self, reason: Failure) -> None:
+        if self._lost:
+            return
+        self._lost = True
+        if self.protocol is not None:
+            protocol, self.protocol = self.protocol, None
+            protocol.connectionLost(reason)
+
+    def write(self, data: bytes) -> None:
+        if data and not self.disconnecting:
+            self.ws.sendMessage(data, isBinary=True)
+
+    def writeSequence(self, data: Any) -> None:
+        self.write(b"".join(data))
+
+    def loseConnection(self) -> None:
+        if self.disconnecting:
+            return
+        self.disconnecting = True
+        # As GOST: close the carrier; no Close frame is owed.
+        if self.ws.transport is not None:
+            self.ws.transport.loseConnection()
+
+    def abortConnection(self) -> None:
+        self.disconnecting = True
+        if self.ws.transport is not None:
+            self.ws.transport.abortConnection()
+
+    def getPeer(self) -> Any:
+        return self.ws.transport.getPeer()
+
+    def getHost(self) -> Any:
+        return self.ws.transport.getHost()
+
+    def registerProducer(self, producer: Any, streaming: bool) -> None:
+        self.ws.transport.registerProducer(producer, streaming)
+
+    def unregisterProducer(self) -> None:
+        if self.ws.transport is not None:
+            self.ws.transport.unregisterProducer()
+
+    def pauseProducing(self) -> None:
+        self.ws.transport.pauseProducing()
+
+    def resumeProducing(self) -> None:
+        if self.ws.transport is not None:
+            self.ws.transport.resumeProducing()
+
+    def stopProducing(self) -> None:
+        self.loseConnection()
+
+
+def _closeReason(wasClean: bool, code: Any, reason: Any) -> Failure:
+    # A carrier closed without a Close frame is GOST's normal ending.
+    if wasClean or code in (None, 1000, 1005, 1006):
+        return Failure(ConnectionDone())
+    return Failure(ConnectionLost(f"WebSocket closed: {code} {reason or ''}".strip()))
+
+
+class _ServerFactory(WebSocketServerFactory):
+    noisy = False
+    handler: Any = None
+    path: str = DEFAULT_PATH
+    extraHeaders: dict[str, str] = {}
+
+
+class _ClientFactory(WebSocketClientFactory):
+    noisy = False
+    appFactory: Any = None
+    ready: Any = None
+
+
+class _ServerProtocol(WebSocketServerProtocol):
+    stream: WebSocketStream | None = None
+
+    def onConnect(self, request: Any) -> Any:
+        if request.path != self.factory.path:
+            raise ConnectionDeny(404)
+        return (None, dict(self.factory.extraHeaders))
+
+    def onOpen(self) -> None:
+        self.stream = WebSocketStream(self)
+        app = self.factory.handler.buildProtocol(self.transport.getPeer())  # type: ignore[union-attr]
+        if app is None:
+            self.transport.loseConnection()  # type: ignore[union-attr]
+            return
+        self.stream.attach(app)
+
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        if self.stream is not None:
+            self.stream.deliver(payload)
+
+    def onClose(self, wasClean: bool, code: Any, reason: Any) -> None:
+        if self.stream is not None:
+            self.stream.lost(_closeReason(wasClean, code, reason))
+
+
+def serverFactory(handler: IProtocolFactory, path: str = DEFAULT_PATH, headers: dict[str, str] | None = None) -> WebSocketServerFactory:
+    """
+    An autobahn server factory serving C{handler}'s protocols over
+    WebSocket at C{path}.  No URL: autobahn would otherwise insist on a Host
+    with a port, which GOST clients with a C{host} option do not send.
+    """
+    factory = _ServerFactory()
+    factory.protocol = _ServerProtocol
+    factory.handler = handler
+    factory.path = path
+    factory.extraHeaders = headers or {}
+    factory.setProtocolOptions(
+        autoFragmentSize=0,
+        maxMessagePayloadSize=MAX_MESSAGE,
+        maxFramePayloadSize=MAX_MESSAGE,
+        perMessageCompressionAccept=lambda offers: None,
+        requireMaskedClientFrames=True,
+        openHandshakeTimeout=15,
+    )
+    return factory
+
+
+@implementer(IStreamServerEndpoint)
+class WebSocketServerEndpoint:
+    """
+    WebSocket at C{path} over any stream server endpoint.
+    """
+
+    def __init__(self, inner: IStreamServerEndpoint, path: str = DEFAULT_PATH, headers: dict[str, str] | None = None) -> None:
+        self.inner = inner
+        self.path = path
+        self.headers = headers
+
+    def listen(self, factory: IProtocolFactory) -> defer.Deferred[Any]:
+        return self.inner.listen(serverFactory(factory, self.path, self.headers))
+
+
+def _headers(md: Any) -> dict[str, str]:
+    value = md.get("header") if "header" in md else md.get("ws.header") if "ws.header" in md else None
+    if isinstance(value, dict):
+        return {str(k): str(v) for k, v in value.items()}
+    return {}
+
+
+@implementer(IListener)
+class WSListener:
+    """
+    Options (listener metadata): C{path} (C{/ws}), C{header} (extra
+    response headers, YAML), C{backlog} (128); wss: the tls listener's
+    certificate options.
+    """
+
+    secure = False
+
+    def __init__(self, reactor: Any, service: ServiceConfig, context: Any) -> None:
+        listener = service.listener
+        assert listener is not None
+        md = listener.md
+        where = service.source or service.name
+        backlog = md.getInt("backlog") or DEFAULT_BACKLOG
+        self.path = md.getString("path", "ws.path") or DEFAULT_PATH
+        inner: Any = serverEndpoint(reactor, service.addr, backlog, where)
+        if self.secure:
+            inner = _TLSServerEndpoint(inner, serverContextFactory(listener.tls, where))
+        self.endpoint = WebSocketServerEndpoint(inner, self.path, _headers(md))
+
+    def listen(self, factory: IProtocolFactory) -> defer.Deferred[Any]:
+        return self.endpoint.listen(factory)
+
+
+class WSSListener(WSListener):
+    secure = True
+
+
+@implementer(IStreamServerEndpoint)
+class _TLSServerEndpoint:
+    def __init__(self, inner: IStreamServerEndpoint, contextFactory: Any) -> None:
+        self.inner = inner
+        self.contextFactory = contextFactory
+
+    def listen(self, factory: IProtocolFactory) -> defer.Deferred[Any]:
+        return self.inner.listen(TLSMemoryBIOFactory(self.contextFactory, False, factory))
+
+
+class _ClientProtocol(WebSocketClientProtocol):
+    stream: WebSocketStream | None = None
+
+    def onOpen(self) -> None:
+        factory = self.factory
+        self.stream = WebSocketStream(self)
+        try:
+            app = factory.appFactory.buildProtocol(self.transport.getPeer())  # type: ignore[union-attr]
+        except BaseException:
+            self.transport.loseConnection()  # type: ignore[union-attr]
+            if not factory.ready.called:
+                factory.ready.errback(Failure())
+            return
+        if app is None:
+            self.transport.loseConnection()  # type: ignore[union-attr]
+            return
+        self.stream.attach(app)
+        if not factory.ready.called:
+            factory.ready.callback(app)
+
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        if self.stream is not None:
+            self.stream.deliver(payload)
+
+    def onClose(self, wasClean: bool, code: Any, reason: Any) -> None:
+        ready = self.factory.ready
+        if self.stream is not None:
+            self.stream.lost(_closeReason(wasClean, code, reason))
+        elif not ready.called:
+            ready.errback(Failure(ConnectionLost(f"WebSocket handshake failed: {reason or code}")))
+
+
+@implementer(IStreamClientEndpoint)
+class WebSocketClientEndpoint:
+    """
+    WebSocket connections over C{through}: the upgrade to C{path} with the
+    Host header C{host}, then a byte stream.
+    """
+
+    def __init__(
+        self,
+        reactor: Any,
+        through: IStreamClientEndpoint,
+        host: str,
+        path: str = DEFAULT_PATH,
+        headers: dict[str, str] | None = None,
+        pingInterval: float = 0.0,
+        secure: bool = False,
+    ) -> None:
+        self.reactor = reactor
+        self.through = through
+        self.host = host
+        self.path = path
+        self.headers = headers or {}
+        self.pingInterval = pingInterval
+        self.secure = secure
+
+    def _url(self) -> str:
+        try:
+            host, port = splitHostPort(self.host)
+        except ValueError:
+            host, port = self.host, 0
+        host = host or "localhost"
+        scheme = "wss" if self.secure else "ws"
+        authority = joinHostPort(host, port) if port else (f"[{host}]" if ":" in host else host)
+        return f"{scheme}://{authority}{self.path}"
+
+    def connect(self, protocolFactory: IProtocolFactory) -> defer.Deferred[Any]:
+        state: dict[str, Any] = {}
+
+        def cancel(d: defer.Deferred[Any]) -> None:
+            carrier = state.get("carrier")
+            if carrier is not None and not carrier.called:
+                carrier.cancel()
+            protocol = state.get("protocol")
+            if protocol is not None and protocol.transport is not None:
+                protocol.transport.abortConnection()
+
+        ready: defer.Deferred[Any] = defer.Deferred(cancel)
+        factory = _ClientFactory(self._url(), headers=self.headers or None)
+        factory.protocol = _ClientProtocol
+        factory.appFactory = protocolFactory
+        factory.ready = ready
+        options: dict[str, Any] = {"autoFragmentSize": 0, "maxMessagePayloadSize": MAX_MESSAGE, "maxFramePayloadSize": MAX_MESSAGE}
+        if self.pingInterval > 0:
+            options["autoPingInterval"] = self.pingInterval
+            options["autoPingTimeout"] = 2 * self.pingInterval
+        factory.setProtocolOptions(**options)
+        carrier = self.through.connect(factory)
+        state["carrier"] = carrier
+
+        def carried(protocol: Any) -> None:
+            state["protocol"] = protocol
+
+        def failed(f: Failure) -> None:
+            if not ready.called:
+                ready.errback(f)
+
+        carrier.addCallbacks(carried, failed)
+        return ready
+
+
+@implementer(IDialer)
+class WSDialer:
+    """
+    Options (dialer metadata): C{path} (C{/ws}), C{host} (the Host header;
+    default the node address), C{header} (extra request headers, YAML),
+    C{keepalive} (false) and C{ttl} (15 s ping interval); wss: the tls
+    dialer's options.
+    """
+
+    secure = False
+
+    def __init__(self, reactor: Any, node: NodeConfig, context: Any) -> None:
+        self.reactor = reactor
+        dialer = node.dialer
+        md = dialer.md if dialer is not None else node.md
+        where = node.source or node.name
+        self.path = md.getString("path", "ws.path") or DEFAULT_PATH
+        self.host = md.getString("host", "ws.host")
+        self.headers = _headers(md)
+        self.pingInterval = 0.0
+        if md.getBool("keepalive", "ws.keepalive"):
+            self.pingInterval = md.getDuration("ttl", "keepalive.interval", "ws.ttl") or DEFAULT_PING_INTERVAL
+        self.creator = None
+        if self.secure:
+            tls = dialer.tls if dialer is not None and dialer.tls is not None else node.tls
+            self.creator = clientCreator(tls, _nodeHost(node.addr), where)
+
+    def endpoint(
+        self, address: str, through: IStreamClientEndpoint | None = None, timeout: float = DEFAULT_DIAL_TIMEOUT
+    ) -> IStreamClientEndpoint:
+        if through is None:
+            through = directEndpoint(self.reactor, address, timeout)
+        if self.creator is not None:
+            through = wrapClientTLS(self.creator, through)
+        return WebSocketClientEndpoint(
+            self.reactor, through, self.host or address, self.path, self.headers, self.pingInterval, self.secure
+        )
+
+
+class WSSDialer(WSDialer):
+    secure = True
