@@ -1,23 +1,48 @@
 """
-Endpoint string plugins of gostrelay: C{relay:} (client).
+Endpoint string plugins of gostrelay: C{relay:} (client), C{gosttls:}
+(client), C{ws:} and C{wss:} (client and server).
 
-Import-light: the parser imports gostrelay only when a description using
-the prefix is parsed.
+Import-light: each parser imports gostrelay only when a description using
+its prefix is parsed.
 """
 
-from twisted.internet.interfaces import IStreamClientEndpointStringParserWithReactor
+from twisted.internet.interfaces import (
+    IStreamClientEndpointStringParserWithReactor,
+    IStreamServerEndpointStringParser,
+)
 from twisted.plugin import IPlugin
 from zope.interface import implementer
 
 
 @implementer(IPlugin, IStreamClientEndpointStringParserWithReactor)
-class _RelayClientParser:
-    prefix = "relay"
+class _ClientParser:
+    def __init__(self, prefix, function, **options):
+        self.prefix = prefix
+        self.function = function
+        self.options = options
 
     def parseStreamClient(self, reactor, *args, **kwargs):
-        from gostrelay.endpoints import parseRelayClient
+        from twisted.python.reflect import namedAny
 
-        return parseRelayClient(reactor, *args, **kwargs)
+        return namedAny(self.function)(reactor, *args, **self.options, **kwargs)
 
 
-relayClientParser = _RelayClientParser()
+@implementer(IPlugin, IStreamServerEndpointStringParser)
+class _ServerParser:
+    def __init__(self, prefix, function, **options):
+        self.prefix = prefix
+        self.function = function
+        self.options = options
+
+    def parseStreamServer(self, reactor, *args, **kwargs):
+        from twisted.python.reflect import namedAny
+
+        return namedAny(self.function)(reactor, *args, **self.options, **kwargs)
+
+
+relayClientParser = _ClientParser("relay", "gostrelay.endpoints.parseRelayClient")
+gostTLSClientParser = _ClientParser("gosttls", "gostrelay.endpoints.parseGostTLSClient")
+wsClientParser = _ClientParser("ws", "gostrelay.endpoints.parseWebSocketClient")
+wssClientParser = _ClientParser("wss", "gostrelay.endpoints.parseWebSocketClient", secure=True)
+wsServerParser = _ServerParser("ws", "gostrelay.endpoints.parseWebSocketServer")
+wssServerParser = _ServerParser("wss", "gostrelay.endpoints.parseWebSocketServer", secure=True)
