@@ -15,7 +15,7 @@ from twisted.application import service
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from gostrelay import registry
+from gostrelay import metrics, registry
 from gostrelay.config.model import Config, ConfigError, ServiceConfig
 from gostrelay.router import DEFAULT_DIAL_TIMEOUT, Router
 from gostrelay.selector import strategyName
@@ -122,8 +122,10 @@ class GostService(service.Service):
 
     log = Logger()
 
-    def __init__(self, svc: ServiceConfig, listener: Any, handler: Any) -> None:
+    def __init__(self, svc: ServiceConfig, listener: Any, handler: Any, clock: Any = None) -> None:
         self.name = svc.name
+        if metrics.current is not None and not getattr(listener, "datagram", False):
+            handler = metrics.MeteredFactory(handler, metrics.current, svc.name, clock)
         self.config = svc
         self.listener = listener
         self.handler = handler
@@ -196,6 +198,8 @@ def buildServices(reactor: Any, config: Config) -> service.MultiService:
         raise RefusedConfiguration(problems)
     context = BuildContext(reactor, config)
     top = service.MultiService()
+    if config.metrics:
+        metricsService(reactor, config.metrics, config).setServiceParent(top)
     built: list[GostService] = []
     for i, svc in enumerate(config.services):
         where = _where(svc, i)
@@ -210,9 +214,41 @@ def buildServices(reactor: Any, config: Config) -> service.MultiService:
         except ConfigError as e:
             problems.append(str(e) if str(e).startswith(where) else f"{where}: {e}")
             continue
-        built.append(GostService(svc, listener, handler))
+        built.append(GostService(svc, listener, handler, reactor))
     if problems:
         raise RefusedConfiguration(problems)
     for gs in built:
         gs.setServiceParent(top)
+    if metrics.current is not None:
+        metrics.current.services.labels(metrics.current.host).set(len(built))
     return top
+
+
+def metricsService(reactor: Any, section: Any, config: Config) -> service.IService:
+    """
+    The Prometheus endpoint of a C{metrics:} section (C{addr}, C{path},
+    C{auth} or C{auther}).
+    """
+    from twisted.application.internet import StreamServerEndpointService
+
+    from gostrelay.auth import Authenticator
+    from gostrelay.transports.tcp import serverEndpoint
+
+    if not isinstance(section, dict) or not section.get("addr"):
+        raise ConfigError("metrics: needs an addr, e.g. metrics: {addr: \":9000\"}")
+    m = metrics.enable()
+    users = None
+    auth = section.get("auth")
+    if isinstance(auth, dict) and auth.get("username"):
+        users = Authenticator({str(auth["username"]): str(auth.get("password", ""))})
+    elif section.get("auther"):
+        auther = config.auther(str(section["auther"]))
+        if auther is None:
+            raise ConfigError(f"metrics: auther {section['auther']!r} is not defined")
+        users = Authenticator({a.username: a.password for a in auther.auths})
+    site = metrics.metricsSite(m, str(section.get("path") or metrics.DEFAULT_PATH), users)
+    endpoint = serverEndpoint(reactor, str(section["addr"]), where="metrics")
+    svc = StreamServerEndpointService(endpoint, site)
+    svc._raiseSynchronously = True
+    svc.setName("metrics")
+    return svc

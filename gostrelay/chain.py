@@ -16,7 +16,7 @@ from twisted.internet.interfaces import IProtocolFactory, IStreamClientEndpoint
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from gostrelay import registry
+from gostrelay import metrics, registry
 from gostrelay.config.model import ChainConfig, ConfigError, HopConfig, NodeConfig
 from gostrelay.selector import Node, Selector
 
@@ -60,9 +60,10 @@ class Chain:
     A chain of hops; L{endpoint} gives the route to a target.
     """
 
-    def __init__(self, name: str, hops: Sequence[Hop]) -> None:
+    def __init__(self, name: str, hops: Sequence[Hop], clock: Any = None) -> None:
         self.name = name
         self.hops = list(hops)
+        self.clock = clock
 
     @classmethod
     def fromConfig(cls, reactor: Any, chain: ChainConfig, context: Any, where: str) -> Chain:
@@ -74,7 +75,7 @@ class Chain:
                     raise ConfigError(f"{where}: chain {chain.name!r}: hop {hop.name!r} is not defined")
                 hop = named
             hops.append(Hop.fromConfig(reactor, hop, context, f"chains ({chain.name}).hops[{i}]"))
-        return cls(chain.name, hops)
+        return cls(chain.name, hops, reactor)
 
     def route(self, hashKey: str | None = None) -> list[tuple[Hop, Node]]:
         return [(hop, hop.selector.select(hashKey)) for hop in self.hops]  # type: ignore[misc]
@@ -96,7 +97,7 @@ class Chain:
                     raise ConfigError(f"connector of {node.name} cannot BIND")
                 through = connector.bindEndpoint(through, network, address)
         assert through is not None
-        return _MarkingEndpoint(through, route)
+        return _MarkingEndpoint(through, route, self.name, self.clock)
 
     def endpoint(self, network: str, address: str, timeout: float, hashKey: str | None = None) -> IStreamClientEndpoint:
         """
@@ -113,7 +114,7 @@ class Chain:
             else:
                 through = connector.endpoint(through, network, address)
         assert through is not None
-        return _MarkingEndpoint(through, route)
+        return _MarkingEndpoint(through, route, self.name, self.clock)
 
 
 @implementer(IStreamClientEndpoint)
@@ -123,22 +124,51 @@ class _MarkingEndpoint:
     nodes it went through (spec-relay.md 8: fail counters).
     """
 
-    def __init__(self, wrapped: IStreamClientEndpoint, route: list[tuple[Hop, Node]]) -> None:
+    def __init__(
+        self, wrapped: IStreamClientEndpoint, route: list[tuple[Hop, Node]], chain: str = "", clock: Any = None
+    ) -> None:
         self.wrapped = wrapped
         self.route = route
+        self.chain = chain
+        self.clock = clock
 
     def connect(self, factory: IProtocolFactory) -> defer.Deferred[Any]:
+        started = self.clock.seconds() if self.clock is not None else 0.0
         d = self.wrapped.connect(factory)
 
         def ok(protocol: Any) -> Any:
             for hop, node in self.route:
                 hop.selector.markSucceeded(node)
+            if self.clock is not None and self.route:
+                metrics.chainConnected(self.chain, self.route[-1][1].name, self.clock.seconds() - started)
             return protocol
 
         def failed(f: Failure) -> Failure:
-            if not f.check(defer.CancelledError):
-                for hop, node in self.route:
-                    hop.selector.markFailed(node)
+            if f.check(defer.CancelledError):
+                return f
+            culprit = self._culprit(f)
+            if culprit is not None:
+                hop, node = culprit
+                hop.selector.markFailed(node)
+                metrics.chainFailed(self.chain, node.name)
             return f
 
         return d.addCallbacks(ok, failed)
+
+    def _culprit(self, f: Failure) -> tuple[Hop, Node] | None:
+        """
+        The node a failure is the fault of: a relay refusal to reach node
+        i+1 is node i+1's; a refusal to reach the target is nobody's (the
+        chain worked); anything else happened reaching the first node.
+        """
+        from gostrelay.connectors.relay import RelayRefused
+
+        if not self.route:
+            return None
+        if f.check(RelayRefused):
+            target = getattr(f.value, "target", "")
+            for hop, node in self.route[1:]:
+                if node.addr == target:
+                    return hop, node
+            return None
+        return self.route[0]

@@ -147,6 +147,25 @@ class Options(usage.Options):
         return config
 
 
+def parseMetricsFlag(value: str) -> dict[str, Any]:
+    """
+    GOST's C{-metrics [user:pass@]addr[?path=/metrics]} as the YAML
+    C{metrics:} section.
+    """
+    from urllib.parse import parse_qsl, unquote
+
+    rest, _, query = value.partition("?")
+    userinfo, at, addr = rest.rpartition("@")
+    section: dict[str, Any] = {"addr": addr}
+    path = dict(parse_qsl(query)).get("path")
+    if path:
+        section["path"] = path
+    if at:
+        user, _, password = userinfo.partition(":")
+        section["auth"] = {"username": unquote(user), "password": unquote(password)}
+    return section
+
+
 def _fail(lines: Sequence[str], code: int = 1) -> None:
     for line in lines:
         print(f"gostrelay: {line}", file=sys.stderr)
@@ -175,9 +194,9 @@ def makeService(options: Options, reactor: Any = None) -> service.IService:
         sys.stdout.write(dumpConfig(config, options["output"]))
         sys.stdout.flush()
         raise SystemExit(0)
+    if options["metrics"]:
+        config.metrics = parseMetricsFlag(options["metrics"])
     unsupported = []
-    if options["metrics"] or config.metrics:
-        unsupported.append("-metrics: Prometheus metrics are not implemented yet")
     if options["api"] or config.api:
         unsupported.append("-api: the web API is not implemented")
     if config.workers and config.workers > 1:

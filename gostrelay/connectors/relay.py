@@ -75,6 +75,7 @@ class RelayRefused(ConnectError):
     def __init__(self, status: int, target: str) -> None:
         super().__init__(f"relay server refused {target}: {statusText(status)}")
         self.status = status
+        self.target = target
 
 
 @implementer(IHalfCloseableProtocol, ITransport)

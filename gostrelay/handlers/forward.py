@@ -33,6 +33,7 @@ EMPTY_TARGET = ":0"
 class ForwardProtocol(Protocol):
     _state = "dialing"
     _dial: Any = None
+    error: str | None = None
 
     def __init__(self, handler: TCPForwardHandler) -> None:
         self.handler = handler
@@ -83,6 +84,7 @@ class ForwardProtocol(Protocol):
             self.handler.forwarder.markFailed(self.node)
         self._state = "closed"
         why = reason.getErrorMessage() if reason.check(DialError) else str(reason.value)
+        self.error = why
         self.log.info("{peer} -> {target}: failed: {why}", peer=self.peer, target=self.target, why=why)
         self.transport.loseConnection()  # type: ignore[union-attr]
 

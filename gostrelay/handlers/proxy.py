@@ -70,6 +70,7 @@ class ProxyEntryProtocol(Protocol):
         self._onConnected: Any = None
         self._onFailed: Any = None
         self.association: Any = None
+        self.error: str | None = None
 
     def connectionMade(self) -> None:
         self.peer = describeAddress(self.transport.getPeer())  # type: ignore[union-attr]
@@ -355,6 +356,7 @@ class ProxyEntryProtocol(Protocol):
 
     def _close(self, why: str) -> None:
         self.state = "closed"
+        self.error = why
         self._cancelTimeout()
         self.transport.loseConnection()  # type: ignore[union-attr]
         self.log.info(

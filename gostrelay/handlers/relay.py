@@ -121,6 +121,8 @@ class RelayServerProtocol(Protocol):
     _dial: Any = None
     pipe: Pipe | None = None
     bound: Any = None
+    #: Why the request failed, for metrics (GOST's handler errors).
+    error: str | None = None
 
     def __init__(self, handler: RelayHandler) -> None:
         self.handler = handler
@@ -446,6 +448,7 @@ class RelayServerProtocol(Protocol):
         Answer C{status}, log why, close.
         """
         self._state = "closed"
+        self.error = f"{statusText(status)}: {why}"
         self.transport.write(encodeResponse(status))  # type: ignore[union-attr]
         self.transport.loseConnection()  # type: ignore[union-attr]
         self.log.info(
@@ -461,6 +464,7 @@ class RelayServerProtocol(Protocol):
 
     def _closeSilently(self, why: str) -> None:
         self._state = "closed"
+        self.error = why
         self._cancelTimeout()
         self.transport.loseConnection()  # type: ignore[union-attr]
         self.log.info("{peer}: closed without reply: {why}", peer=self.peer, why=why)

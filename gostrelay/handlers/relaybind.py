@@ -31,6 +31,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from gostrelay import metrics
 from gostrelay.datagram import UDPSocketChannel, _ipText, listenUDP
 from gostrelay.interfaces import IDatagramReceiver
 from gostrelay.mux import MuxSession, MuxStream
@@ -138,6 +139,7 @@ class TCPBind:
         self.port = port
         host = port.getHost()
         self.bound = joinHostPort(_ipText(host.host), host.port)
+        metrics.gauge("bindSessions", self.handler.name, 1)
         transport = self.protocol.transport
         transport.write(encodeResponse(Status.OK, _peerAddr(host)))
         self.session = MuxSession(
@@ -188,6 +190,7 @@ class TCPBind:
         if self.port is not None:
             port, self.port = self.port, None
             port.stopListening()
+            metrics.gauge("bindSessions", self.handler.name, -1)
 
 
 @implementer(IDatagramReceiver)
@@ -219,6 +222,8 @@ class UDPBind:
 
         host = port.getHost()
         self.bound = joinHostPort(_ipText(host.host), host.port)
+        self.counted = True
+        metrics.gauge("bindSessions", self.protocol.handler.name, 1)
         transport = self.protocol.transport
         self.gate = DropWhenPaused()
         transport.registerProducer(self.gate, True)
@@ -268,6 +273,9 @@ class UDPBind:
 
     def connectionLost(self, reason: Failure | None) -> None:
         self.channel.close()
+        if getattr(self, "counted", False):
+            self.counted = False
+            metrics.gauge("bindSessions", self.protocol.handler.name, -1)
         c = self.counts
         self.log.info(
             "{peer} BIND {bound}/udp user={user!r}: released, {du} datagrams ({bu} bytes) out, "

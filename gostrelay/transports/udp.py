@@ -21,6 +21,7 @@ from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from gostrelay import metrics
 from gostrelay.config.model import ConfigError, ServiceConfig
 from gostrelay.datagram import _ipText
 from gostrelay.interfaces import IListener
@@ -60,6 +61,7 @@ class UDPSessionTable(DatagramProtocol):
                 self.closeSession(oldest)
             session = _Session(self, client, addr)
             self.sessions[client] = session
+            metrics.gauge("udpSessions", self.listener.serviceName, 1)
             session.upstream = self.handler.openSession(self, client)
         else:
             self.sessions.move_to_end(client)
@@ -85,6 +87,7 @@ class UDPSessionTable(DatagramProtocol):
     def closeSession(self, client: str) -> None:
         session = self.sessions.pop(client, None)
         if session is not None:
+            metrics.gauge("udpSessions", self.listener.serviceName, -1)
             session.cancel()
             session.upstream.close()
 
@@ -160,6 +163,7 @@ class UDPListener:
         md = service.listener.md
         where = service.source or service.name
         self.reactor = reactor
+        self.serviceName = service.name
         self.log = Logger(namespace=f"gostrelay.udp.{service.name}")
         if ":" not in service.addr:
             raise ConfigError(f"{where}: missing port in address {service.addr!r}")
