@@ -289,7 +289,9 @@ class MuxSession:
         self._pausedStreams = 0
         self.carrierPaused = False
         self.closed = False
-        self._heard = True
+        # As smux: a session that hears nothing during its first
+        # keepaliveTimeout is dead.
+        self._heard = False
         self._keepalive: Any = None
         self._deadline: Any = None
         transport.registerProducer(self, True)

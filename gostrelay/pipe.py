@@ -13,7 +13,7 @@ byte either way.  Byte counts are exact.
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 from twisted.internet.interfaces import (
     IDelayedCall,
@@ -67,8 +67,11 @@ class Pipe:
         idleTimeout: float = 0,
         onDone: Callable[[Pipe, Failure | None], None] | None = None,
         label: str = "",
+        splice: bool = False,
     ) -> None:
         self.reactor = reactor
+        self.splice = splice
+        self.spliced: Any = None
         self.idleTimeout = idleTimeout
         self.onDone = onDone
         self.label = label
@@ -106,6 +109,21 @@ class Pipe:
             if self.idleTimeout > 0 and not self._done:
                 self._lastActivity = self.reactor.seconds()
                 self._idleCall = self.reactor.callLater(self.idleTimeout, self._checkIdle)
+            if self.splice and not self._done:
+                from gostrelay.splice import trySplice
+
+                trySplice(self.reactor, self)
+
+    def touch(self) -> None:
+        """
+        Note activity (for the idle timeout) when bytes move elsewhere
+        (in the kernel, when spliced).
+        """
+        if self.idleTimeout > 0:
+            self._lastActivity = self.reactor.seconds()
+
+    def pendingBytes(self) -> int:
+        return sum(len(d) for side in self._pending for d in side)
 
     @property
     def connected(self) -> bool:
@@ -151,6 +169,8 @@ class Pipe:
         if self._lost[side]:
             return
         self._lost[side] = True
+        if self.spliced is not None:
+            self.spliced.close()
         if self._reason is None:
             self._reason = reason
         if self.connected:
@@ -167,6 +187,9 @@ class Pipe:
             other.loseConnection()
 
     def _closeBoth(self) -> None:
+        if self.spliced is not None:
+            self.spliced.close()
+            return
         for transport in self.transports:
             if transport is not None:
                 transport.unregisterProducer()  # type: ignore[attr-defined]
@@ -179,6 +202,9 @@ class Pipe:
         self._closeBoth()
 
     def abort(self) -> None:
+        if self.spliced is not None:
+            self.spliced._close(abort=True)
+            return
         for transport in self.transports:
             if transport is not None:
                 transport.abortConnection()  # type: ignore[attr-defined]

@@ -107,6 +107,8 @@ class Router:
                     raise defer.CancelledError() from None
                 last = DialError(f"dial {address}: timed out after {self.dialTimeout:g}s")
             except error.ConnectError as e:
+                if getattr(e, "status", None) is not None:
+                    raise  # a relay server's refusal: callers map its status
                 last = DialError(f"dial {address}: {_reason(e)}")
             except DialError as e:
                 last = e

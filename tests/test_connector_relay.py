@@ -793,6 +793,31 @@ class CancelAndTimeoutTests(ConnectorTestCase):
         clock.advance(5)
         self.assertFalse(tr.aborted)
 
+    def test_connectTimeoutIgnoredInDefaultMode(self) -> None:
+        """
+        GOST applies C{connectTimeout} only while C{Connect()} waits for the
+        response, i.e. with nodelay=true (spec-relay.md 3.1: "connectTimeout
+        has no effect in this mode"; 13.3).  In default mode the connection
+        is already the application's; a GOST server holding its OK until
+        the target speaks (its default) with a slow target (a long-polling
+        HTTP request) must not be cut.
+
+        KNOWN BUG (failing on purpose): L{RelayClientProtocol.connectionMade}
+        starts the connectTimeout timer whatever C{nodelay} says, so in
+        default mode an established, working connection is aborted when the
+        server's (legitimately held) response has not come within
+        connectTimeout.
+        """
+        clock, carrier, appFactory, d, results = connectThrough(
+            nodeURL(nodelay=False, extra="connectTimeout=1s"), first=b"GET /poll HTTP/1.1\r\n\r\n"
+        )
+        proto, tr = carrierOf(carrier)
+        self.assertEqual(len(results), 1)
+        clock.advance(1.5)
+        self.assertFalse(tr.aborted, "an established default-mode connection was aborted by connectTimeout")
+        proto.dataReceived(OK + b"HTTP/1.1 200 OK\r\n")
+        self.assertEqual(appFactory.built[0].received, b"HTTP/1.1 200 OK\r\n")
+
     def test_lostClearsTimers(self) -> None:
         """
         A carrier lost in any phase leaves no timer behind.

@@ -491,20 +491,27 @@ class OptionsTests(IntegrationMixin, unittest.TestCase):
     @defer.inlineCallbacks
     def test_singleDashMetrics(self):  # type: ignore[no-untyped-def]
         """
-        GOST's C{-metrics :9000} (and C{-metrics=:9000}) is understood as
-        C{--metrics}: refused because metrics are not implemented, never as
-        an unknown option.
+        GOST's C{-metrics ADDR} (and C{-metrics=ADDR}) is understood as
+        C{--metrics} under twistd and the console script: the Prometheus
+        endpoint answers with GOST's metric names.
         """
-        runs = [
-            self.runChild(launcher, *flag, "-L", "relay://127.0.0.1:0")
-            for launcher in (CONSOLE, TWISTD_RELAY)
-            for flag in (("-metrics", ":9000"), ("-metrics=:9000",))
-        ]
-        procs = yield defer.gatherResults(runs)
-        for proc in procs:
-            self.assertRefusedAtStart(proc, "metrics")
-            for unknown in ("no such option", "not recognized"):
-                self.assertNotIn(unknown, proc.err, proc.describe())
+        from twisted.web.client import Agent, readBody
+
+        for launcher in (CONSOLE, TWISTD_RELAY):
+            for form in ("split", "joined"):
+                probe = reactor.listenTCP(0, Factory.forProtocol(Protocol), interface="127.0.0.1")  # type: ignore[attr-defined]
+                port = probe.getHost().port
+                yield probe.stopListening()
+                address = f"127.0.0.1:{port}"
+                flag = ("-metrics", address) if form == "split" else (f"-metrics={address}",)
+                proc, _ = yield self.startListeningServer(launcher, *flag, "-L", "relay://127.0.0.1:0")
+                for unknown in ("no such option", "not recognized"):
+                    self.assertNotIn(unknown, proc.err, proc.describe())
+                response = yield Agent(reactor).request(b"GET", f"http://{address}/metrics".encode())
+                body = yield readBody(response)
+                self.assertEqual(response.code, 200, proc.describe())
+                self.assertIn(b"gost_services", body)
+                yield proc.stop()
 
     @defer.inlineCallbacks
     def test_unknownSingleDashOption(self):  # type: ignore[no-untyped-def]

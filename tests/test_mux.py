@@ -305,14 +305,15 @@ class StreamTests(MuxTestCase):
     def test_refusedWithoutAcceptStream(self) -> None:
         """
         A session without C{acceptStream} (the relay server of a BIND)
-        answers a SYN with FIN at once; the opener's stream ends.
+        answers a SYN with FIN at once; the opener's stream ends (and says
+        FIN in turn, which the refusing side ignores).
         """
         pair = Pair()
         stream = pair.server.openStream()
         proto = Recorder()
         stream.attach(proto)
         c2s, s2c = pair.pump()
-        self.assertEqual(frames(1, s2c), [(SYN, 2, b"")])
+        self.assertEqual(frames(1, s2c), [(SYN, 2, b""), (FIN, 2, b"")])
         self.assertEqual(frames(1, c2s), [(FIN, 2, b"")])
         self.assertEqual(pair.client.streams, {})
         pair.clock.advance(0)
@@ -488,10 +489,15 @@ class KeepaliveTests(MuxTestCase):
         clock, tr, session, closed = self.lone()
         session.dataReceived(encodeFrame(1, SYN, 3))
         (stream,) = session.streams.values()
-        clock.advance(60)
+        proto = stream.protocol
+        for _ in range(6):
+            clock.advance(10)
         self.assertTrue(tr.disconnecting)
-        self.assertEqual(len(stream.protocol.lost if stream.protocol else []), 0)
+        self.assertEqual(len(proto.lost), 1)
         self.assertTrue(stream.closed)
+        session.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual(len(closed), 1)
+        self.assertNoDelayedCalls(clock)
 
     def test_notClosedWhileV1StreamPaused(self) -> None:
         """
@@ -665,6 +671,10 @@ class VersionTwoTests(MuxTestCase):
         self.assertEqual(len(rproto.received), 100000)
 
     def test_smallReadsUpdateOnlyFirstThenHalf(self) -> None:
+        """
+        smux counts from its last UPD: after the first read (1000 bytes),
+        the next UPD comes once 32768 more were read, at 34000.
+        """
         pair = Pair(version=2)
         stream, proto, remote, rproto = pair.open()
         updates = []
@@ -672,12 +682,14 @@ class VersionTwoTests(MuxTestCase):
             stream.write(b"k" * 1000)
             c2s, s2c = pair.pump()
             updates += [decodeUpdate(d)[0] for cmd, _, d in frames(2, s2c) if cmd == UPD]
-        self.assertEqual(updates, [1000, 33000])
+        self.assertEqual(updates, [1000, 34000])
 
     def test_pausedStreamHoldsDataAndUpdates(self) -> None:
         """
         A paused v2 stream leaves the carrier alone, keeps what arrives,
         sends no UPD; resumed, it delivers and sends UPD(consumed, 65536).
+        Like smux's reader, which takes one buffered frame per read, the
+        first delivery (the first PSH, 5 bytes) is the first read: UPD(5).
         """
         pair = Pair(version=2)
         stream, proto, remote, rproto = pair.open()
@@ -689,9 +701,10 @@ class VersionTwoTests(MuxTestCase):
         self.assertEqual(pair.st.producerState, "producing", "v2 must not pause the carrier")
         stream.write(b" again")
         pair.pump()
+        self.assertEqual(pair.st.value(), b"")
         remote.resumeProducing()
         self.assertEqual(rproto.received, b"hello again")
-        self.assertEqual(pair.st.value(), encodeUpdate(2, 3, 11, 65536))
+        self.assertEqual(pair.st.value(), encodeUpdate(2, 3, 5, 65536))
 
     def test_otherStreamsFlowWhileOnePaused(self) -> None:
         pair = Pair(version=2)

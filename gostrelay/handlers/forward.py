@@ -39,7 +39,7 @@ class ForwardProtocol(Protocol):
         self.handler = handler
         self.reactor = handler.reactor
         self.log = handler.log
-        self.pipe = Pipe(self.reactor, handler.idleTimeout, self._pipeDone)
+        self.pipe = Pipe(self.reactor, handler.idleTimeout, self._pipeDone, splice=handler.splice)
         self.target = EMPTY_TARGET
         self.node: Node | None = None
         self.peer = ""
@@ -137,6 +137,8 @@ class TCPForwardHandler(Factory):
         self.service = service
         self.log = Logger(namespace=f"gostrelay.forward.{service.name}")
         self.idleTimeout = max(0.0, handler.md.getDuration("idleTimeout"))
+        # Ours: move plain TCP pipes with splice(2) (gostrelay.splice).
+        self.splice = handler.md.getBool("splice", default=True)
         self.forwarder = forwarderSelector(service, reactor)
         where = service.source or service.name
         self.router: Router = context.router(service, handler.chain, where)

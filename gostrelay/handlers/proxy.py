@@ -311,7 +311,7 @@ class ProxyEntryProtocol(Protocol):
         self.state = "dialing"
         self.transport.pauseProducing()  # type: ignore[union-attr]
         self._onConnected, self._onFailed = onConnected, onFailed
-        self.pipe = Pipe(self.reactor, self.handler.idleTimeout, self._pipeDone, label=self.peer)
+        self.pipe = Pipe(self.reactor, self.handler.idleTimeout, self._pipeDone, label=self.peer, splice=self.handler.splice)
         d = self.handler.router.connect("tcp", self.target, PipeSideFactory(self.pipe, B))
         self._dial = d
         d.addCallbacks(self._connected, self._failed)
@@ -411,6 +411,8 @@ class ProxyEntryHandler(Factory):
         readTimeout = md.getDuration("readTimeout")
         self.readTimeout = readTimeout if readTimeout > 0 else DEFAULT_READ_TIMEOUT
         self.idleTimeout = max(0.0, md.getDuration("idleTimeout"))
+        # Ours: move plain TCP pipes with splice(2) (gostrelay.splice).
+        self.splice = handler.md.getBool("splice", default=True)
         self.realm = md.getString("authBasicRealm", default="gost") or "gost"
         self.udp = md.getBool("udp")
         self.udpTTL = md.getDuration("ttl") or 60.0

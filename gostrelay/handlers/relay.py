@@ -300,7 +300,7 @@ class RelayServerProtocol(Protocol):
             self._reply(failure, f"bad target {address!r}: {e}")
             return
         self._state = "dialing"
-        self.pipe = Pipe(self.reactor, self.handler.idleTimeout, self._pipeDone, label=self.peer)
+        self.pipe = Pipe(self.reactor, self.handler.idleTimeout, self._pipeDone, label=self.peer, splice=self.handler.splice)
         d = self.handler.router.connect("tcp", address, PipeSideFactory(self.pipe))
         self._dial = d
 
@@ -538,6 +538,8 @@ class RelayHandler(Factory):
         self.bind = md.getBool("bind")
         self.idleTimeout = max(0.0, md.getDuration("idleTimeout"))
         where = service.source or service.name
+        # Ours: move plain TCP pipes with splice(2) (gostrelay.splice).
+        self.splice = handler.md.getBool("splice", default=True)
         self.authenticator: Authenticator | None = authenticatorFor(handler, context.config, where)
         self.forwarder = forwarderSelector(service, reactor)
         self.router: Router = context.router(service, handler.chain, where)
