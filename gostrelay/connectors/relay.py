@@ -110,7 +110,9 @@ class RelayClientProtocol(Protocol):
         else:
             self._timer = ep.reactor.callLater(ep.quietDelay, self._quiet)
             self._connectApp()
-        if ep.connectTimeout > 0:
+        if ep.connectTimeout > 0 and ep.nodelay:
+            # Only nodelay waits for the response while connecting; in the
+            # default mode the connection is the application's at once.
             self._connectTimer = ep.reactor.callLater(ep.connectTimeout, self._connectTimedOut)
 
     def _connectApp(self) -> None:

@@ -63,6 +63,8 @@ class UDPSessionTable(DatagramProtocol):
             self.sessions[client] = session
             metrics.gauge("udpSessions", self.listener.serviceName, 1)
             session.upstream = self.handler.openSession(self, client)
+            if self.sessions.get(client) is not session:
+                return  # the session failed as it opened
         else:
             self.sessions.move_to_end(client)
         session.touch()
@@ -89,7 +91,8 @@ class UDPSessionTable(DatagramProtocol):
         if session is not None:
             metrics.gauge("udpSessions", self.listener.serviceName, -1)
             session.cancel()
-            session.upstream.close()
+            if session.upstream is not None:
+                session.upstream.close()
 
     def closeAll(self) -> None:
         for client in list(self.sessions):
