@@ -206,18 +206,19 @@ class Splicer:
     Takes over a L{Pipe} whose two sides are plain TCP sockets.
     """
 
-    def __init__(self, reactor: Any, pipe: Any) -> None:
+    def __init__(self, reactor: Any, pipe: Any, sockets: tuple[Any, Any] | None = None) -> None:
         self.reactor = reactor
         self.pipe = pipe
-        a, b = pipe.transports
+        a, b = sockets or pipe.transports
         self.transports = (a, b)
         self.directions: list[_Direction] = []
         self.finished = False
 
     def start(self) -> None:
         a, b = self.transports
-        for transport in (a, b):
+        for transport in (*self.pipe.transports, a, b):
             transport.unregisterProducer()
+        for transport in (a, b):
             transport.stopReading()
             transport.stopWriting()
         self.directions = [_Direction(self, 0, a, b), _Direction(self, 1, b, a)]
@@ -254,27 +255,49 @@ class Splicer:
                 transport.loseConnection()
 
 
-def trySplice(reactor: Any, pipe: Any, attempts: int = 50) -> None:
+def kernelSocket(transport: Any) -> tuple[Any, bool]:
     """
-    Hand C{pipe} to a L{Splicer} as soon as both sides are plain TCP with
-    nothing left in Twisted's write buffers (checked on the next reactor
-    turns, a bounded number of times); otherwise it stays in userspace.
+    The plain TCP transport under C{transport}, and whether it can be
+    spliced now.  A relay client stream is its carrier's socket once its
+    handshake is over (C{spliceCarrier}); until then it may become one.
     """
-    a, b = pipe.transports
-    if not (spliceable(a) and spliceable(b)):
+    if spliceable(transport):
+        return transport, True
+    carrier = getattr(transport, "spliceCarrier", None)
+    if carrier is None:
+        return None, False
+    inner = carrier()
+    if inner is None:
+        return None, not getattr(transport, "disconnecting", False)
+    return (inner, True) if spliceable(inner) else (None, False)
+
+
+#: When to look again while a side is not ready (a relay handshake in
+#: flight, Twisted still flushing): soon at first, then less often.
+_RETRY_DELAYS = (0, 0, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
+
+
+def trySplice(reactor: Any, pipe: Any) -> None:
+    """
+    Hand C{pipe} to a L{Splicer} as soon as both sides are plain TCP
+    sockets with nothing left in Twisted's write buffers; a side that
+    cannot become one (TLS, WebSocket, smux) leaves the pipe in userspace.
+    """
+    if not AVAILABLE:
         return
 
-    def check(remaining: int) -> None:
-        if pipe._done or pipe.spliced or not pipe.connected:
+    def check(attempt: int) -> None:
+        if pipe._done or pipe.spliced or not pipe.connected or any(pipe._eof):
             return
-        ta, tb = pipe.transports
-        if not (spliceable(ta) and spliceable(tb)) or any(pipe._eof) or pipe.pendingBytes():
+        sides = [kernelSocket(t) for t in pipe.transports]
+        if any(s is None and not ready for s, ready in sides):
             return
-        if _outputPending(ta) or _outputPending(tb):
-            if remaining > 0:
-                reactor.callLater(0, check, remaining - 1)
+        sockets = [s for s, _ in sides]
+        if None in sockets or pipe.pendingBytes() or any(_outputPending(s) for s in sockets):
+            if attempt < len(_RETRY_DELAYS):
+                reactor.callLater(_RETRY_DELAYS[attempt], check, attempt + 1)
             return
-        pipe.spliced = Splicer(reactor, pipe)
+        pipe.spliced = Splicer(reactor, pipe, tuple(sockets))
         pipe.spliced.start()
 
-    reactor.callLater(0, check, attempts)
+    check(0)

@@ -309,9 +309,9 @@ class SelectionTests(SynchronousTestCase):
         marker).  A refused dial of hop 1 must not mark hop 2's node, which
         was never tried.
 
-        KNOWN BUG (failing on purpose): L{_MarkingEndpoint} marks every node
-        of the route on any failure, so a healthy hop-2 node is left out
-        for failTimeout because hop 1 was down.
+        (Regression: L{_MarkingEndpoint} used to mark every node of the
+        route on any failure, leaving a healthy hop-2 node out for
+        failTimeout because hop 1 was down.)
         """
         reactor, chain = buildChain("relay://10.0.0.1:1001", "relay://10.0.0.2:1002,10.0.0.3:1003")
         app, results = connectVia(chain)
@@ -329,10 +329,10 @@ class SelectionTests(SynchronousTestCase):
         final C{Transport.Connect} error is returned without marking): an
         unreachable target says nothing about the relay nodes.
 
-        KNOWN BUG (failing on purpose): L{_MarkingEndpoint} marks every node
-        of the route when the last relay server answers 01070000
-        (nodelay=true), so one request for a dead target takes a healthy
-        relay node out of rotation for failTimeout.
+        (Regression: every node of the route used to be marked when the
+        last relay server answered 01070000 with nodelay=true, so one
+        request for a dead target took a healthy relay node out of
+        rotation for failTimeout.)
         """
         reactor, chain = buildChain("relay://10.0.0.1:1001,10.0.0.2:1002?nodelay=true")
         app, results = connectVia(chain)

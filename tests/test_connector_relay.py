@@ -802,11 +802,10 @@ class CancelAndTimeoutTests(ConnectorTestCase):
         the target speaks (its default) with a slow target (a long-polling
         HTTP request) must not be cut.
 
-        KNOWN BUG (failing on purpose): L{RelayClientProtocol.connectionMade}
-        starts the connectTimeout timer whatever C{nodelay} says, so in
-        default mode an established, working connection is aborted when the
-        server's (legitimately held) response has not come within
-        connectTimeout.
+        (Regression: the connectTimeout timer used to start whatever
+        C{nodelay} said, so in default mode an established, working
+        connection was aborted when the server's legitimately held response
+        had not come within connectTimeout.)
         """
         clock, carrier, appFactory, d, results = connectThrough(
             nodeURL(nodelay=False, extra="connectTimeout=1s"), first=b"GET /poll HTTP/1.1\r\n\r\n"

@@ -29,7 +29,6 @@ from gostrelay.build import buildServices
 from gostrelay.config.url import buildConfigFromCommandLine
 from gostrelay.endpoints import chainEndpoint
 from gostrelay.wire.relay import RequestParser, encodeResponse
-
 from tests.processes import CONSOLE, childEnvironment, runToCompletion, spawn
 from tests.test_integration_server import EchoFactory
 
@@ -708,3 +707,81 @@ class EndpointTests(ClientIntegrationTestCase):
         ep = chainEndpoint(reactor, [f"relay://127.0.0.1:{s1}", f"relay://u:p@127.0.0.1:{s2}"], "127.0.0.1", echoPort)
         yield self.roundTrip(ep, os.urandom(MIB))
         self.assertEqual((len(accepted1), len(accepted2)), (1, 1))
+
+
+# -- (f) SOCKS5 UDP ASSOCIATE on the entry (udp=true), directly and through relay
+
+
+def socks5Datagram(host: str, port: int, data: bytes) -> bytes:
+    from gostrelay.wire.socks import encodeSocks5Datagram
+
+    return encodeSocks5Datagram(host, port, data)
+
+
+class SOCKS5UDPTests(ClientIntegrationTestCase):
+    """
+    RFC 1928 UDP ASSOCIATE on C{-L socks5://...?udp=true}: directly, and
+    through a relay chain as a relay UDP association (a UDP BIND of
+    0.0.0.0:0, which needs C{bind=true} on the server, as in GOST).
+    """
+
+    @defer.inlineCallbacks
+    def associate(self, socksPort: int):  # type: ignore[no-untyped-def]
+        """
+        Open an association; fire with the control connection and the
+        reply bytes.
+        """
+        control = yield self.connect(socksPort, Collector())
+        control.transport.write(b"\x05\x01\x00")
+        yield control.waitFor(2, 5, "method selection")
+        control.transport.write(b"\x05\x03\x00\x01" + bytes(6))
+        data = yield control.waitFor(12, 5, "UDP ASSOCIATE reply")
+        return control, data[2:]
+
+    @defer.inlineCallbacks
+    def roundTrips(self, socksPort: int, echoPort: int, sizes: tuple[int, ...]):  # type: ignore[no-untyped-def]
+        import struct
+
+        control, reply = yield self.associate(socksPort)
+        self.assertEqual(reply[:4], b"\x05\x00\x00\x01", reply)
+        bnd = (".".join(str(b) for b in reply[4:8]), struct.unpack(">H", reply[8:10])[0])
+        self.assertEqual(bnd[0], "127.0.0.1")
+        client = UDPClient()
+        self.listenUDP(client)
+        for size in sizes:
+            payload = os.urandom(size)
+            answer = yield client.exchange(socks5Datagram("127.0.0.1", echoPort, payload), bnd)
+            self.assertEqual(answer, socks5Datagram("127.0.0.1", echoPort, payload), f"{size}-byte datagram")
+        return control
+
+    @defer.inlineCallbacks
+    def test_direct(self):  # type: ignore[no-untyped-def]
+        echo = UDPEcho()
+        echoPort = self.listenUDP(echo)
+        socksPort = yield self.startClient("socks5://127.0.0.1:0?udp=true")
+        control = yield self.roundTrips(socksPort, echoPort, (5, 5000))
+        control.transport.loseConnection()
+        yield withTimeout(control.done, 5, "control close")
+
+    @defer.inlineCallbacks
+    def test_throughRelay(self):  # type: ignore[no-untyped-def]
+        echo = UDPEcho()
+        echoPort = self.listenUDP(echo)
+        s, accepted = yield self.startRelay("relay://127.0.0.1:0?bind=true")
+        socksPort = yield self.startClient("socks5://127.0.0.1:0?udp=true", f"relay://127.0.0.1:{s}")
+        yield self.roundTrips(socksPort, echoPort, (5, 5000, 30000))
+        self.assertEqual(len(accepted), 1, "one relay stream per association")
+        self.assertEqual([n for n, _ in echo.received], [5, 5000, 30000])
+
+    @defer.inlineCallbacks
+    def test_relayWithoutBindRefuses(self):  # type: ignore[no-untyped-def]
+        """
+        A relay server without bind=true refuses the association: the
+        SOCKS5 client gets a failure reply and the control connection is
+        closed.
+        """
+        s, accepted = yield self.startRelay()
+        socksPort = yield self.startClient("socks5://127.0.0.1:0?udp=true", f"relay://127.0.0.1:{s}")
+        control, reply = yield self.associate(socksPort)
+        self.assertEqual(reply[:2], b"\x05\x01", reply)
+        yield withTimeout(control.done, 5, "close after refusal")

@@ -351,6 +351,30 @@ class StreamTests(MuxTestCase):
         remote.attach(proto)
         self.assertEqual(proto.received, b"early")
 
+    def test_finBeforeAttach(self) -> None:
+        """
+        A stream that got its data and its FIN before its protocol was
+        attached still delivers the data, then connectionLost.
+
+        BUG (fails today): the FIN closes the unattached stream; attach()
+        then calls makeConnection but neither delivers the held bytes nor
+        ever calls connectionLost.  Repro: Pair(attach=False); client
+        stream write(b"early"), loseConnection(); pump; attach a protocol
+        to the accepted stream -> it gets nothing, and is never told the
+        stream ended.
+        """
+        pair = Pair(attach=False)
+        stream = pair.client.openStream()
+        stream.write(b"early")
+        stream.loseConnection()
+        pair.pump()
+        (remote,) = pair.accepted
+        proto = Recorder()
+        remote.attach(proto)
+        pair.clock.advance(0)
+        self.assertEqual(len(proto.lost), 1, "the protocol was never told that the stream ended")
+        self.assertEqual(proto.received, b"early")
+
     def test_largeWritesSplit(self) -> None:
         """
         A write larger than maxFrameSize (32768) goes as several PSH
@@ -706,6 +730,30 @@ class VersionTwoTests(MuxTestCase):
         self.assertEqual(rproto.received, b"hello again")
         self.assertEqual(pair.st.value(), encodeUpdate(2, 3, 5, 65536))
 
+    def test_finAfterHeldDataDeliversIt(self) -> None:
+        """
+        A FIN is the end of the stream *after* its data (spec 4.2: "the
+        receiver delivers buffered data then EOF"): bytes a paused v2
+        stream holds when the FIN arrives are delivered when it resumes,
+        then connectionLost.
+
+        BUG (fails today): MuxStream._remoteFin calls loseConnection at
+        once, which marks the stream closed and drops what it holds: the
+        protocol never gets the tail.  Repro: v2 pair, remote stream
+        pauseProducing(); peer writes b"tail" and loseConnection(); pump;
+        resumeProducing() -> protocol received b"" and connectionLost.
+        """
+        pair = Pair(version=2)
+        stream, proto, remote, rproto = pair.open()
+        remote.pauseProducing()
+        stream.write(b"tail")
+        stream.loseConnection()
+        pair.pump()
+        remote.resumeProducing()
+        pair.clock.advance(0)
+        self.assertEqual(rproto.received, b"tail", "data before the FIN was lost")
+        self.assertEqual(len(rproto.lost), 1)
+
     def test_otherStreamsFlowWhileOnePaused(self) -> None:
         pair = Pair(version=2)
         s1, p1, r1, rp1 = pair.open()
@@ -797,7 +845,7 @@ class SessionEndTests(MuxTestCase):
         opened = [pair.open() for _ in range(3)]
         pair.client.close()
         self.assertTrue(pair.ct.disconnecting)
-        for stream, proto, remote, rproto in opened:
+        for stream, proto, _remote, _rproto in opened:
             self.assertEqual(len(proto.lost), 1)
             self.assertTrue(stream.closed)
         pair.client.close()
@@ -806,12 +854,12 @@ class SessionEndTests(MuxTestCase):
         pair.client.connectionLost(Failure(ConnectionDone()))
         self.assertEqual(len(pair.closed["client"]), 1)
         pair.server.connectionLost(Failure(ConnectionDone()))
-        for stream, proto, remote, rproto in opened:
+        for *_, rproto in opened:
             self.assertEqual(len(rproto.lost), 1)
         self.assertEqual(len(pair.closed["server"]), 1)
         pair.clock.advance(0)
         self.assertNoDelayedCalls(pair.clock)
-        for stream, proto, remote, rproto in opened:
+        for _stream, proto, _remote, rproto in opened:
             self.assertEqual((len(proto.lost), len(rproto.lost)), (1, 1))
 
     def test_carrierLostEndsAllStreams(self) -> None:
@@ -823,13 +871,13 @@ class SessionEndTests(MuxTestCase):
         opened = [pair.open() for _ in range(3)]
         reason = Failure(ConnectionLost("gone"))
         pair.server.connectionLost(reason)
-        for stream, proto, remote, rproto in opened:
+        for _stream, _proto, _remote, rproto in opened:
             self.assertEqual(len(rproto.lost), 1)
             self.assertTrue(rproto.lost[0].check(ConnectionLost))
         self.assertEqual(pair.closed["server"], [reason])
         self.assertEqual(pair.server.streams, {})
         pair.server.dataReceived(encodeFrame(1, PSH, 3, b"after"))
-        for stream, proto, remote, rproto in opened:
+        for _stream, _proto, _remote, rproto in opened:
             self.assertEqual(rproto.received, b"")
         pair.client.connectionLost(reason)
         pair.clock.advance(0)

@@ -604,10 +604,9 @@ class ThroughRelayTests(ProxyTestCase):
         L{ProxyEntryProtocol._socks5} checks C{reason.check(RelayRefused)}
         and C{status == FORBIDDEN}.
 
-        KNOWN BUG (failing on purpose): L{Router.connect} turns every
-        L{ConnectError} (L{RelayRefused} is one) into a L{DialError}, so the
-        handler never sees L{RelayRefused} and answers 03; the mapping is
-        dead code.
+        (Regression: L{Router.connect} used to turn every L{ConnectError},
+        L{RelayRefused} included, into a L{DialError}, so the handler never
+        saw the status and answered 03.)
         """
         tr = self.socks5ThroughRefusal(3)
         self.assertEqual(tr.value()[4:6], b"\x05\x02", tr.value())
@@ -620,3 +619,42 @@ class ThroughRelayTests(ProxyTestCase):
         self.assertEqual(rtr.writes, [connectRequest("example.com:80").encode()])
         relay.dataReceived(bytes.fromhex("01070000"))
         self.assertEqual(tr.value(), b"\x00\x5b" + bytes(6))
+
+    def test_clientLeavesWhileWaitingForRelay(self) -> None:
+        """
+        The client going away while a nodelay=true relay connect waits for
+        its response cancels the dial down to the carrier (aborted), and
+        leaves no timer (dial timeout, responseWait) behind.
+        """
+        reactor, handler, proto, tr = self.setupRelay("?nodelay=true")
+        proto.dataReceived(
+            b"CONNECT example.com:443 HTTP/1.1\r\nProxy-Authorization: " + basic("user", "pass").encode() + b"\r\n\r\n"
+        )
+        relay, rtr = self.acceptRelay(reactor)
+        self.assertNotEqual(reactor.getDelayedCalls(), [])
+        proto.connectionLost(Failure(ConnectionDone()))
+        self.assertTrue(rtr.aborted, "the relay carrier must be aborted")
+        relay.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual(reactor.getDelayedCalls(), [])
+        self.assertEqual(tr.value(), b"")
+
+    def test_clientLeavesBeforeRelayReached(self) -> None:
+        reactor, handler, proto, tr = self.setupRelay()
+        proto.dataReceived(
+            b"CONNECT example.com:443 HTTP/1.1\r\nProxy-Authorization: " + basic("user", "pass").encode() + b"\r\n\r\n"
+        )
+        self.assertEqual(len(reactor.tcpClients), 1)
+        proto.connectionLost(Failure(ConnectionDone()))
+        self.assertTrue(reactor.connectors[-1].stoppedConnecting or reactor.connectors[-1]._disconnected)
+        self.assertEqual(reactor.getDelayedCalls(), [])
+
+    def test_relayDialTimeout(self) -> None:
+        """
+        A relay server that cannot be reached within dialTimeout: 503.
+        """
+        reactor, handler, _ = makeHandler(":0?dialTimeout=3s", "relay://10.0.0.1:8420", fakeRouter=False)
+        proto, tr = connectClient(handler)
+        proto.dataReceived(b"CONNECT example.com:443 HTTP/1.1\r\n\r\n")
+        reactor.advance(3)
+        self.assertTrue(tr.value().startswith(b"HTTP/1.1 503 "), tr.value())
+        self.assertClosed(tr)

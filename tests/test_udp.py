@@ -568,14 +568,12 @@ class SynchronousDialFailureTests(SynchronousTestCase):
         The session must end cleanly: no exception, no session left, no
         timer left, and the client's next datagram tries again.
 
-        KNOWN BUG (failing on purpose): L{UDPSessionTable.datagramReceived}
-        puts the session in the table before C{openSession} returns; the
-        synchronous failure calls C{table.closeSession}, which calls
-        C{session.upstream.close()} while C{upstream} is still C{None}
-        (AttributeError, "Unhandled error in Deferred").  Then
-        C{datagramReceived} goes on with the orphaned session: C{touch()}
-        arms a ttl timer (60 s) that is never cancelled and will, when it
-        fires, close whatever session then has the same client key.
+        (Regression: the session used to be put in the table before
+        C{openSession} returned; the synchronous failure then called
+        C{session.upstream.close()} while C{upstream} was still C{None}
+        (AttributeError, "Unhandled error in Deferred"), and the orphaned
+        session armed a 60 s ttl timer that would later close whatever
+        session then had the same client key.)
         """
         import gc
 
@@ -625,6 +623,28 @@ class UDPClientPathTests(SynchronousTestCase):
         self.assertTrue(tr.disconnecting)
         carrier.connectionLost(Failure(ConnectionDone()))
         self.assertEqual(reactor.getDelayedCalls(), [])
+
+    def test_relayStreamLostEndsSession(self) -> None:
+        """
+        The relay stream going away ends the session; the client's next
+        datagram opens a new one (a new relay stream).
+        """
+        reactor = UDPMemoryReactor()
+        url = "udp://127.0.0.1:0/127.0.0.1:53"
+        cfg = buildConfigFromCommandLine([url], ["relay://127.0.0.1:8420"])
+        handler = UDPForwardHandler(reactor, cfg.services[0], BuildContext(reactor, cfg))
+        reactor, listener, handler, port, sock = startListener(url, handler, reactor)
+        sock.protocol.datagramReceived(b"one", A)
+        carrier = reactor.tcpClients[-1][2].buildProtocol(None)
+        tr = RecordingTransport()
+        carrier.makeConnection(tr)
+        carrier.dataReceived(OK + encodeLengthFrame(b"r1"))
+        carrier.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual(sock.protocol.sessions, {})
+        self.assertEqual(reactor.getDelayedCalls(), [])
+        sock.protocol.datagramReceived(b"two", A)
+        self.assertEqual(len(reactor.tcpClients), 2)
+        self.assertEqual(sock.sent, [(b"r1", A)])
 
     def test_relayUnreachable(self) -> None:
         reactor = UDPMemoryReactor()

@@ -233,6 +233,18 @@ class RelayClientProtocol(Protocol):
                 server=self.endpoint.label, target=self.endpoint.target, why=describeFailure(reason),
             )
 
+    def spliceCarrier(self) -> Any:
+        """
+        The carrier transport, once the relay handshake is over and every
+        byte passes through unchanged (so L{gostrelay.splice} may move bytes
+        on the carrier directly); C{None} before that.
+        """
+        if self.headerSent and self.parser is None and self.app is not None and not self.disconnecting:
+            carrier = self.transport
+            inner = getattr(carrier, "spliceCarrier", None)
+            return inner() if inner is not None else carrier
+        return None
+
     # -- the application's transport
 
     def write(self, data: bytes) -> None:

@@ -94,6 +94,18 @@ def portAllowed(port: int, ranges: list[tuple[int, int]] | None) -> bool:
     return any(lo <= port <= hi for lo, hi in ranges)
 
 
+def _boundAddr(address: IAddress, requestedHost: str) -> AddrFeature:
+    """
+    The bound address to report: a request for the IPv4 wildcard is
+    answered with 0.0.0.0 even though we listen dual-stack (spec-relay.md
+    4.6: C{01 00 00 0a 02 00 07 01 00000000 PORT}).
+    """
+    host = _ipText(getattr(address, "host", "0.0.0.0"))
+    if host == "::" and requestedHost in ("", "0.0.0.0"):
+        host = "0.0.0.0"
+    return AddrFeature.fromHostPort(host, getattr(address, "port", 0))
+
+
 def _peerAddr(address: IAddress) -> AddrFeature:
     host = _ipText(getattr(address, "host", "0.0.0.0"))
     return AddrFeature.fromHostPort(host, getattr(address, "port", 0))
@@ -141,7 +153,7 @@ class TCPBind:
         self.bound = joinHostPort(_ipText(host.host), host.port)
         metrics.gauge("bindSessions", self.handler.name, 1)
         transport = self.protocol.transport
-        transport.write(encodeResponse(Status.OK, _peerAddr(host)))
+        transport.write(encodeResponse(Status.OK, _boundAddr(host, self.host)))
         self.session = MuxSession(
             self.reactor,
             transport,
@@ -227,7 +239,7 @@ class UDPBind:
         transport = self.protocol.transport
         self.gate = DropWhenPaused()
         transport.registerProducer(self.gate, True)
-        transport.write(encodeResponse(Status.OK, _peerAddr(host)))
+        transport.write(encodeResponse(Status.OK, _boundAddr(host, self.host)))
         return port
 
     def dataReceived(self, data: bytes) -> None:

@@ -113,7 +113,9 @@ class _RemoteListener:
 
     def listen(self, handler: Any) -> defer.Deferred[Any]:
         self.handler = handler
-        policy = backoffPolicy(initialDelay=1.0, maxDelay=self.maxRetryDelay, factor=2.0, jitter=random.random)
+        # backoffPolicy counts from the first failure: 0.5 * 2**1 = 1 s, then
+        # 2 s, 4 s, capped (GOST: 1, 2, 4, 5 s), plus up to 1 s of jitter.
+        policy = backoffPolicy(initialDelay=0.5, maxDelay=self.maxRetryDelay, factor=2.0, jitter=random.random)
         service = ClientService(self.endpoint, self._factory(), retryPolicy=policy, clock=self.reactor)
         service.startService()
         return defer.succeed(_RemotePort(self, service))

@@ -1,0 +1,452 @@
+"""
+Integration tests for remote port forwarding (spec-relay.md 6.3, 6.4):
+a relay server (C{python -m gostrelay -L relay://127.0.0.1:PORT?bind=true})
+and a client (C{-L rtcp://... -L rudp://... -F relay://...}) as separate
+processes, spoken to over real sockets on 127.0.0.1 only.
+
+Peers connect to the port the server binds for the client; the client
+forwards to echo targets run by the test.  Every child is stopped at
+cleanup (TERM, then KILL), every socket opened here is closed, and every
+wait is bounded.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+from typing import Any
+
+from twisted.internet import defer, reactor, task
+from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+from twisted.internet.error import CannotListenError, ConnectError
+from twisted.internet.protocol import DatagramProtocol, Factory, Protocol
+from twisted.python.failure import Failure
+from twisted.trial import unittest
+
+from tests.processes import CONSOLE, LineProcessProtocol, ProcessTimeout, childEnvironment, spawn
+
+MIB = 1024 * 1024
+
+
+def freePort(kind: int = socket.SOCK_STREAM) -> int:
+    """
+    A port that was free on 127.0.0.1 a moment ago (bound to port 0 and
+    closed).
+    """
+    s = socket.socket(socket.AF_INET, kind)
+    try:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+    finally:
+        s.close()
+
+
+def _re(text: str) -> str:
+    return re.escape(text)
+
+
+# -- targets
+
+
+class Echo(Protocol):
+    def connectionMade(self) -> None:
+        self.factory.open.add(self)  # type: ignore[attr-defined]
+
+    def dataReceived(self, data: bytes) -> None:
+        self.factory.received += len(data)  # type: ignore[attr-defined]
+        self.transport.write(data)  # type: ignore[union-attr]
+
+    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+        self.factory.open.discard(self)  # type: ignore[attr-defined]
+
+
+class EchoFactory(Factory):
+    protocol = Echo
+    noisy = False
+
+    def __init__(self) -> None:
+        self.open: set[Echo] = set()
+        self.received = 0
+
+
+class Sink(Protocol):
+    """
+    A target that records what each connection sent.
+    """
+
+    def connectionMade(self) -> None:
+        self.data = b""
+        self.factory.open.add(self)  # type: ignore[attr-defined]
+        self.factory.connections.append(self)  # type: ignore[attr-defined]
+
+    def dataReceived(self, data: bytes) -> None:
+        self.data += data
+
+    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+        self.factory.open.discard(self)  # type: ignore[attr-defined]
+
+
+class SinkFactory(EchoFactory):
+    protocol = Sink  # type: ignore[assignment]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.connections: list[Sink] = []
+
+
+class SendAndLeave(Protocol):
+    def __init__(self, payload: bytes) -> None:
+        self.payload = payload
+
+    def connectionMade(self) -> None:
+        self.transport.write(self.payload)  # type: ignore[union-attr]
+        self.transport.loseConnection()  # type: ignore[union-attr]
+
+
+class UDPEcho(DatagramProtocol):
+    noisy = False
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def datagramReceived(self, data: bytes, addr: Any) -> None:
+        self.count += 1
+        self.transport.write(data, addr)  # type: ignore[union-attr]
+
+
+# -- peers
+
+
+class EchoClient(Protocol):
+    """
+    Sends C{payload}, reads until as many bytes came back, then closes;
+    C{done} fires with what came back.  No half-close: smux has none.
+    """
+
+    def __init__(self, payload: bytes) -> None:
+        self.payload = payload
+        self.received = bytearray()
+        self.done: defer.Deferred[bytes] = defer.Deferred()
+        self.lost = False
+
+    def connectionMade(self) -> None:
+        self.transport.write(self.payload)  # type: ignore[union-attr]
+
+    def dataReceived(self, data: bytes) -> None:
+        self.received += data
+        if len(self.received) >= len(self.payload):
+            self.transport.loseConnection()  # type: ignore[union-attr]
+
+    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+        self.lost = True
+        self.done.callback(bytes(self.received))
+
+
+class UDPPeer(DatagramProtocol):
+    noisy = False
+
+    def __init__(self) -> None:
+        self.received: list[tuple[bytes, tuple[str, int]]] = []
+
+    def datagramReceived(self, data: bytes, addr: Any) -> None:
+        self.received.append((data, tuple(addr)))  # type: ignore[arg-type]
+
+
+class RemoteForwardingMixin:
+    timeout = 60
+
+    # -- children
+
+    def childDir(self) -> str:
+        path = self.mktemp()  # type: ignore[attr-defined]
+        os.makedirs(path)
+        return os.path.abspath(path)
+
+    def start(self, *args: str, name: str = "") -> LineProcessProtocol:
+        return spawn(
+            reactor,
+            CONSOLE + list(args),
+            self.childDir(),
+            childEnvironment(home=self.childDir()),
+            name=name or " ".join(args),
+            addCleanup=self.addCleanup,  # type: ignore[attr-defined]
+        )
+
+    @defer.inlineCallbacks
+    def startServer(self, port: int = 0, bind: bool = True):  # type: ignore[no-untyped-def]
+        """
+        A relay server on 127.0.0.1; fires with (process, port).
+        """
+        url = f"relay://127.0.0.1:{port}" + ("?bind=true" if bind else "")
+        proc = self.start("-L", url, name="server")
+        host, actual = yield proc.waitForListening(timeout=15)
+        return proc, actual
+
+    def startClient(self, serverPort: int, *services: str) -> LineProcessProtocol:
+        args: list[str] = []
+        for url in services:
+            args += ["-L", url]
+        return self.start(*args, "-F", f"relay://127.0.0.1:{serverPort}", name="client")
+
+    def waitBound(self, proc: LineProcessProtocol, address: str, n: int = 1, timeout: float = 15):  # type: ignore[no-untyped-def]
+        return proc.waitForLine(
+            rf"bound {_re(address)} on the relay server as \S+ \(bind #{n}\)", timeout=timeout
+        )
+
+    @defer.inlineCallbacks
+    def waitForCount(self, proc: LineProcessProtocol, pattern: str, count: int, timeout: float):  # type: ignore[no-untyped-def]
+        """
+        Wait until C{count} lines of the child match C{pattern}; fire with
+        them.
+        """
+        regex = re.compile(pattern)
+        waited = 0.0
+        while True:
+            lines = [line for line in proc.lines["out"] + proc.lines["err"] if regex.search(line)]
+            if len(lines) >= count:
+                return lines
+            if waited >= timeout or proc.ended:
+                raise ProcessTimeout(
+                    f"{len(lines)} of {count} lines matching {pattern!r} within {timeout:g}s:\n{proc.describe()}"
+                )
+            yield task.deferLater(reactor, 0.1, lambda: None)
+            waited += 0.1
+
+    # -- targets
+
+    def startEcho(self) -> tuple[EchoFactory, int]:
+        factory = EchoFactory()
+        port = reactor.listenTCP(0, factory, interface="127.0.0.1")  # type: ignore[attr-defined]
+
+        def cleanup() -> Any:
+            for proto in list(factory.open):
+                proto.transport.abortConnection()  # type: ignore[union-attr]
+            return port.stopListening()
+
+        self.addCleanup(cleanup)  # type: ignore[attr-defined]
+        return factory, port.getHost().port
+
+    def startSink(self) -> tuple[SinkFactory, int]:
+        factory = SinkFactory()
+        port = reactor.listenTCP(0, factory, interface="127.0.0.1")  # type: ignore[attr-defined]
+
+        def cleanup() -> Any:
+            for proto in list(factory.open):
+                proto.transport.abortConnection()  # type: ignore[union-attr]
+            return port.stopListening()
+
+        self.addCleanup(cleanup)  # type: ignore[attr-defined]
+        return factory, port.getHost().port
+
+    def startUDPEcho(self) -> tuple[UDPEcho, int]:
+        echo = UDPEcho()
+        port = reactor.listenUDP(0, echo, interface="127.0.0.1", maxPacketSize=65535)  # type: ignore[attr-defined]
+        self.addCleanup(port.stopListening)  # type: ignore[attr-defined]
+        return echo, port.getHost().port
+
+    # -- peers
+
+    @defer.inlineCallbacks
+    def echoThrough(self, port: int, payload: bytes, timeout: float = 30):  # type: ignore[no-untyped-def]
+        """
+        Connect to 127.0.0.1:port, send C{payload}; fire with what came
+        back once the connection is closed.
+        """
+        client = EchoClient(payload)
+        yield connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port, timeout=5), client)
+
+        def cleanup() -> None:
+            if not client.lost:
+                client.transport.abortConnection()  # type: ignore[union-attr]
+
+        self.addCleanup(cleanup)  # type: ignore[attr-defined]
+        timer = reactor.callLater(timeout, client.transport.abortConnection)  # type: ignore[attr-defined]
+        received = yield client.done
+        if timer.active():
+            timer.cancel()
+        return received
+
+    @defer.inlineCallbacks
+    def assertEchoes(self, port: int, size: int = 1000):  # type: ignore[no-untyped-def]
+        payload = os.urandom(size)
+        received = yield self.echoThrough(port, payload)
+        self.assertEqual(len(received), len(payload))  # type: ignore[attr-defined]
+        self.assertTrue(received == payload, "echoed bytes differ")  # type: ignore[attr-defined]
+
+
+class RemoteTCPTests(RemoteForwardingMixin, unittest.TestCase):
+    @defer.inlineCallbacks
+    def test_concurrentMebibytes(self):  # type: ignore[no-untyped-def]
+        """
+        20 connections at once to the port the server bound, each echoing
+        1 MiB through the smux session and the client to the target; every
+        byte comes back, in order.  The server logs the BIND and its peers.
+        """
+        echo, echoPort = self.startEcho()
+        server, serverPort = yield self.startServer()
+        remotePort = freePort()
+        client = self.startClient(serverPort, f"rtcp://127.0.0.1:{remotePort}/127.0.0.1:{echoPort}")
+        yield self.waitBound(client, f"127.0.0.1:{remotePort}")
+        yield server.waitForLine(rf"BIND 127\.0\.0\.1:{remotePort}/tcp user='': bound on 127\.0\.0\.1:{remotePort}")
+        payloads = [os.urandom(MIB) for _ in range(20)]
+        results = yield defer.gatherResults([self.echoThrough(remotePort, p, timeout=40) for p in payloads])
+        for i, (payload, received) in enumerate(zip(payloads, results)):
+            self.assertEqual(len(received), MIB, f"connection {i}:\n{client.describe()}\n{server.describe()}")
+            self.assertTrue(received == payload, f"connection {i}: echoed bytes differ")
+        self.assertEqual(echo.received, 20 * MIB)
+
+    @defer.inlineCallbacks
+    def test_emptyHost(self):  # type: ignore[no-untyped-def]
+        """
+        C{rtcp://:PORT/...} (empty host; GOST's own client sends a broken
+        request for it) binds PORT on every address of the server:
+        127.0.0.1:PORT works.
+        """
+        echo, echoPort = self.startEcho()
+        server, serverPort = yield self.startServer()
+        remotePort = freePort()
+        client = self.startClient(serverPort, f"rtcp://:{remotePort}/127.0.0.1:{echoPort}")
+        yield self.waitBound(client, f":{remotePort}")
+        yield self.assertEchoes(remotePort, 100_000)
+        yield self.assertEchoes(remotePort, 1)
+
+    @defer.inlineCallbacks
+    def test_shortLivedPeers(self):  # type: ignore[no-untyped-def]
+        """
+        Peers that send a few bytes and close at once (a log line, a
+        health check) still have their bytes delivered to the target: the
+        smux FIN that follows them is the end of the data (spec 4.2).
+
+        BUG (fails today): when the data and the FIN reach the client
+        before its dial to the target completes, the FIN ends the stream,
+        the rtcp handler cancels the dial and the bytes are lost (see
+        test_bind.RemoteListenerTests.test_peerDataThenFinBeforeTargetConnects).
+        Repro: -L rtcp://127.0.0.1:P/127.0.0.1:T, a peer connects to P,
+        writes b"line 0\n" and closes: T gets nothing.
+        """
+        sink, sinkPort = self.startSink()
+        server, serverPort = yield self.startServer()
+        remotePort = freePort()
+        client = self.startClient(serverPort, f"rtcp://127.0.0.1:{remotePort}/127.0.0.1:{sinkPort}")
+        yield self.waitBound(client, f"127.0.0.1:{remotePort}")
+        payloads = sorted(b"line %d\n" % i for i in range(20))
+        for payload in payloads:
+            yield connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", remotePort, timeout=5), SendAndLeave(payload))
+        for _ in range(50):
+            if sorted(c.data for c in sink.connections if c.data) == payloads and not sink.open:
+                break
+            yield task.deferLater(reactor, 0.1, lambda: None)
+        self.assertEqual(
+            sorted(c.data for c in sink.connections if c.data), payloads, f"{client.describe()}\n{server.describe()}"
+        )
+
+    @defer.inlineCallbacks
+    def test_serverRestart(self):  # type: ignore[no-untyped-def]
+        """
+        When the server restarts, the client binds again (bind #2, after
+        its back-off) and the remote port works again.
+        """
+        echo, echoPort = self.startEcho()
+        serverPort = freePort()
+        server, _ = yield self.startServer(serverPort)
+        remotePort = freePort()
+        client = self.startClient(serverPort, f"rtcp://127.0.0.1:{remotePort}/127.0.0.1:{echoPort}")
+        yield self.waitBound(client, f"127.0.0.1:{remotePort}")
+        yield self.assertEchoes(remotePort)
+        yield server.stop()
+        yield client.waitForLine(r"BIND \S+ ended", timeout=10)
+        server2, _ = yield self.startServer(serverPort)
+        yield self.waitBound(client, f"127.0.0.1:{remotePort}", n=2, timeout=15)
+        yield self.assertEchoes(remotePort, 200_000)
+
+    @defer.inlineCallbacks
+    def test_clientKilledFreesPort(self):  # type: ignore[no-untyped-def]
+        """
+        When the client dies (KILL), the server releases the bound port: it
+        can be bound again, by anyone.
+        """
+        echo, echoPort = self.startEcho()
+        server, serverPort = yield self.startServer()
+        remotePort = freePort()
+        client = self.startClient(serverPort, f"rtcp://127.0.0.1:{remotePort}/127.0.0.1:{echoPort}")
+        yield self.waitBound(client, f"127.0.0.1:{remotePort}")
+        yield self.assertEchoes(remotePort)
+        self.assertRaises(
+            CannotListenError, reactor.listenTCP, remotePort, Factory.forProtocol(Protocol), interface="127.0.0.1"
+        )
+        client.transport.signalProcess("KILL")  # type: ignore[union-attr]
+        yield client.whenEnded()
+        yield server.waitForLine(rf"BIND 127\.0\.0\.1:{remotePort}/tcp user='': released", timeout=10)
+        port = None
+        for _ in range(50):
+            try:
+                port = reactor.listenTCP(remotePort, Factory.forProtocol(Protocol), interface="127.0.0.1")
+                break
+            except CannotListenError:
+                yield task.deferLater(reactor, 0.1, lambda: None)
+        self.assertIsNotNone(port, f"port {remotePort} still bound:\n{server.describe()}")
+        yield port.stopListening()
+
+    @defer.inlineCallbacks
+    def test_bindRefusedKeepsRetrying(self):  # type: ignore[no-untyped-def]
+        """
+        A server without bind=true refuses; the client says so and keeps
+        asking (at least twice); the server logs the refusal.
+        """
+        server, serverPort = yield self.startServer(bind=False)
+        remotePort = freePort()
+        client = self.startClient(serverPort, f"rtcp://127.0.0.1:{remotePort}/127.0.0.1:9")
+        lines = yield self.waitForCount(client, r"refuses BIND", 2, timeout=12)
+        self.assertIn(f"127.0.0.1:{remotePort}", lines[0])
+        yield server.waitForLine(r"refused with Forbidden")
+        self.assertNotIn("bind #1", client.out + client.err)
+        connecting = connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", remotePort, timeout=5), Protocol())
+        yield self.assertFailure(connecting, ConnectError)
+
+
+class RemoteUDPTests(RemoteForwardingMixin, unittest.TestCase):
+    @defer.inlineCallbacks
+    def test_peersAndSizes(self):  # type: ignore[no-untyped-def]
+        """
+        Three peers send datagrams of 1, 1000 and 60000 bytes to the UDP
+        port the server bound; each gets its own datagrams back, whole,
+        from that port.
+        """
+        echo, echoPort = self.startUDPEcho()
+        server, serverPort = yield self.startServer()
+        remotePort = freePort(socket.SOCK_DGRAM)
+        client = self.startClient(serverPort, f"rudp://127.0.0.1:{remotePort}/127.0.0.1:{echoPort}")
+        yield self.waitBound(client, f"127.0.0.1:{remotePort}")
+        yield server.waitForLine(rf"BIND 127\.0\.0\.1:{remotePort}/udp user='': bound on 127\.0\.0\.1:{remotePort}")
+        peers = []
+        for _ in range(3):
+            peer = UDPPeer()
+            p = reactor.listenUDP(0, peer, interface="127.0.0.1", maxPacketSize=65535)
+            self.addCleanup(p.stopListening)
+            peers.append(peer)
+        for size in (1, 1000, 60000):
+            expected = [bytes([i]) + os.urandom(size - 1) for i in range(len(peers))]
+            # Resent at most 3 times: UDP may drop, the tunnel may not
+            # corrupt or mix.
+            for _attempt in range(4):
+                for peer, payload in zip(peers, expected):
+                    if not any(data == payload for data, _ in peer.received):
+                        peer.transport.write(payload, ("127.0.0.1", remotePort))  # type: ignore[union-attr]
+                for _ in range(20):
+                    if all(any(d == p for d, _ in peer.received) for peer, p in zip(peers, expected)):
+                        break
+                    yield task.deferLater(reactor, 0.05, lambda: None)
+                else:
+                    continue
+                break
+            for i, (peer, payload) in enumerate(zip(peers, expected)):
+                self.assertTrue(
+                    any(d == payload for d, _ in peer.received),
+                    f"peer {i} never got its {size}-byte datagram back:\n{client.describe()}\n{server.describe()}",
+                )
+        for i, peer in enumerate(peers):
+            for data, source in peer.received:
+                self.assertEqual(source, ("127.0.0.1", remotePort))
+                self.assertEqual(data[0], i, "a datagram reached the wrong peer")
+                self.assertIn(len(data), (1, 1000, 60000))
