@@ -12,7 +12,8 @@ medians and ratios to direct from this one run.  Setups:
   socat           client -> socat (one userspace hop) -> server
   ours splice     client -> gostrelay tcp forward -> gostrelay relay -> server
   ours userspace  the same with splice=false on both handlers
-  ours tls        the same chain with relay+tls between the two processes
+  ours 2 workers  "ours splice" with --workers 2 on both processes
+  ours tls, ws    the same chain with relay+tls / relay+ws between the two processes
 
 "CPU s/GB" adds the user+system CPU time of every process in the chain
 (from /proc) and divides by the bytes moved.  "conn/s" is new connections
@@ -48,9 +49,21 @@ def freePort() -> int:
 
 
 def cpuSeconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    """
+    User+system CPU of C{pid} and its children (workers, socat's forks).
+    """
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    total = (int(fields[11]) + int(fields[12])) / CLK_TCK
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            children = [int(c) for c in f.read().split()]
+    except OSError:
+        children = []
+    return total + sum(cpuSeconds(c) for c in children)
 
 
 def waitPort(port: int, timeout: float = 10.0) -> None:
@@ -123,11 +136,16 @@ def echoServer(port: int) -> socket.socket:
 
 
 def iperf(port: int, seconds: float, streams: int) -> tuple[float, float]:
-    out = subprocess.run(
-        ["iperf3", "-c", "127.0.0.1", "-p", str(port), "-t", str(seconds), "-P", str(streams), "-J"],
-        capture_output=True, timeout=seconds + 30,
-    )
-    data = json.loads(out.stdout)
+    for attempt in range(10):
+        out = subprocess.run(
+            ["iperf3", "-c", "127.0.0.1", "-p", str(port), "-t", str(seconds), "-P", str(streams), "-J"],
+            capture_output=True, timeout=seconds + 30,
+        )
+        data = json.loads(out.stdout)
+        if "busy" in data.get("error", "") and attempt < 9:
+            time.sleep(1.0)  # the previous test's teardown is still in flight
+            continue
+        break
     if "error" in data:
         raise RuntimeError(data["error"])
     end = data["end"]["sum_received"]
@@ -171,15 +189,18 @@ def main() -> None:
     time.sleep(0.5)
 
     setups: dict[str, dict[str, int | list[int]]] = {"direct": {"iperf": iperfPort, "echo": echoPort, "pids": []}}
+    print("starting setups...", file=sys.stderr)
 
-    def chain(name: str, serverScheme: str, extra: str = "") -> None:
+    def chain(name: str, serverScheme: str, extra: str = "", workers: int = 1) -> None:
         relay = freePort()
-        server = procs.gostrelay("-L", f"{serverScheme}://127.0.0.1:{relay}{extra}", wait=relay)
+        flags = ["--workers", str(workers)] if workers > 1 else []
+        server = procs.gostrelay(*flags, "-L", f"{serverScheme}://127.0.0.1:{relay}{extra}", wait=relay)
         ports = {}
         pids = [server.pid]
         for what, target in (("iperf", iperfPort), ("echo", echoPort)):
             local = freePort()
             client = procs.gostrelay(
+                *flags,
                 "-L", f"tcp://127.0.0.1:{local}/127.0.0.1:{target}{extra}",
                 "-F", f"{serverScheme}://127.0.0.1:{relay}", wait=local,
             )
@@ -193,7 +214,10 @@ def main() -> None:
     setups["socat"] = {"iperf": socatIperf, "echo": socatEcho, "pids": [s1.pid, s2.pid]}
     chain("ours splice", "relay")
     chain("ours userspace", "relay", "?splice=false")
+    chain("ours splice, 2 workers", "relay", workers=2)
     chain("ours tls", "relay+tls")
+    chain("ours ws", "relay+ws")
+    time.sleep(1.0)
 
     results: dict[str, dict[str, list[float]]] = {name: {"bps1": [], "bps4": [], "cpu": [], "conn": []} for name in setups}
     try:
@@ -205,7 +229,7 @@ def main() -> None:
                 bps, moved = iperf(int(setup["iperf"]), options.seconds, 1)  # type: ignore[arg-type]
                 after = sum(cpuSeconds(p) for p in pids)
                 results[name]["bps1"].append(bps)
-                results[name]["cpu"].append((after - before) / (moved / 1e9) if pids else 0.0)
+                results[name]["cpu"].append((after - before) / (moved / 1e9) if pids else float("nan"))
                 bps4, _ = iperf(int(setup["iperf"]), options.seconds, 4)  # type: ignore[arg-type]
                 results[name]["bps4"].append(bps4)
                 results[name]["conn"].append(connectionRate(int(setup["echo"]), options.seconds))  # type: ignore[arg-type]
@@ -222,7 +246,7 @@ def main() -> None:
     for name, m in med.items():
         print(
             f"| {name} | {m['bps1'] / 1e9:.2f} | {m['bps1'] / base['bps1']:.2f}x | {m['bps4'] / 1e9:.2f} | "
-            f"{m['bps4'] / base['bps4']:.2f}x | {m['cpu']:.2f} | {m['conn']:.0f} | {m['conn'] / base['conn']:.2f}x |"
+            f"{m['bps4'] / base['bps4']:.2f}x | {'-' if m['cpu'] != m['cpu'] else format(m['cpu'], '.2f')} | {m['conn']:.0f} | {m['conn'] / base['conn']:.2f}x |"
         )
 
 

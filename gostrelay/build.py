@@ -198,12 +198,18 @@ def buildServices(reactor: Any, config: Config) -> service.MultiService:
         raise RefusedConfiguration(problems)
     context = BuildContext(reactor, config)
     top = service.MultiService()
-    if config.metrics:
+    from gostrelay import workers as _workers
+
+    if config.metrics and _workers.INDEX == 0:
         metricsService(reactor, config.metrics, config).setServiceParent(top)
     built: list[GostService] = []
+    from gostrelay import workers
+
     for i, svc in enumerate(config.services):
         where = _where(svc, i)
         assert svc.handler is not None
+        if workers.INDEX > 0 and svc.listener is not None and svc.listener.type in ("rtcp", "rudp", "runix"):
+            continue  # a remote port is bound once: by the first worker
         listenerType = svc.listener.type if svc.listener is not None and svc.listener.type else "tcp"
         handlerPlugin = registry.lookup("handler", svc.handler.type)
         listenerPlugin = registry.lookup("listener", listenerType)

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from twisted.internet.error import ConnectionDone, ConnectionLost
-from twisted.internet.interfaces import IConsumer, IPushProducer, ITransport
+from twisted.internet.interfaces import IConsumer, IHalfCloseableProtocol, IPushProducer, ITransport
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -115,6 +115,8 @@ class MuxStream:
         self.peerConsumed = 0
         self.peerWindow = INITIAL_PEER_WINDOW
         self.windowShut = False
+        self.remoteFinished = False
+        self._eofDelivered = False
         self.peerAddress: Any = None
         self.hostAddress: Any = None
 
@@ -158,6 +160,8 @@ class MuxStream:
             self.protocol.dataReceived(data)
             if self.session.config.version >= 2:
                 self._consumed(len(data))
+        if self.remoteFinished and not self._pending:
+            self._deliverEOF()
 
     def _windowUpdate(self, consumed: int, window: int) -> None:
         self.peerConsumed = consumed
@@ -176,8 +180,24 @@ class MuxStream:
                     self.producer.resumeProducing()
 
     def _remoteFin(self) -> None:
-        # No half-close in smux v1: the peer's FIN ends the stream.
-        self.loseConnection()
+        """
+        The peer sends no more: what is held is delivered first, then the
+        end of the stream (a read EOF for protocols that take one; smux
+        has no half-close, so the peer will not read what we write after
+        it closed, and the stream ends when our side closes too).
+        """
+        self.remoteFinished = True
+        if not self._pending:
+            self._deliverEOF()
+
+    def _deliverEOF(self) -> None:
+        if self._eofDelivered or self.closed or self.protocol is None:
+            return
+        self._eofDelivered = True
+        if IHalfCloseableProtocol.providedBy(self.protocol):
+            self.protocol.readConnectionLost()
+        else:
+            self.loseConnection()
 
     def _sessionLost(self, reason: Failure) -> None:
         if self.closed:

@@ -112,6 +112,7 @@ class Options(usage.Options):
     def parseOptions(self, options: Sequence[str] | None = None) -> None:
         if options is None:
             options = sys.argv[1:]
+        self.arguments = list(options)
         super().parseOptions(rewriteGostFlags(options))
 
     def postOptions(self) -> None:
@@ -199,16 +200,65 @@ def makeService(options: Options, reactor: Any = None) -> service.IService:
     unsupported = []
     if options["api"] or config.api:
         unsupported.append("-api: the web API is not implemented")
-    if config.workers and config.workers > 1:
-        unsupported.append("--workers: several worker processes are not implemented yet")
     if unsupported:
         _fail(unsupported)
     if not config.services:
         _fail(["the configuration has no services"], 2)
+    from gostrelay import workers
+
+    if (config.workers and config.workers > 1) or workers.INDEX > 0:
+        workers.REUSE_PORT = True
     try:
-        return buildServices(reactor, config)
+        top = buildServices(reactor, config)
     except RefusedConfiguration as e:
         _fail(e.problems)
     except ConfigError as e:
         _fail([str(e)])
-    raise AssertionError("unreachable")
+    if config.workers and config.workers > 1 and workers.INDEX == 0:
+        _WorkerService(reactor, config.workers, _childArguments(getattr(options, "arguments", []))).setServiceParent(top)
+    return top
+
+
+def _childArguments(arguments: list[str]) -> list[str]:
+    """
+    The first worker's arguments for the others, without C{--workers}
+    (they know from the environment that they are workers).
+    """
+    out: list[str] = []
+    skip = False
+    for arg in rewriteGostFlags(arguments):
+        if skip:
+            skip = False
+            continue
+        if arg == "--workers":
+            skip = True
+            continue
+        if arg.startswith("--workers="):
+            continue
+        out.append(arg)
+    return out
+
+
+class _WorkerService(service.Service):
+    """
+    Starts the other workers with the first and stops them with it.
+    """
+
+    def __init__(self, reactor: Any, count: int, arguments: list[str]) -> None:
+        self.reactor = reactor
+        self.count = count
+        self.arguments = arguments
+        self.processes: list[Any] = []
+
+    def startService(self) -> None:
+        from gostrelay import workers
+
+        service.Service.startService(self)
+        self.processes = workers.spawnWorkers(self.reactor, self.count, self.arguments)
+
+    def stopService(self) -> Any:
+        from gostrelay import workers
+
+        service.Service.stopService(self)
+        workers.stopWorkers(self.processes)
+        return None

@@ -281,11 +281,9 @@ class TCPBindServerTests(BindTestCase):
         reply of spec 4.6, byte for byte: OK + Addr IPv4 0.0.0.0:2222
         (14 bytes, the server_resp_bind_tcp_ok shape).
 
-        BUG (fails today): TCPBind listens dual-stack on "::" for 0.0.0.0
-        and reports the socket's address, so the reply is OK + Addr IPv6
-        [::]:2222 (26 bytes, 0100 0016 0200 1304 00..00 08ae), which no
-        GOST server sends for this request.  Repro: RelayHandler with
-        bind=true, feed BIND tcp 0.0.0.0:2222 -> the reply's Addr is [::].
+        Regression: TCPBind listens dual-stack on "::" for 0.0.0.0 and
+        used to report the socket's address, [::]:2222 (26 bytes), which no
+        GOST server sends for this request.
         """
         reactor, proto, tr = self.bound(self.URL, bindRequest("0.0.0.0:2222"))
         self.assertEqual([p for p, *_ in reactor.tcpServers], [2222])
@@ -1170,12 +1168,9 @@ class RemoteListenerTests(SynchronousTestCase):
         and every 5 s (maxRetryDelay), plus jitter below 1 s (spec 6.3,
         GOST's service loop; the module's docstring says the same).
 
-        BUG (fails today): Twisted's backoffPolicy gets attempt numbers
-        from 1, so initialDelay=1.0 with factor 2 gives 2 s, 4 s, 5 s...:
-        the first retry (and every re-bind after a server restart) waits
-        2-3 s instead of 1-2 s.  Repro: RTCPListener on a MemoryReactorClock,
-        random.random patched to 0, fail the first connect: the second
-        connect comes at t=2.0.
+        Regression: Twisted's backoffPolicy counts attempts from 1, so
+        initialDelay=1.0 with factor 2 gave 2 s, 4 s, 5 s...: the first
+        retry (and every re-bind after a server restart) waited 2-3 s.
         """
         self.assertEqual(self.retryDelays(0.0, 5), [1.0, 2.0, 4.0, 5.0, 5.0])
 
@@ -1184,8 +1179,8 @@ class RemoteListenerTests(SynchronousTestCase):
         After a working BIND dies (server restart), GOST's service loop
         resets its back-off and re-binds after 1 s (spec 6.3).
 
-        BUG (fails today, same cause as L{test_retryBackoff}): the re-bind
-        is scheduled 2 s (+ jitter) after the loss.
+        Regression (same cause as L{test_retryBackoff}): the re-bind used
+        to be scheduled 2 s (+ jitter) after the loss.
         """
         self.patch(random, "random", lambda: 0.0)
         reactor, listener, port = self.service("rtcp://:2222/127.0.0.1:22", RTCPListener, TCPForwardHandler)

@@ -322,13 +322,17 @@ class RemoteTCPTests(RemoteForwardingMixin, unittest.TestCase):
         before its dial to the target completes, the FIN ends the stream,
         the rtcp handler cancels the dial and the bytes are lost (see
         test_bind.RemoteListenerTests.test_peerDataThenFinBeforeTargetConnects).
-        Repro: -L rtcp://127.0.0.1:P/127.0.0.1:T, a peer connects to P,
-        writes b"line 0\n" and closes: T gets nothing.
+        Repro: -L rtcp://127.0.0.1:P/localhost:T, a peer connects to P,
+        writes b"line 0\\n" and closes at once: most of the time T gets
+        nothing and the client logs "peer left while dialing".
         """
         sink, sinkPort = self.startSink()
         server, serverPort = yield self.startServer()
         remotePort = freePort()
-        client = self.startClient(serverPort, f"rtcp://127.0.0.1:{remotePort}/127.0.0.1:{sinkPort}")
+        # The target by name ("localhost" is 127.0.0.1 here): resolving it
+        # takes a little while, as dialing any real target does, so the
+        # peer's FIN usually arrives before the target is connected.
+        client = self.startClient(serverPort, f"rtcp://127.0.0.1:{remotePort}/localhost:{sinkPort}")
         yield self.waitBound(client, f"127.0.0.1:{remotePort}")
         payloads = sorted(b"line %d\n" % i for i in range(20))
         for payload in payloads:
@@ -363,30 +367,44 @@ class RemoteTCPTests(RemoteForwardingMixin, unittest.TestCase):
     @defer.inlineCallbacks
     def test_clientKilledFreesPort(self):  # type: ignore[no-untyped-def]
         """
-        When the client dies (KILL), the server releases the bound port: it
-        can be bound again, by anyone.
+        When the client dies (KILL), the server releases the ports it bound
+        for it, TCP and UDP: they can be bound again, by anyone.
         """
         echo, echoPort = self.startEcho()
         server, serverPort = yield self.startServer()
         remotePort = freePort()
-        client = self.startClient(serverPort, f"rtcp://127.0.0.1:{remotePort}/127.0.0.1:{echoPort}")
-        yield self.waitBound(client, f"127.0.0.1:{remotePort}")
-        yield self.assertEchoes(remotePort)
-        self.assertRaises(
-            CannotListenError, reactor.listenTCP, remotePort, Factory.forProtocol(Protocol), interface="127.0.0.1"
+        remoteUDPPort = freePort(socket.SOCK_DGRAM)
+        client = self.startClient(
+            serverPort,
+            f"rtcp://127.0.0.1:{remotePort}/127.0.0.1:{echoPort}",
+            f"rudp://127.0.0.1:{remoteUDPPort}/127.0.0.1:9",
         )
+        yield self.waitBound(client, f"127.0.0.1:{remotePort}")
+        yield self.waitBound(client, f"127.0.0.1:{remoteUDPPort}")
+        yield self.assertEchoes(remotePort)
+
+        def listenTCP() -> Any:
+            return reactor.listenTCP(remotePort, Factory.forProtocol(Protocol), interface="127.0.0.1")
+
+        def listenUDP() -> Any:
+            return reactor.listenUDP(remoteUDPPort, DatagramProtocol(), interface="127.0.0.1")
+
+        self.assertRaises(CannotListenError, listenTCP)
+        self.assertRaises(CannotListenError, listenUDP)
         client.transport.signalProcess("KILL")  # type: ignore[union-attr]
         yield client.whenEnded()
         yield server.waitForLine(rf"BIND 127\.0\.0\.1:{remotePort}/tcp user='': released", timeout=10)
-        port = None
-        for _ in range(50):
-            try:
-                port = reactor.listenTCP(remotePort, Factory.forProtocol(Protocol), interface="127.0.0.1")
-                break
-            except CannotListenError:
-                yield task.deferLater(reactor, 0.1, lambda: None)
-        self.assertIsNotNone(port, f"port {remotePort} still bound:\n{server.describe()}")
-        yield port.stopListening()
+        yield server.waitForLine(rf"BIND 127\.0\.0\.1:{remoteUDPPort}/udp user='': released", timeout=10)
+        for listen, what in ((listenTCP, "TCP"), (listenUDP, "UDP")):
+            port = None
+            for _ in range(50):
+                try:
+                    port = listen()
+                    break
+                except CannotListenError:
+                    yield task.deferLater(reactor, 0.1, lambda: None)
+            self.assertIsNotNone(port, f"{what} port still bound:\n{server.describe()}")
+            yield port.stopListening()
 
     @defer.inlineCallbacks
     def test_bindRefusedKeepsRetrying(self):  # type: ignore[no-untyped-def]

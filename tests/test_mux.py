@@ -453,10 +453,8 @@ class KeepaliveTests(MuxTestCase):
         30 s after the session started, as smux does (its C{dataReady}
         flag starts cleared, spec 4.4).
 
-        BUG (fails today): MuxSession starts with C{_heard = True}, so the
-        first check at 30 s passes and a silent peer is only dropped at
-        60 s.  Repro: MuxSession(Clock(), transport, False); clock.advance(30)
-        → transport still open.
+        Regression: MuxSession used to start with C{_heard = True}, so a
+        silent peer was only dropped at 60 s.
         """
         clock, tr, session, closed = self.lone()
         clock.advance(30)

@@ -29,6 +29,10 @@ def serverEndpoint(reactor: Any, addr: str, backlog: int = DEFAULT_BACKLOG, wher
         host, port = splitHostPort(addr)
     except AddressError as e:
         raise ConfigError(f"{where}: bad listen address {addr!r}: {e}") from None
+    from gostrelay import workers
+
+    if workers.REUSE_PORT:
+        return _ReusePortEndpoint(reactor, host, port, backlog)
     if host in ("", "::", "[::]"):
         # An IPv6 wildcard socket with IPV6_V6ONLY off accepts IPv4 too;
         # Twisted's TCP6 port leaves V6ONLY at the system default (off on
@@ -39,6 +43,49 @@ def serverEndpoint(reactor: Any, addr: str, backlog: int = DEFAULT_BACKLOG, wher
     if host == "localhost":
         host = "127.0.0.1"
     return TCP4ServerEndpoint(reactor, port, backlog=backlog, interface=host)
+
+
+@implementer(IStreamServerEndpoint)
+class _ReusePortEndpoint:
+    """
+    A listening socket shared with the other workers (C{SO_REUSEPORT}).
+    """
+
+    def __init__(self, reactor: Any, host: str, port: int, backlog: int) -> None:
+        self.reactor = reactor
+        self.host = "127.0.0.1" if host == "localhost" else host
+        self.port = port
+        self.backlog = backlog
+
+    def listen(self, factory: IProtocolFactory):  # type: ignore[no-untyped-def]
+        import socket
+
+        from twisted.internet import defer
+
+        from gostrelay.workers import reusePortSocket
+
+        host = self.host
+        family = socket.AF_INET6 if host in ("", "::") or ":" in host else socket.AF_INET
+        if host == "":
+            host = "::"
+        try:
+            sock = reusePortSocket(family, socket.SOCK_STREAM, host, self.port)
+        except OSError:
+            if family != socket.AF_INET6 or self.host not in ("", "::"):
+                return defer.fail()
+            family, host = socket.AF_INET, "0.0.0.0"
+            try:
+                sock = reusePortSocket(family, socket.SOCK_STREAM, host, self.port)
+            except OSError:
+                return defer.fail()
+        try:
+            sock.listen(self.backlog)
+            port = self.reactor.adoptStreamPort(sock.fileno(), family, factory)
+        except Exception:
+            return defer.fail()
+        finally:
+            sock.close()
+        return defer.succeed(port)
 
 
 @implementer(IStreamServerEndpoint)

@@ -185,6 +185,18 @@ class UDPListener:
             return defer.fail(ConfigError(f"handler {type(handler).__name__} cannot serve a udp listener"))
         table = UDPSessionTable(self, handler)
         host = self.host
+        from gostrelay import workers
+
+        if workers.REUSE_PORT:
+            import socket
+
+            family = socket.AF_INET6 if host in ("", "::") or ":" in host else socket.AF_INET
+            sock = workers.reusePortSocket(family, socket.SOCK_DGRAM, host or "::", self.port)
+            try:
+                port = self.reactor.adoptDatagramPort(sock.fileno(), family, table, maxPacketSize=self.readBufferSize)
+            finally:
+                sock.close()
+            return defer.succeed(_UDPPort(port, table))
         if host in ("", "::"):
             try:
                 port = self.reactor.listenUDP(self.port, table, interface="::", maxPacketSize=self.readBufferSize)
