@@ -119,7 +119,7 @@ class MixedChainTests(ProcessTestCase):
             [self.startChild("-L", "relay+tls://127.0.0.1:0"), self.startChild("-L", "relay+ws://127.0.0.1:0")]
         )
         client, fwd, _ = yield self.startChild(
-            "-L", f"tcp://127.0.0.1:0/127.0.0.1:{echoPort}",
+            "-L", f"tcp://127.0.0.1:0/127.0.0.1:{echoPort}?dialTimeout=3s",
             "-F", f"relay+tls://127.0.0.1:{portA}",
             "-F", f"relay+ws://127.0.0.1:{portB}",
         )
@@ -132,13 +132,25 @@ class MixedChainTests(ProcessTestCase):
     def test_wsThenTLS(self):  # type: ignore[no-untyped-def]
         """
         The other order: a tls hop inside a ws hop's relay CONNECT.
+
+        BUG (left failing on purpose): the forwarder's dial through the
+        chain fails with "AttributeError: 'WebSocketStream' object has no
+        attribute 'setTcpNoDelay'" (logged by the client) and then times
+        out.  Hop 2's RelayClientProtocol copies the interfaces of its TLS
+        carrier, which claims ISSLTransport and hence ITCPTransport;
+        gostrelay.pipe.setNoDelay believes it, and the call is forwarded
+        by __getattr__ (RelayClientProtocol, then the TLS wrapper, then hop
+        1's RelayClientProtocol) down to the WebSocketStream, which has no
+        such method (only OSError is caught).  The same happens for a tls
+        hop after a wss hop.  (chainEndpoint with a plain application
+        protocol works: nobody calls setTcpNoDelay there.)
         """
         echo, echoPort = self.startEcho()
         (a, portA, _), (b, portB, _) = yield defer.gatherResults(
             [self.startChild("-L", "relay+ws://127.0.0.1:0"), self.startChild("-L", "relay+tls://127.0.0.1:0")]
         )
         client, fwd, _ = yield self.startChild(
-            "-L", f"tcp://127.0.0.1:0/127.0.0.1:{echoPort}",
+            "-L", f"tcp://127.0.0.1:0/127.0.0.1:{echoPort}?dialTimeout=3s",
             "-F", f"relay+ws://127.0.0.1:{portA}",
             "-F", f"relay+tls://127.0.0.1:{portB}",
         )
@@ -212,4 +224,5 @@ class YAMLPathTests(ProcessTestCase):
         client = yield self.exchange(TCP4ClientEndpoint(reactor, "127.0.0.1", badPort, timeout=5), b"wrong path", timeout=10)
         self.assertEqual(bytes(client.data), b"", bad.describe())
         self.assertEqual(len(echo.accepted), 1, "the wrong path must not reach the target")
-        self.assertNotIn("CONNECT 127.0.0.1:%d" % echoPort, "\n".join(server.lines["out"][-3:]) if False else "")
+        served = [line for line in server.lines["out"] if f"CONNECT 127.0.0.1:{echoPort}/tcp" in line and "connected" in line]
+        self.assertEqual(len(served), 1, server.describe())
