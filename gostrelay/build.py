@@ -94,6 +94,7 @@ def checkConfig(config: Config) -> list[str]:
         ):
             if chainName and config.chain(chainName) is None:
                 problems.append(f"{where}: chain {chainName!r} is not defined")
+        problems.extend(_unsupportedFeatures(svc, where))
     for c, chain in enumerate(config.chains):
         for h, hop in enumerate(chain.hops):
             hopWhere = f"chains[{c}].hops[{h}] ({chain.name}/{hop.name})"
@@ -102,8 +103,14 @@ def checkConfig(config: Config) -> list[str]:
                     strategyName(hop.selector.strategy, hopWhere)
                 except ConfigError as e:
                     problems.append(str(e))
+            for key in ("resolver", "hosts", "interface"):
+                if getattr(hop, key):
+                    problems.append(f"{hopWhere}: hop {key} is not implemented")
             for n, node in enumerate(hop.nodes):
                 nodeWhere = node.source or f"{hopWhere}.nodes[{n}] ({node.name})"
+                for key in ("bypass", "bypasses", "resolver", "hosts", "interface", "netns"):
+                    if getattr(node, key):
+                        problems.append(f"{nodeWhere}: node {key} is not implemented")
                 connector = node.connector.type if node.connector and node.connector.type else "http"
                 dialer = node.dialer.type if node.dialer and node.dialer.type else "tcp"
                 if registry.lookup("connector", connector) is None:
@@ -115,6 +122,36 @@ def checkConfig(config: Config) -> list[str]:
     return list(dict.fromkeys(problems))
 
 
+#: GOST features we recognise and do not implement: refused by name rather
+#: than silently ignored (the access-control ones above all).
+_SERVICE_FIELDS = ("admission", "admissions", "limiter", "rlimiter", "resolver", "hosts", "interface", "observer", "logger", "loggers")
+_SERVICE_METADATA = ("interface", "so_mark", "netns", "netns.out", "proxyProtocol", "sniffing", "mitm.certFile", "mitm.keyFile")
+_HANDLER_METADATA = ("skipauth", "sniffing", "proxyProtocol", "mitm.certFile", "mitm.keyFile", "probeResist", "knock")
+
+
+def _unsupportedFeatures(svc: ServiceConfig, where: str) -> list[str]:
+    problems = []
+    for key in _SERVICE_FIELDS:
+        if getattr(svc, key):
+            problems.append(f"{where}: service {key} is not implemented")
+    for key in ("sockopts", "recorders"):
+        if svc.extra.get(key):
+            problems.append(f"{where}: service {key} is not implemented")
+    md = svc.md
+    for key in _SERVICE_METADATA:
+        if key in md and md.getString(key) not in ("", "0", "false"):
+            problems.append(f"{where}: service option {key} is not implemented")
+    if svc.handler is not None:
+        for key in ("chainGroup", "limiter", "observer"):
+            if getattr(svc.handler, key):
+                problems.append(f"{where}: handler {key} is not implemented")
+        hmd = svc.handler.md
+        for key in _HANDLER_METADATA:
+            if key in hmd and hmd.getString(key) not in ("", "0", "false"):
+                problems.append(f"{where}: handler option {key} is not implemented")
+    return problems
+
+
 class GostService(service.Service):
     """
     One GOST service: a listener feeding a handler.
@@ -122,10 +159,13 @@ class GostService(service.Service):
 
     log = Logger()
 
-    def __init__(self, svc: ServiceConfig, listener: Any, handler: Any, clock: Any = None) -> None:
+    def __init__(self, svc: ServiceConfig, listener: Any, handler: Any, clock: Any = None, limits: tuple[int, int] = (0, 0)) -> None:
         self.name = svc.name
-        if metrics.current is not None and not getattr(listener, "datagram", False):
-            handler = metrics.MeteredFactory(handler, metrics.current, svc.name, clock)
+        self.gracePeriod = svc.md.getDuration("gracePeriod")
+        if not getattr(listener, "datagram", False):
+            from gostrelay.tracking import ServiceFactory
+
+            handler = ServiceFactory(handler, svc.name, clock, *limits)
         self.config = svc
         self.listener = listener
         self.handler = handler
@@ -170,11 +210,20 @@ class GostService(service.Service):
         service.Service.startService(self)
 
     def stopService(self) -> Any:
+        """
+        Stop listening at once; let established connections finish for
+        C{gracePeriod} (service metadata, 0 = close them now), then close
+        them.
+        """
         service.Service.stopService(self)
+        waits = []
         if self.port is not None:
             port, self.port = self.port, None
-            return port.stopListening()
-        return None
+            waits.append(defer.maybeDeferred(port.stopListening))
+        drain = getattr(self.handler, "drain", None)
+        if drain is not None:
+            waits.append(drain(self.gracePeriod))
+        return defer.gatherResults(waits) if waits else None
 
 
 def _hostText(host: Any) -> str:
@@ -220,7 +269,12 @@ def buildServices(reactor: Any, config: Config) -> service.MultiService:
         except ConfigError as e:
             problems.append(str(e) if str(e).startswith(where) else f"{where}: {e}")
             continue
-        built.append(GostService(svc, listener, handler, reactor))
+        try:
+            limits = connectionLimits(svc, config, where)
+        except ConfigError as e:
+            problems.append(str(e))
+            continue
+        built.append(GostService(svc, listener, handler, reactor, limits))
     if problems:
         raise RefusedConfiguration(problems)
     for gs in built:
@@ -228,6 +282,33 @@ def buildServices(reactor: Any, config: Config) -> service.MultiService:
     if metrics.current is not None:
         metrics.current.services.labels(metrics.current.host).set(len(built))
     return top
+
+
+def connectionLimits(svc: ServiceConfig, config: Config, where: str) -> tuple[int, int]:
+    """
+    C{(per service, per client IP)} connection limits: ours C{maxConns},
+    C{maxConnsPerIP} (service metadata), and GOST's C{climiter} with
+    C{"$ N"} and C{"$$ N"} limits; the smallest of each wins.
+    """
+    md = svc.md
+    total, perIP = md.getInt("maxConns"), md.getInt("maxConnsPerIP")
+    if svc.climiter:
+        for limiter in config.climiters:
+            if limiter.name == svc.climiter:
+                break
+        else:
+            raise ConfigError(f"{where}: climiter {svc.climiter!r} is not defined")
+        for line in limiter.extra.get("limits") or []:
+            fields = str(line).split()
+            if len(fields) != 2 or not fields[1].isdigit():
+                raise ConfigError(f"{where}: climiter limit {line!r} is not understood")
+            if fields[0] == "$":
+                total = min(total, int(fields[1])) if total else int(fields[1])
+            elif fields[0] == "$$":
+                perIP = min(perIP, int(fields[1])) if perIP else int(fields[1])
+            else:
+                raise ConfigError(f"{where}: climiter limit {line!r}: per-address limits are not implemented")
+    return total, perIP
 
 
 def metricsService(reactor: Any, section: Any, config: Config) -> service.IService:

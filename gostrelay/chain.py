@@ -27,9 +27,10 @@ class Hop:
     selector choosing among them.
     """
 
-    def __init__(self, name: str, selector: Selector) -> None:
+    def __init__(self, name: str, selector: Selector, bypass: Any = None) -> None:
         self.name = name
         self.selector = selector
+        self.bypass = bypass
 
     @classmethod
     def fromConfig(cls, reactor: Any, hop: HopConfig, context: Any, where: str) -> Hop:
@@ -40,7 +41,10 @@ class Hop:
             nodes.append(Node(nodeConfig.name, nodeConfig.addr, nodeConfig.md, value=(connector, dialer)))
         if not nodes:
             raise ConfigError(f"{where}: hop {hop.name!r} has no nodes")
-        return cls(hop.name, Selector.fromConfig(nodes, hop.selector, reactor, where))
+        from gostrelay.bypass import bypassesFor
+
+        bypass = bypassesFor([hop.bypass, *hop.bypasses], context.config, where)
+        return cls(hop.name, Selector.fromConfig(nodes, hop.selector, reactor, where), bypass)
 
 
 def _build(reactor: Any, node: NodeConfig, context: Any, where: str) -> tuple[Any, Any]:
@@ -77,8 +81,26 @@ class Chain:
             hops.append(Hop.fromConfig(reactor, hop, context, f"chains ({chain.name}).hops[{i}]"))
         return cls(chain.name, hops, reactor)
 
-    def route(self, hashKey: str | None = None) -> list[tuple[Hop, Node]]:
-        return [(hop, hop.selector.select(hashKey)) for hop in self.hops]  # type: ignore[misc]
+    def hopsFor(self, address: str) -> int:
+        """
+        How many hops a connection to C{address} goes through: a hop whose
+        bypass matches the target is skipped with all the hops after it
+        (spec-relay.md 7.3); 0 means a direct connection.
+        """
+        from gostrelay.wire.address import splitHostPort
+
+        try:
+            host, port = splitHostPort(address)
+        except ValueError:
+            return len(self.hops)
+        for i, hop in enumerate(self.hops):
+            if hop.bypass and hop.bypass.contains(host, port):
+                return i
+        return len(self.hops)
+
+    def route(self, hashKey: str | None = None, hops: int | None = None) -> list[tuple[Hop, Node]]:
+        chosen = self.hops if hops is None else self.hops[:hops]
+        return [(hop, hop.selector.select(hashKey)) for hop in chosen]  # type: ignore[misc]
 
     def bindEndpoint(self, network: str, address: str, timeout: float) -> IStreamClientEndpoint:
         """
@@ -104,7 +126,11 @@ class Chain:
         An endpoint reaching C{address} over C{network} through one node of
         every hop.  Dial failures mark the nodes used as failed.
         """
-        route = self.route(hashKey)
+        route = self.route(hashKey, self.hopsFor(address))
+        if not route:
+            from gostrelay.router import directEndpoint
+
+            return directEndpoint(self.clock, address, timeout)
         through: IStreamClientEndpoint | None = None
         for i, (_hop, node) in enumerate(route):
             connector, dialer = node.value

@@ -19,10 +19,12 @@ Two ways in:
         chainEndpoint(reactor, ["relay://a:8420", "relay://u:p@b:8420"], "example.com", 80)
 
 Carriers compose the same way: C{gosttls:} (TLS with GOST's verification
-rules), C{ws:} and C{wss:} (client and server), e.g. relay over wss::
+rules), C{ws:} and C{wss:} (client and server), e.g. relay over wss; each
+level of nesting escapes the inner description once more (C{\\} and C{:},
+C{=} get a backslash)::
 
     clientFromString(reactor,
-        r"relay:wss\\:tcp\\:relay.example\\:443\\:path=/ws:host=example.com:port=80")
+        r"relay:wss\\:tcp\\\\\\:relay.example\\\\\\:443\\:path\\=/ws:host=example.com:port=80")
 """
 
 from __future__ import annotations

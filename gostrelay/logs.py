@@ -25,17 +25,20 @@ TRACE = False
 
 _level = LogLevel.info
 _stream: IO[str] | None = None
+_path: str | None = None
 
 
-def configure(debug: int, stream: IO[str] | None = None) -> None:
+def configure(debug: int, stream: IO[str] | None = None, path: str | None = None) -> None:
     """
     Record the verbosity chosen on the command line: 0 info, 1 debug,
-    2 and more debug plus per-frame tracing.
+    2 and more debug plus per-frame tracing; and where to write (a stream,
+    or a file path such as twistd's C{--logfile}).
     """
-    global TRACE, _level, _stream
+    global TRACE, _level, _stream, _path
     _level = LogLevel.debug if debug >= 1 else LogLevel.info
     TRACE = debug >= 2
     _stream = stream
+    _path = path
 
 
 def observer() -> ILogObserver:
@@ -45,7 +48,12 @@ def observer() -> ILogObserver:
     works under twistd as it does in the console script.
     """
     predicate = LogLevelFilterPredicate(defaultLogLevel=_level)
-    return FilteringLogObserver(textFileLogObserver(_stream or sys.stdout), [predicate])
+    stream: IO[str] = _stream or sys.stdout
+    if _path is not None:
+        from twisted.python.logfile import LogFile
+
+        stream = LogFile.fromFullPath(_path)  # type: ignore[assignment]
+    return FilteringLogObserver(textFileLogObserver(stream), [predicate])
 
 
 def start(debug: int, stream: IO[str] | None = None) -> None:

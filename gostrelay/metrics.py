@@ -20,11 +20,7 @@ import socket
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from twisted.internet.interfaces import IHalfCloseableProtocol
-from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
-from twisted.python.failure import Failure
 from twisted.web.resource import Resource
-from zope.interface import implementer
 
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15, 30, 60)
 
@@ -104,77 +100,14 @@ def gauge(name: str, service: str, delta: int) -> None:
         getattr(current, name).labels(current.host, service).inc(delta)
 
 
-@implementer(IHalfCloseableProtocol)
-class MeteredProtocol(ProtocolWrapper):
+def transferred(service: str, received: int, sent: int) -> None:
     """
-    Counts one connection's bytes, duration and outcome.  A handler marks
-    a failed request by setting C{error} on its protocol.
+    Count a finished connection's bytes: C{received} from the client (GOST's
+    input), C{sent} to it (output).
     """
-
-    def makeConnection(self, transport: Any) -> None:
-        factory: MeteredFactory = self.factory  # type: ignore[assignment]
-        self.started = factory.clock.seconds()
-        self.input = 0
-        self.output = 0
-        m = factory.metrics
-        m.requests.labels(m.host, factory.service).inc()
-        m.inFlight.labels(m.host, factory.service).inc()
-        super().makeConnection(transport)
-
-    def dataReceived(self, data: bytes) -> None:
-        self.input += len(data)
-        self.wrappedProtocol.dataReceived(data)
-
-    def write(self, data: bytes) -> None:
-        self.output += len(data)
-        self.transport.write(data)  # type: ignore[union-attr]
-
-    def writeSequence(self, data: Any) -> None:
-        data = list(data)
-        self.output += sum(len(d) for d in data)
-        self.transport.writeSequence(data)  # type: ignore[union-attr]
-
-    def readConnectionLost(self) -> None:
-        if IHalfCloseableProtocol.providedBy(self.wrappedProtocol):
-            self.wrappedProtocol.readConnectionLost()
-        else:
-            self.transport.loseConnection()  # type: ignore[union-attr]
-
-    def writeConnectionLost(self) -> None:
-        if IHalfCloseableProtocol.providedBy(self.wrappedProtocol):
-            self.wrappedProtocol.writeConnectionLost()
-
-    def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]
-        factory: MeteredFactory = self.factory  # type: ignore[assignment]
-        m, service = factory.metrics, factory.service
-        if getattr(self.wrappedProtocol, "error", None):
-            m.handlerErrors.labels(m.host, service).inc()
-        m.inFlight.labels(m.host, service).dec()
-        m.duration.labels(m.host, service).observe(factory.clock.seconds() - self.started)
-        m.inputBytes.labels(m.host, service).inc(self.input)
-        m.outputBytes.labels(m.host, service).inc(self.output)
-        super().connectionLost(reason)
-
-
-class MeteredFactory(WrappingFactory):
-    """
-    Wraps a stream handler so that each of its connections is metered.
-    """
-
-    protocol = MeteredProtocol
-    noisy = False
-
-    def __init__(self, wrappedFactory: Any, metrics: Metrics, service: str, clock: Any) -> None:
-        super().__init__(wrappedFactory)
-        self.metrics = metrics
-        self.service = service
-        self.clock = clock
-
-    def __getattr__(self, name: str) -> Any:
-        # Datagram handlers (openSession) and other handler attributes.
-        if name.startswith("__"):
-            raise AttributeError(name)
-        return getattr(self.__dict__["wrappedFactory"], name)
+    if current is not None:
+        current.inputBytes.labels(current.host, service).inc(received)
+        current.outputBytes.labels(current.host, service).inc(sent)
 
 
 def metricsSite(metrics: Metrics, path: str = DEFAULT_PATH, users: Any = None) -> Any:

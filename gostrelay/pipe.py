@@ -170,6 +170,10 @@ class Pipe:
             return
         self._lost[side] = True
         if self.spliced is not None:
+            if self.spliced.finished and not self.spliced.aborted:
+                # Both directions ended in the kernel and we closed the
+                # sockets: a clean end, whatever Twisted calls it.
+                reason = None
             self.spliced.close()
         if self._reason is None:
             self._reason = reason

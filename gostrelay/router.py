@@ -137,7 +137,8 @@ class Router:
         last: Exception | None = None
         for _attempt in range(self.retries + 1):
             d: defer.Deferred[Any]
-            if self.route is not None:
+            hops = getattr(self.route, "hopsFor", None)
+            if self.route is not None and (hops is None or hops(address) > 0):
                 channel = LengthFramedChannel(receiver, address)
                 d = self.route.endpoint("udp", address, self.dialTimeout).connect(ChannelFactory(channel))
             else:

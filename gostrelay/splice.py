@@ -213,6 +213,7 @@ class Splicer:
         self.transports = (a, b)
         self.directions: list[_Direction] = []
         self.finished = False
+        self.aborted = False
 
     def start(self) -> None:
         a, b = self.transports
@@ -246,6 +247,7 @@ class Splicer:
         if self.finished:
             return
         self.finished = True
+        self.aborted = abort
         for direction in self.directions:
             direction.stop()
         for transport in self.transports:

@@ -60,7 +60,7 @@ def versionText() -> str:
 
 
 class Options(usage.Options):
-    synopsis = "[options]"
+    synopsis = "Usage: gostrelay [options]  (or: twistd -n --pidfile= relay [options])"
     longdesc = "Run GOST services (relay, forwarding, proxy entries) on Twisted.\n\n" + USAGE_EXAMPLE
 
     optFlags: list[list[str]] = []
@@ -121,7 +121,12 @@ class Options(usage.Options):
         logs.configure(self["debug"])
         parent = getattr(self, "parent", None)
         if parent is not None and not parent.get("logger"):
-            # Under twistd: our observer honours -D / -DD.
+            # Under twistd: our observer honours -D / -DD, and twistd's
+            # --logfile (twistd.log when daemonized without one).
+            logfile = parent.get("logfile")
+            if not logfile and not parent.get("nodaemon"):
+                logfile = "twistd.log"
+            logs.configure(self["debug"], path=logfile if logfile and logfile != "-" else None)
             parent["logger"] = "gostrelay.logs.observer"
 
     def loadConfig(self) -> Config:
@@ -191,12 +196,12 @@ def makeService(options: Options, reactor: Any = None) -> service.IService:
         _fail([str(e)], 2)
     except ConfigError as e:
         _fail([str(e)])
+    if options["metrics"]:
+        config.metrics = parseMetricsFlag(options["metrics"])
     if options["output"]:
         sys.stdout.write(dumpConfig(config, options["output"]))
         sys.stdout.flush()
         raise SystemExit(0)
-    if options["metrics"]:
-        config.metrics = parseMetricsFlag(options["metrics"])
     unsupported = []
     if options["api"] or config.api:
         unsupported.append("-api: the web API is not implemented")

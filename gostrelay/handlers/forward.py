@@ -19,6 +19,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from gostrelay import metrics
 from gostrelay.config.model import ServiceConfig
 from gostrelay.handlers.relay import describeAddress, forwarderSelector, hostOf
 from gostrelay.interfaces import IHandler
@@ -89,6 +90,7 @@ class ForwardProtocol(Protocol):
         self.transport.loseConnection()  # type: ignore[union-attr]
 
     def _pipeDone(self, pipe: Pipe, reason: Failure | None) -> None:
+        metrics.transferred(self.handler.service.name, pipe.transferred[A], pipe.transferred[B])
         from gostrelay.handlers.relay import _outcome
 
         self.log.info(

@@ -22,15 +22,16 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from gostrelay import metrics
 from gostrelay.auth import Authenticator, authenticatorFor
 from gostrelay.config.model import ServiceConfig
 from gostrelay.connectors.relay import RelayRefused
-from gostrelay.handlers.relay import _outcome, describeAddress
+from gostrelay.handlers.relay import _outcome, describeAddress, serviceBypass
 from gostrelay.interfaces import IHandler
 from gostrelay.pipe import A, B, Pipe, PipeSideFactory
 from gostrelay.router import DialError, Router
 from gostrelay.wire import httpproxy, socks
-from gostrelay.wire.address import joinHostPort
+from gostrelay.wire.address import joinHostPort, splitHostPort
 from gostrelay.wire.relay import Status
 
 DEFAULT_READ_TIMEOUT = 15.0
@@ -306,7 +307,26 @@ class ProxyEntryProtocol(Protocol):
 
     # -- dialing and piping
 
+    def _bypassed(self) -> bool:
+        bypass = self.handler.bypass
+        if not bypass:
+            return False
+        try:
+            host, port = splitHostPort(self.target)
+        except ValueError:
+            return False
+        return bool(bypass.contains(host, port))
+
     def _connect(self, onConnected: Any, onFailed: Any) -> None:
+        if self._bypassed():
+            refusal = {
+                HTTP: httpproxy.encodeResponse(403),
+                SOCKS5: socks.encodeSocks5Reply(socks.REP_NOT_ALLOWED),
+                SOCKS4: socks.encodeSocks4Reply(socks.SOCKS4_REJECTED),
+            }[self.mode or HTTP]
+            self.transport.write(refusal)  # type: ignore[union-attr]
+            self._close(f"{self.target}: target matches the service bypass")
+            return
         self._cancelTimeout()
         self.state = "dialing"
         self.transport.pauseProducing()  # type: ignore[union-attr]
@@ -345,6 +365,7 @@ class ProxyEntryProtocol(Protocol):
         self._close(f"{self.target}: {why}")
 
     def _pipeDone(self, pipe: Pipe, reason: Failure | None) -> None:
+        metrics.transferred(self.handler.service.name, pipe.transferred[A], pipe.transferred[B])
         self.log.info(
             "{peer} {mode} {target} user={user!r}: closed, {up} bytes up, {down} bytes down, "
             "{duration:.3f}s, {outcome}",
@@ -419,6 +440,7 @@ class ProxyEntryHandler(Factory):
         where = service.source or service.name
         self.authenticator: Authenticator | None = authenticatorFor(handler, context.config, where)
         self.router: Router = context.router(service, handler.chain, where)
+        self.bypass = serviceBypass(service, context.config, where)
 
     def buildProtocol(self, addr: IAddress | None) -> ProxyEntryProtocol:
         return ProxyEntryProtocol(self)

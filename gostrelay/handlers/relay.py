@@ -24,7 +24,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from gostrelay import logs
+from gostrelay import logs, metrics
 from gostrelay.auth import Authenticator, authenticatorFor
 from gostrelay.config.model import ConfigError, ServiceConfig
 from gostrelay.errors import describeFailure
@@ -50,6 +50,29 @@ DEFAULT_READ_TIMEOUT = 15.0
 _OK = encodeResponse(Status.OK)
 
 _BIND_NETWORKS = frozenset({"tcp", "tcp4", "tcp6", "unix", "udp", "udp4", "udp6"})
+
+
+def isPrivate(host: str) -> bool:
+    import ipaddress
+
+    from gostrelay.bypass import Matcher
+
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    if ip.version == 6 and ip.ipv4_mapped is not None:  # type: ignore[union-attr]
+        ip = ip.ipv4_mapped  # type: ignore[union-attr]
+    return Matcher("private", None).matches(host, 0, ip)
+
+
+def serviceBypass(service: ServiceConfig, config: Any, where: str) -> Any:
+    """
+    A service's bypasses (C{bypass}, C{bypasses}), shared by every handler.
+    """
+    from gostrelay.bypass import bypassesFor
+
+    return bypassesFor([service.bypass, *service.bypasses], config, where)
 
 
 def hostOf(address: IAddress | None) -> str:
@@ -222,6 +245,9 @@ class RelayServerProtocol(Protocol):
         if request.addr is None:
             self._reply(Status.BAD_REQUEST, "target not specified")
             return
+        if self.handler.bypass and self.handler.bypass.contains(request.addr.host, request.addr.port):
+            self._reply(Status.FORBIDDEN, "target matches the service bypass")
+            return
         if self.network == "udp":
             self._dialUDP(self.target, Status.NETWORK_UNREACHABLE)
             return
@@ -326,6 +352,14 @@ class RelayServerProtocol(Protocol):
 
     def _established(self) -> None:
         assert self.pipe is not None
+        target = self.pipe.transports[B]
+        if self.handler.denyPrivate and isPrivate(getattr(target.getPeer(), "host", "") if target else ""):
+            # Checked on the address actually connected, so that a name
+            # resolving to a private address is refused too.
+            if target is not None:
+                target.abortConnection()  # type: ignore[attr-defined]
+            self._reply(Status.FORBIDDEN, "target is a private address (denyPrivate)")
+            return
         self._state = "piping"
         self.transport.write(_OK)  # type: ignore[union-attr]
         self.log.info(
@@ -345,6 +379,7 @@ class RelayServerProtocol(Protocol):
         self.transport.resumeProducing()  # type: ignore[union-attr]
 
     def _pipeDone(self, pipe: Pipe, reason: Failure | None) -> None:
+        metrics.transferred(self.handler.service.name, pipe.transferred[A], pipe.transferred[B])
         outcome = "idle timeout" if pipe.idleTimedOut else _outcome(reason)
         self.log.info(
             "{peer} {command} {target}/{network} user={user!r}: closed, "
@@ -543,6 +578,9 @@ class RelayHandler(Factory):
         self.authenticator: Authenticator | None = authenticatorFor(handler, context.config, where)
         self.forwarder = forwarderSelector(service, reactor)
         self.router: Router = context.router(service, handler.chain, where)
+        # Ours: refuse targets on loopback, private and link-local addresses.
+        self.denyPrivate = md.getBool("denyPrivate")
+        self.bypass = serviceBypass(service, context.config, where)
         self.muxConfig = MuxConfig.fromMetadata(md, where)
         self.bindPorts: list[tuple[int, int]] | None = None
         if md.getString("bindPorts"):

@@ -249,7 +249,11 @@ class UDPBind:
             self.log.info("{peer} BIND {bound}/udp: bad tunnel datagram: {e}", peer=self.protocol.peer, bound=self.bound, e=e)
             self.protocol.transport.loseConnection()
             return
+        bypass = self.protocol.handler.bypass
         for host, port, payload in datagrams:
+            if bypass and bypass.contains(host, port):
+                self.dropped += 1
+                continue
             self.counts[0] += 1
             self.counts[1] += len(payload)
             self._sendTo(host, port, payload)
@@ -276,6 +280,10 @@ class UDPBind:
             self.dropped += 1
             return
         host, port = splitHostPort(addr)
+        bypass = self.protocol.handler.bypass
+        if bypass and bypass.contains(host, port):
+            self.dropped += 1
+            return
         self.counts[2] += 1
         self.counts[3] += len(data)
         self.protocol.transport.write(encodeTunnelDatagram(host, port, data))

@@ -49,7 +49,7 @@ class UDPAssociation:
         self.router = router
         self.log = log
         self.peer = peer
-        self.clientHost = clientHost
+        self.clientHost = _ipText(clientHost)
         self.ttl = ttl
         self.local = UDPSocketChannel(_ClientSide(self))
         self.upstream: Any = None
