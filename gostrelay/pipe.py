@@ -33,6 +33,9 @@ from gostrelay import logs
 A = 0
 B = 1
 
+#: How long one direction of a pipe may go on once the other finished.
+DEFAULT_HALF_CLOSE_TIMEOUT = 60.0
+
 _log = Logger(namespace="gostrelay.pipe")
 
 
@@ -68,8 +71,11 @@ class Pipe:
         onDone: Callable[[Pipe, Failure | None], None] | None = None,
         label: str = "",
         splice: bool = False,
+        halfCloseTimeout: float = 0.0,
     ) -> None:
         self.reactor = reactor
+        self.halfCloseTimeout = halfCloseTimeout
+        self._lingerCall: IDelayedCall | None = None
         self.splice = splice
         self.spliced: Any = None
         self.idleTimeout = idleTimeout
@@ -85,6 +91,7 @@ class Pipe:
         self._idleCall: IDelayedCall | None = None
         self._lastActivity = 0.0
         self.idleTimedOut = False
+        self.halfCloseTimedOut = False
 
     def attach(self, side: int, transport: ITransport) -> None:
         """
@@ -162,7 +169,24 @@ class Pipe:
             return
         if IHalfCloseableDescriptor.providedBy(other):
             other.loseWriteConnection()  # type: ignore[union-attr]
+            self.halfClosed()
         else:
+            self._closeBoth()
+
+    def halfClosed(self) -> None:
+        """
+        One direction has finished; the other may go on for at most
+        C{halfCloseTimeout} seconds (0: as long as it likes), then both
+        sides are closed, so that a peer that never closes cannot hold the
+        connection half-open for ever.
+        """
+        if self.halfCloseTimeout > 0 and self._lingerCall is None and not self._done:
+            self._lingerCall = self.reactor.callLater(self.halfCloseTimeout, self._lingerOver)
+
+    def _lingerOver(self) -> None:
+        self._lingerCall = None
+        if not self._done:
+            self.halfCloseTimedOut = True
             self._closeBoth()
 
     def connectionLost(self, side: int, reason: Failure | None = None) -> None:
@@ -232,6 +256,9 @@ class Pipe:
         if self._idleCall is not None and self._idleCall.active():
             self._idleCall.cancel()
         self._idleCall = None
+        if self._lingerCall is not None and self._lingerCall.active():
+            self._lingerCall.cancel()
+        self._lingerCall = None
         if self.onDone is not None:
             self.onDone(self, self._reason)
 

@@ -232,6 +232,8 @@ class Splicer:
     def directionDone(self) -> None:
         if all(d.done for d in self.directions):
             self._close(abort=False)
+        else:
+            self.pipe.halfClosed()
 
     def fail(self, reason: Failure) -> None:
         if self.finished:

@@ -219,6 +219,10 @@ def makeService(options: Options, reactor: Any = None) -> service.IService:
         _fail(e.problems)
     except ConfigError as e:
         _fail([str(e)])
+    from gostrelay.operations import ReloadService, raiseFileLimit
+
+    raiseFileLimit()
+    ReloadService(reactor, top).setServiceParent(top)
     if config.workers and config.workers > 1 and workers.INDEX == 0:
         _WorkerService(reactor, config.workers, _childArguments(getattr(options, "arguments", []))).setServiceParent(top)
     return top

@@ -28,7 +28,7 @@ from gostrelay.config.model import ServiceConfig
 from gostrelay.connectors.relay import RelayRefused
 from gostrelay.handlers.relay import _outcome, describeAddress, serviceBypass
 from gostrelay.interfaces import IHandler
-from gostrelay.pipe import A, B, Pipe, PipeSideFactory
+from gostrelay.pipe import DEFAULT_HALF_CLOSE_TIMEOUT, A, B, Pipe, PipeSideFactory
 from gostrelay.router import DialError, Router
 from gostrelay.wire import httpproxy, socks
 from gostrelay.wire.address import joinHostPort, splitHostPort
@@ -331,7 +331,7 @@ class ProxyEntryProtocol(Protocol):
         self.state = "dialing"
         self.transport.pauseProducing()  # type: ignore[union-attr]
         self._onConnected, self._onFailed = onConnected, onFailed
-        self.pipe = Pipe(self.reactor, self.handler.idleTimeout, self._pipeDone, label=self.peer, splice=self.handler.splice)
+        self.pipe = Pipe(self.reactor, self.handler.idleTimeout, self._pipeDone, label=self.peer, splice=self.handler.splice, halfCloseTimeout=self.handler.halfCloseTimeout)
         d = self.handler.router.connect("tcp", self.target, PipeSideFactory(self.pipe, B))
         self._dial = d
         d.addCallbacks(self._connected, self._failed)
@@ -434,16 +434,25 @@ class ProxyEntryHandler(Factory):
         self.idleTimeout = max(0.0, md.getDuration("idleTimeout"))
         # Ours: move plain TCP pipes with splice(2) (gostrelay.splice).
         self.splice = handler.md.getBool("splice", default=True)
+        # Ours: how long one direction may go on after the other finished.
+        self.halfCloseTimeout = handler.md.getDuration("halfCloseTimeout", default=DEFAULT_HALF_CLOSE_TIMEOUT)
         self.realm = md.getString("authBasicRealm", default="gost") or "gost"
         self.udp = md.getBool("udp")
         self.udpTTL = md.getDuration("ttl") or 60.0
         where = service.source or service.name
         self.authenticator: Authenticator | None = authenticatorFor(handler, context.config, where)
+        self._reloadArgs = (handler, context.config, where)
         self.router: Router = context.router(service, handler.chain, where)
         self.bypass = serviceBypass(service, context.config, where)
 
     def buildProtocol(self, addr: IAddress | None) -> ProxyEntryProtocol:
         return ProxyEntryProtocol(self)
+
+    def reload(self) -> None:
+        """
+        Re-read users files (SIGHUP); on an error the previous users stay.
+        """
+        self.authenticator = authenticatorFor(*self._reloadArgs)
 
 
 class AutoHandler(ProxyEntryHandler):

@@ -30,7 +30,7 @@ from gostrelay.config.model import ConfigError, ServiceConfig
 from gostrelay.errors import describeFailure
 from gostrelay.interfaces import IDatagramReceiver, IHandler
 from gostrelay.mux import MuxConfig
-from gostrelay.pipe import A, B, Pipe, PipeProtocol, PipeSideFactory
+from gostrelay.pipe import DEFAULT_HALF_CLOSE_TIMEOUT, A, B, Pipe, PipeProtocol, PipeSideFactory
 from gostrelay.router import DialError, Router
 from gostrelay.selector import Node, Selector
 from gostrelay.wire.address import joinHostPort, splitHostPort
@@ -326,7 +326,7 @@ class RelayServerProtocol(Protocol):
             self._reply(failure, f"bad target {address!r}: {e}")
             return
         self._state = "dialing"
-        self.pipe = Pipe(self.reactor, self.handler.idleTimeout, self._pipeDone, label=self.peer, splice=self.handler.splice)
+        self.pipe = Pipe(self.reactor, self.handler.idleTimeout, self._pipeDone, label=self.peer, splice=self.handler.splice, halfCloseTimeout=self.handler.halfCloseTimeout)
         d = self.handler.router.connect("tcp", address, PipeSideFactory(self.pipe))
         self._dial = d
 
@@ -575,7 +575,10 @@ class RelayHandler(Factory):
         where = service.source or service.name
         # Ours: move plain TCP pipes with splice(2) (gostrelay.splice).
         self.splice = handler.md.getBool("splice", default=True)
+        # Ours: how long one direction may go on after the other finished.
+        self.halfCloseTimeout = handler.md.getDuration("halfCloseTimeout", default=DEFAULT_HALF_CLOSE_TIMEOUT)
         self.authenticator: Authenticator | None = authenticatorFor(handler, context.config, where)
+        self._reloadArgs = (handler, context.config, where)
         self.forwarder = forwarderSelector(service, reactor)
         self.router: Router = context.router(service, handler.chain, where)
         # Ours: refuse targets on loopback, private and link-local addresses.
@@ -593,3 +596,9 @@ class RelayHandler(Factory):
 
     def buildProtocol(self, addr: IAddress | None) -> RelayServerProtocol:
         return RelayServerProtocol(self)
+
+    def reload(self) -> None:
+        """
+        Re-read users files (SIGHUP); on an error the previous users stay.
+        """
+        self.authenticator = authenticatorFor(*self._reloadArgs)
