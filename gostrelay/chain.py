@@ -102,44 +102,46 @@ class Chain:
         chosen = self.hops if hops is None else self.hops[:hops]
         return [(hop, hop.selector.select(hashKey)) for hop in chosen]  # type: ignore[misc]
 
+    def _toLastNode(self, route: list[tuple[Hop, Node]], timeout: float) -> IStreamClientEndpoint:
+        """
+        An endpoint reaching the last node of C{route}: the first node's
+        dialer, then for each further node the previous connector's CONNECT
+        to it under that node's dialer.
+        """
+        through: IStreamClientEndpoint | None = None
+        for i, (_hop, node) in enumerate(route):
+            if i:
+                previousConnector = route[i - 1][1].value[0]
+                through = previousConnector.endpoint(through, "tcp", node.addr)
+            through = node.value[1].endpoint(node.addr, through, timeout)
+        assert through is not None
+        return through
+
     def bindEndpoint(self, network: str, address: str, timeout: float) -> IStreamClientEndpoint:
         """
         An endpoint whose connections are relay BINDs of C{address} on the
         last hop's server (reached through the earlier hops).
         """
         route = self.route()
-        through: IStreamClientEndpoint | None = None
-        for i, (_hop, node) in enumerate(route):
-            connector, dialer = node.value
-            through = dialer.endpoint(node.addr, through, timeout)
-            if i + 1 < len(route):
-                through = connector.endpoint(through, "tcp", route[i + 1][1].addr)
-            else:
-                if not hasattr(connector, "bindEndpoint"):
-                    raise ConfigError(f"connector of {node.name} cannot BIND")
-                through = connector.bindEndpoint(through, network, address)
-        assert through is not None
+        connector = route[-1][1].value[0]
+        if not hasattr(connector, "bindEndpoint"):
+            raise ConfigError(f"connector of {route[-1][1].name} cannot BIND")
+        through = connector.bindEndpoint(self._toLastNode(route, timeout), network, address)
         return _MarkingEndpoint(through, route, self.name, self.clock)
 
     def endpoint(self, network: str, address: str, timeout: float, hashKey: str | None = None) -> IStreamClientEndpoint:
         """
         An endpoint reaching C{address} over C{network} through one node of
-        every hop.  Dial failures mark the nodes used as failed.
+        every hop (fewer when a hop's bypass matches the target).  Dial
+        failures mark the node at fault as failed.
         """
         route = self.route(hashKey, self.hopsFor(address))
         if not route:
             from gostrelay.router import directEndpoint
 
             return directEndpoint(self.clock, address, timeout)
-        through: IStreamClientEndpoint | None = None
-        for i, (_hop, node) in enumerate(route):
-            connector, dialer = node.value
-            through = dialer.endpoint(node.addr, through, timeout)
-            if i + 1 < len(route):
-                through = connector.endpoint(through, "tcp", route[i + 1][1].addr)
-            else:
-                through = connector.endpoint(through, network, address)
-        assert through is not None
+        connector = route[-1][1].value[0]
+        through = connector.endpoint(self._toLastNode(route, timeout), network, address)
         return _MarkingEndpoint(through, route, self.name, self.clock)
 
 

@@ -211,21 +211,16 @@ class ResolvingChannel:
 
 
 @implementer(IPushProducer)
-class _StreamChannel(Protocol):
+class DropWhenPaused:
     """
-    Shared by the framed stream channels: registers itself as the producer
-    of its transport so that a full send buffer drops datagrams instead of
-    growing it.
+    Registered as the producer of a stream that carries datagrams: when the
+    stream's send buffer is full it says so, and datagrams are dropped
+    (counted) instead of buffered.
     """
 
-    def __init__(self, receiver: IDatagramReceiver | None = None) -> None:
-        self.receiver = receiver
+    def __init__(self) -> None:
         self.paused = False
         self.dropped = 0
-        self._closed = False
-
-    def connectionMade(self) -> None:
-        self.transport.registerProducer(self, True)  # type: ignore[union-attr]
 
     def pauseProducing(self) -> None:
         self.paused = True
@@ -236,11 +231,39 @@ class _StreamChannel(Protocol):
     def stopProducing(self) -> None:
         self.paused = True
 
+
+class _StreamChannel(Protocol):
+    """
+    Shared by the framed stream channels: a L{DropWhenPaused} gate is the
+    producer of the transport, so that a full send buffer drops datagrams
+    instead of growing it.
+    """
+
+    def __init__(self, receiver: IDatagramReceiver | None = None) -> None:
+        self.receiver = receiver
+        self.gate = DropWhenPaused()
+        self._closed = False
+
+    @property
+    def paused(self) -> bool:
+        return self.gate.paused
+
+    @property
+    def dropped(self) -> int:
+        return self.gate.dropped
+
+    @dropped.setter
+    def dropped(self, value: int) -> None:
+        self.gate.dropped = value
+
+    def connectionMade(self) -> None:
+        self.transport.registerProducer(self.gate, True)  # type: ignore[union-attr]
+
     def _write(self, frame: bytes) -> None:
         if self._closed or self.transport is None:
             return
-        if self.paused:
-            self.dropped += 1
+        if self.gate.paused:
+            self.gate.dropped += 1
             return
         self.transport.write(frame)
 

@@ -184,7 +184,7 @@ class LengthFramedChannelTests(SynchronousTestCase):
         receiver = Receiver()
         channel = LengthFramedChannel(receiver, "10.0.0.1:53")
         tr = connectChannel(channel)
-        self.assertIs(tr.producer, channel, "the channel must be its transport's producer")
+        self.assertIs(tr.producer, channel.gate, "the channel's drop gate must be its transport's producer")
         channel.sendDatagram(b"hello", "ignored:1")
         channel.sendDatagram(b"", "")
         self.assertEqual(tr.value(), b"\x00\x05hello\x00\x00")

@@ -162,6 +162,26 @@ def _takeNamed(cfg: Config, m: dict[str, object], key: str, section: str, body: 
     return named.name
 
 
+def _takeResolverAndHosts(cfg: Config, m: dict[str, object]) -> tuple[str, str]:
+    """
+    C{resolver=ns1,ns2} and C{hosts=name:ip,...} become named top-level
+    objects, as GOST's command line makes them; returns their names.
+    """
+    md = Metadata(m)
+    resolver = hosts = ""
+    if md.getString("resolver"):
+        nameservers = [{"addr": a} for a in md.getString("resolver").split(",") if a]
+        resolver = _takeNamed(cfg, m, "resolver", "resolvers", {"nameservers": nameservers})
+    if md.getString("hosts"):
+        mappings = []
+        for item in md.getString("hosts").split(","):
+            hostname, colon, ip = item.partition(":")
+            if colon:
+                mappings.append({"hostname": hostname, "ip": ip})
+        hosts = _takeNamed(cfg, m, "hosts", "hosts", {"mappings": mappings})
+    return resolver, hosts
+
+
 def _takeTLSFiles(m: dict[str, object]) -> tuple[str, str, str]:
     md = Metadata(m)
     cert = md.getString("tls.certFile", "certFile", "cert")
@@ -300,18 +320,7 @@ def parseNodeURL(cfg: Config, text: str, index: int) -> HopConfig:
     hop = HopConfig(name=f"hop-{index}", selector=_parseSelector(m))
     hop.bypass = _takeBypass(cfg, m)
     md = Metadata(m)
-    if md.getString("resolver"):
-        hop.resolver = _takeNamed(
-            cfg, m, "resolver", "resolvers",
-            {"nameservers": [{"addr": a} for a in md.getString("resolver").split(",") if a]},
-        )
-    if md.getString("hosts"):
-        mappings = []
-        for item in md.getString("hosts").split(","):
-            hostname, colon, ip = item.partition(":")
-            if colon:
-                mappings.append({"hostname": hostname, "ip": ip})
-        hop.hosts = _takeNamed(cfg, m, "hosts", "hosts", {"mappings": mappings})
+    hop.resolver, hop.hosts = _takeResolverAndHosts(cfg, m)
     if md.getString("interface"):
         m["hop.interface"] = md.getString("interface")
         m.pop("interface", None)
@@ -407,18 +416,7 @@ def _serviceObjects(cfg: Config, svc: ServiceConfig) -> None:
             body["whitelist"] = True
         svc.admission = _takeNamed(cfg, mh, "admission", "admissions", body)
     svc.bypass = _takeBypass(cfg, mh)
-    if md.getString("resolver"):
-        svc.resolver = _takeNamed(
-            cfg, mh, "resolver", "resolvers",
-            {"nameservers": [{"addr": a} for a in md.getString("resolver").split(",") if a]},
-        )
-    if md.getString("hosts"):
-        mappings = []
-        for item in md.getString("hosts").split(","):
-            hostname, colon, ip = item.partition(":")
-            if colon:
-                mappings.append({"hostname": hostname, "ip": ip})
-        svc.hosts = _takeNamed(cfg, mh, "hosts", "hosts", {"mappings": mappings})
+    svc.resolver, svc.hosts = _takeResolverAndHosts(cfg, mh)
     limits = [md.getString(k) for k in ("limiter.in", "limiter.out", "limiter.conn.in", "limiter.conn.out")]
     if any(limits):
         body = {"limits": []}

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.internet.interfaces import IAddress, IHalfCloseableProtocol, IPushProducer, IReactorTime
+from twisted.internet.interfaces import IAddress, IHalfCloseableProtocol, IReactorTime
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -27,6 +27,7 @@ from zope.interface import implementer
 from gostrelay import logs, metrics
 from gostrelay.auth import Authenticator, authenticatorFor
 from gostrelay.config.model import ConfigError, ServiceConfig
+from gostrelay.datagram import DropWhenPaused
 from gostrelay.errors import describeFailure
 from gostrelay.interfaces import IDatagramReceiver, IHandler
 from gostrelay.mux import MuxConfig
@@ -110,28 +111,6 @@ def forwarderSelector(service: ServiceConfig, clock: IReactorTime) -> Selector |
         return None
     nodes = [Node(n.name, n.addr, n.md, value=n) for n in forwarder.nodes]
     return Selector.fromConfig(nodes, forwarder.selector, clock, f"{service.name}.forwarder.selector")
-
-
-@implementer(IPushProducer)
-class DropWhenPaused:
-    """
-    Registered as the producer of a stream that carries datagrams: when the
-    stream's send buffer is full it says so, and datagrams are dropped
-    (counted) instead of buffered.
-    """
-
-    def __init__(self) -> None:
-        self.paused = False
-        self.dropped = 0
-
-    def pauseProducing(self) -> None:
-        self.paused = True
-
-    def resumeProducing(self) -> None:
-        self.paused = False
-
-    def stopProducing(self) -> None:
-        self.paused = True
 
 
 @implementer(IHalfCloseableProtocol, IDatagramReceiver)

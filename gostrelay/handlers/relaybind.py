@@ -32,7 +32,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from gostrelay import metrics
-from gostrelay.datagram import UDPSocketChannel, _ipText, listenUDP
+from gostrelay.datagram import DropWhenPaused, UDPSocketChannel, _ipText, listenUDP
 from gostrelay.interfaces import IDatagramReceiver
 from gostrelay.mux import MuxSession, MuxStream
 from gostrelay.pipe import A, B, Pipe, PipeProtocol
@@ -230,8 +230,6 @@ class UDPBind:
         )
 
     def _listening(self, port: Any) -> Any:
-        from gostrelay.handlers.relay import DropWhenPaused
-
         host = port.getHost()
         self.bound = joinHostPort(_ipText(host.host), host.port)
         self.counted = True
