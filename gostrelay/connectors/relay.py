@@ -43,6 +43,7 @@ from gostrelay import logs
 from gostrelay.config.model import ConfigError, NodeConfig
 from gostrelay.errors import describeFailure
 from gostrelay.interfaces import IConnector
+from gostrelay.layering import connectLayered
 from gostrelay.router import UnsupportedNetwork
 from gostrelay.wire.address import joinHostPort, splitHostPort
 from gostrelay.wire.relay import (
@@ -351,28 +352,7 @@ class RelayClientEndpoint:
         self.label = label or repr(through)
 
     def connect(self, protocolFactory: IProtocolFactory) -> defer.Deferred[Any]:
-        state: dict[str, Any] = {}
-
-        def cancel(d: defer.Deferred[Any]) -> None:
-            protocol = state.get("protocol")
-            if protocol is not None and protocol.transport is not None:
-                protocol.transport.abortConnection()
-            elif "carrier" in state:
-                state["carrier"].cancel()
-
-        ready: defer.Deferred[Any] = defer.Deferred(cancel)
-        carrier = self.through.connect(_RelayClientFactory(self, protocolFactory, ready))
-        state["carrier"] = carrier
-
-        def carried(protocol: RelayClientProtocol) -> None:
-            state["protocol"] = protocol
-
-        def failed(f: Failure) -> None:
-            if not ready.called:
-                ready.errback(f)
-
-        carrier.addCallbacks(carried, failed)
-        return ready
+        return connectLayered(self.through, lambda ready: _RelayClientFactory(self, protocolFactory, ready))
 
 
 def _credentials(node: NodeConfig, where: str) -> tuple[str | None, str]:

@@ -42,6 +42,7 @@ from zope.interface import implementer
 
 from gostrelay.config.model import NodeConfig, ServiceConfig
 from gostrelay.interfaces import IDialer, IListener
+from gostrelay.layering import connectLayered
 from gostrelay.router import DEFAULT_DIAL_TIMEOUT, directEndpoint
 from gostrelay.transports.tcp import DEFAULT_BACKLOG, serverEndpoint
 from gostrelay.transports.tls import _nodeHost, clientCreator, serverContextFactory
@@ -327,38 +328,23 @@ class WebSocketClientEndpoint:
         return f"{scheme}://{authority}{self.path}"
 
     def connect(self, protocolFactory: IProtocolFactory) -> defer.Deferred[Any]:
-        state: dict[str, Any] = {}
+        def makeFactory(ready: defer.Deferred[Any]) -> _ClientFactory:
+            factory = _ClientFactory(self._url(), headers=self.headers or None)
+            factory.protocol = _ClientProtocol
+            factory.appFactory = protocolFactory
+            factory.ready = ready
+            options: dict[str, Any] = {
+                "autoFragmentSize": 0,
+                "maxMessagePayloadSize": MAX_MESSAGE,
+                "maxFramePayloadSize": MAX_MESSAGE,
+            }
+            if self.pingInterval > 0:
+                options["autoPingInterval"] = self.pingInterval
+                options["autoPingTimeout"] = 2 * self.pingInterval
+            factory.setProtocolOptions(**options)
+            return factory
 
-        def cancel(d: defer.Deferred[Any]) -> None:
-            carrier = state.get("carrier")
-            if carrier is not None and not carrier.called:
-                carrier.cancel()
-            protocol = state.get("protocol")
-            if protocol is not None and protocol.transport is not None:
-                protocol.transport.abortConnection()
-
-        ready: defer.Deferred[Any] = defer.Deferred(cancel)
-        factory = _ClientFactory(self._url(), headers=self.headers or None)
-        factory.protocol = _ClientProtocol
-        factory.appFactory = protocolFactory
-        factory.ready = ready
-        options: dict[str, Any] = {"autoFragmentSize": 0, "maxMessagePayloadSize": MAX_MESSAGE, "maxFramePayloadSize": MAX_MESSAGE}
-        if self.pingInterval > 0:
-            options["autoPingInterval"] = self.pingInterval
-            options["autoPingTimeout"] = 2 * self.pingInterval
-        factory.setProtocolOptions(**options)
-        carrier = self.through.connect(factory)
-        state["carrier"] = carrier
-
-        def carried(protocol: Any) -> None:
-            state["protocol"] = protocol
-
-        def failed(f: Failure) -> None:
-            if not ready.called:
-                ready.errback(f)
-
-        carrier.addCallbacks(carried, failed)
-        return ready
+        return connectLayered(self.through, makeFactory)
 
 
 @implementer(IDialer)
