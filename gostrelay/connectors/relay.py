@@ -31,7 +31,9 @@ from twisted.internet.error import ConnectError, ConnectionDone
 from twisted.internet.interfaces import (
     IHalfCloseableProtocol,
     IProtocolFactory,
+    ISSLTransport,
     IStreamClientEndpoint,
+    ITLSTransport,
     ITransport,
 )
 from twisted.internet.protocol import Factory, Protocol
@@ -102,7 +104,11 @@ class RelayClientProtocol(Protocol):
     # -- carrier side
 
     def connectionMade(self) -> None:
-        directlyProvides(self, providedBy(self.transport))
+        # Offer what the carrier offers (half-close, TCP options), except
+        # TLS: the application's peer is the target, not the TLS server.
+        directlyProvides(
+            self, *[i for i in providedBy(self.transport) if not i.isOrExtends(ISSLTransport) and not i.isOrExtends(ITLSTransport)]
+        )
         ep = self.endpoint
         if ep.nodelay:
             self._sendHeader()
