@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from autobahn.exception import Disconnected
 from autobahn.twisted.websocket import (
     WebSocketClientFactory,
     WebSocketClientProtocol,
@@ -88,8 +89,11 @@ class WebSocketStream:
             protocol.connectionLost(reason)
 
     def write(self, data: bytes) -> None:
-        if data and not self.disconnecting:
-            self.ws.sendMessage(data, isBinary=True)
+        if data and not self.disconnecting and not self._lost:
+            try:
+                self.ws.sendMessage(data, isBinary=True)
+            except Disconnected:
+                pass  # the carrier is gone; so is the stream, shortly
 
     def writeSequence(self, data: Any) -> None:
         self.write(b"".join(data))
@@ -149,6 +153,26 @@ class _ClientFactory(WebSocketClientFactory):
     noisy = False
     appFactory: Any = None
     ready: Any = None
+    #: The Host header exactly as GOST sends it (the host option, a Host in
+    #: the header option, else the node address), which autobahn would
+    #: otherwise always write as host:port.
+    hostHeader: str = ""
+    pingInterval: float = 0.0
+    clock: Any = None
+
+
+def _rewriteHost(request: bytes, host: str) -> bytes:
+    head, sep, rest = request.partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    out = []
+    for line in lines:
+        if line[:5].lower() == b"host:":
+            if host:
+                out.append(b"Host: " + host.encode("idna" if host.isascii() is False else "ascii"))
+                host = ""
+            continue
+        out.append(line)
+    return b"\r\n".join(out) + sep + rest
 
 
 class _ServerProtocol(WebSocketServerProtocol):
@@ -170,6 +194,12 @@ class _ServerProtocol(WebSocketServerProtocol):
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         if self.stream is not None:
             self.stream.deliver(payload)
+
+    def onCloseFrame(self, code: Any, reasonRaw: Any) -> Any:
+        result = super().onCloseFrame(code, reasonRaw)
+        if self.stream is not None:
+            self.stream.lost(Failure(ConnectionDone()))
+        return result
 
     def onClose(self, wasClean: bool, code: Any, reason: Any) -> None:
         if self.stream is not None:
@@ -194,6 +224,9 @@ def serverFactory(handler: IProtocolFactory, path: str = DEFAULT_PATH, headers: 
         perMessageCompressionAccept=lambda offers: None,
         requireMaskedClientFrames=True,
         openHandshakeTimeout=15,
+        # GOST (gorilla) accepts any Origin, null included, and version 13 only.
+        allowNullOrigin=True,
+        versions=[13],
     )
     return factory
 
@@ -262,6 +295,13 @@ class _TLSServerEndpoint:
 
 class _ClientProtocol(WebSocketClientProtocol):
     stream: WebSocketStream | None = None
+    _hostRewritten = False
+
+    def sendData(self, data: bytes, sync: bool = False, chopsize: Any = None) -> None:
+        if not self._hostRewritten and data.startswith(b"GET "):
+            self._hostRewritten = True
+            data = _rewriteHost(data, self.factory.hostHeader)
+        super().sendData(data, sync, chopsize)
 
     def onOpen(self) -> None:
         factory = self.factory
@@ -277,14 +317,57 @@ class _ClientProtocol(WebSocketClientProtocol):
             self.transport.loseConnection()  # type: ignore[union-attr]
             return
         self.stream.attach(app)
+        self._startPings()
         if not factory.ready.called:
             factory.ready.callback(app)
+
+    # GOST's client keepalive: a ping every ttl, and the connection dropped
+    # when no pong came for 2 x ttl (data does not count).  Our own timers:
+    # autobahn's round deadlines to whole seconds.
+    _pingCall: Any = None
+    _deadline: Any = None
+
+    def _startPings(self) -> None:
+        interval = self.factory.pingInterval
+        if interval > 0 and self.factory.clock is not None:
+            self._pingCall = self.factory.clock.callLater(interval, self._ping)
+            self._deadline = self.factory.clock.callLater(2 * interval, self._noPong)
+
+    def _ping(self) -> None:
+        self._pingCall = None
+        if self.stream is None or self.stream._lost:
+            return
+        self.sendPing()
+        self._pingCall = self.factory.clock.callLater(self.factory.pingInterval, self._ping)
+
+    def onPong(self, payload: bytes) -> None:
+        if self._deadline is not None and self._deadline.active():
+            self._deadline.reset(2 * self.factory.pingInterval)
+
+    def _noPong(self) -> None:
+        self._deadline = None
+        _log.info("WebSocket peer {peer}: no pong for {t:g}s; dropping", peer=self.peer, t=2 * self.factory.pingInterval)
+        self.dropConnection(abort=True)
+
+    def _stopPings(self) -> None:
+        for call in (self._pingCall, self._deadline):
+            if call is not None and call.active():
+                call.cancel()
+        self._pingCall = self._deadline = None
+
+    def onCloseFrame(self, code: Any, reasonRaw: Any) -> Any:
+        # A Close frame ends the stream now (as gorilla's read returns).
+        result = super().onCloseFrame(code, reasonRaw)
+        if self.stream is not None:
+            self.stream.lost(Failure(ConnectionDone()))
+        return result
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         if self.stream is not None:
             self.stream.deliver(payload)
 
     def onClose(self, wasClean: bool, code: Any, reason: Any) -> None:
+        self._stopPings()
         ready = self.factory.ready
         if self.stream is not None:
             self.stream.lost(_closeReason(wasClean, code, reason))
@@ -329,7 +412,9 @@ class WebSocketClientEndpoint:
 
     def connect(self, protocolFactory: IProtocolFactory) -> defer.Deferred[Any]:
         def makeFactory(ready: defer.Deferred[Any]) -> _ClientFactory:
-            factory = _ClientFactory(self._url(), headers=self.headers or None)
+            headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
+            factory = _ClientFactory(self._url(), headers=headers or None)
+            factory.hostHeader = next((v for k, v in self.headers.items() if k.lower() == "host"), self.host)
             factory.protocol = _ClientProtocol
             factory.appFactory = protocolFactory
             factory.ready = ready
@@ -338,10 +423,9 @@ class WebSocketClientEndpoint:
                 "maxMessagePayloadSize": MAX_MESSAGE,
                 "maxFramePayloadSize": MAX_MESSAGE,
             }
-            if self.pingInterval > 0:
-                options["autoPingInterval"] = self.pingInterval
-                options["autoPingTimeout"] = 2 * self.pingInterval
             factory.setProtocolOptions(**options)
+            factory.pingInterval = self.pingInterval
+            factory.clock = self.reactor
             return factory
 
         return connectLayered(self.through, makeFactory)
