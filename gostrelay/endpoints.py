@@ -163,7 +163,7 @@ def parseGostTLSClient(reactor: Any, inner: str, **kwargs: str) -> IStreamClient
     return wrapClientTLS(creator, clientFromString(reactor, inner))
 
 
-def parseWebSocketClient(reactor: Any, inner: str, secure: bool = False, **kwargs: str) -> IStreamClientEndpoint:
+def parseWebSocketClient(reactor: Any, inner: str, overTLS: bool = False, **kwargs: str) -> IStreamClientEndpoint:
     """
     C{ws:} and C{wss:} client endpoints: C{path} (C{/ws}), C{host} (the Host
     header; default the inner endpoint's host:port), C{keepalive}/C{ttl};
@@ -172,15 +172,15 @@ def parseWebSocketClient(reactor: Any, inner: str, secure: bool = False, **kwarg
     from gostrelay.transports.ws import DEFAULT_PATH, DEFAULT_PING_INTERVAL, WebSocketClientEndpoint
 
     md = Metadata(kwargs)
-    through = parseGostTLSClient(reactor, inner, **kwargs) if secure else clientFromString(reactor, inner)
+    through = parseGostTLSClient(reactor, inner, **kwargs) if overTLS else clientFromString(reactor, inner)
     ping = md.getDuration("ttl") or DEFAULT_PING_INTERVAL if md.getBool("keepalive") else 0.0
     return WebSocketClientEndpoint(
         reactor, through, md.getString("host") or _innerHost(inner) or "localhost",
-        md.getString("path") or DEFAULT_PATH, None, ping, secure,
+        md.getString("path") or DEFAULT_PATH, None, ping, overTLS,
     )
 
 
-def parseWebSocketServer(reactor: Any, inner: str, secure: bool = False, **kwargs: str) -> Any:
+def parseWebSocketServer(reactor: Any, inner: str, overTLS: bool = False, **kwargs: str) -> Any:
     """
     C{ws:} and C{wss:} server endpoints over any server description:
     C{path} (C{/ws}); wss: C{certFile}, C{keyFile}, C{caFile} (else GOST's
@@ -192,6 +192,6 @@ def parseWebSocketServer(reactor: Any, inner: str, secure: bool = False, **kwarg
     from gostrelay.transports.ws import DEFAULT_PATH, WebSocketServerEndpoint, _TLSServerEndpoint
 
     endpoint: Any = serverFromString(reactor, inner)
-    if secure:
+    if overTLS:
         endpoint = _TLSServerEndpoint(endpoint, serverContextFactory(_tlsConfig(kwargs), "wss endpoint"))
     return WebSocketServerEndpoint(endpoint, Metadata(kwargs).getString("path") or DEFAULT_PATH)

@@ -22,6 +22,10 @@ def describeFailure(reason: Failure | None) -> str:
             ident = getattr(getattr(error, "mismatched_id", None), "hostname", None)
             names.append(ident.decode("ascii", "replace") if isinstance(ident, bytes) else str(ident or error))
         return f"TLS: the certificate does not match the name {', '.join(names)} (wrong name)"
+    from gostrelay.transports.tls import CertificateRejected
+
+    if isinstance(value, CertificateRejected):
+        return f"TLS: {value}"
     text = reason.getErrorMessage()
     try:
         from OpenSSL import SSL

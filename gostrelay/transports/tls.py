@@ -28,6 +28,7 @@ from twisted.internet.endpoints import wrapClientTLS
 from twisted.internet.interfaces import IOpenSSLClientConnectionCreator, IStreamClientEndpoint
 from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
+from twisted.python.failure import Failure
 from twisted.python.filepath import FilePath
 from zope.interface import implementer
 
@@ -197,15 +198,57 @@ def _isIP(host: str) -> bool:
     return True
 
 
+class CertificateRejected(Exception):
+    """
+    The peer's certificate failed verification; the message says why
+    (expired, unknown CA, ...), for the log line.
+    """
+
+
+#: OpenSSL X509_V_ERR_* codes, in words.
+_VERIFY_ERRORS = {
+    9: "the certificate is not valid yet",
+    10: "the certificate has expired",
+    2: "the certificate is signed by an unknown CA",
+    18: "the certificate is signed by an unknown CA (self-signed)",
+    19: "the certificate is signed by an unknown CA (self-signed CA in the chain)",
+    20: "the certificate is signed by an unknown CA",
+    21: "the certificate is signed by an unknown CA",
+    23: "the certificate has been revoked",
+    26: "the certificate may not be used for this purpose",
+}
+
+
+def _verifyCallback(connection: Any, certificate: Any, errno: int, depth: int, ok: int) -> bool:
+    if ok:
+        return True
+    # The TLS protocol ends the connection with this reason (as Twisted's
+    # own name check does), so the logs say why rather than a bare
+    # "certificate verify failed".
+    why = _VERIFY_ERRORS.get(errno, f"the certificate was rejected (X509 error {errno})")
+    tlsProtocol = connection.get_app_data()
+    if tlsProtocol is not None and getattr(tlsProtocol, "_reason", None) is None:
+        tlsProtocol.failVerification(Failure(CertificateRejected(why)))
+    return False
+
+
 @implementer(IOpenSSLClientConnectionCreator)
 class _GostClientCreator:
     """
-    A client TLS connection creator with GOST's default verification: none
-    (C{secure=false}), or the chain only against C{caFile}; SNI only for
-    host names.
+    A client TLS connection creator with GOST's verification matrix: none
+    (C{secure=false}), the chain only against C{caFile}, or with
+    C{verifyName} the chain (against C{caFile} or the system's roots) and
+    the server's name (service-identity, as Twisted's own client TLS
+    does).  SNI only for host names.
     """
 
-    def __init__(self, serverName: str, caCerts: list[crypto.X509] | None, clientCertificate: Any = None) -> None:
+    def __init__(
+        self,
+        serverName: str,
+        caCerts: list[crypto.X509] | None,
+        clientCertificate: Any = None,
+        verifyName: bool = False,
+    ) -> None:
         context = SSL.Context(SSL.TLS_CLIENT_METHOD)
         context.set_min_proto_version(SSL.TLS1_2_VERSION)
         if caCerts:
@@ -213,7 +256,10 @@ class _GostClientCreator:
             assert store is not None
             for certificate in caCerts:
                 store.add_cert(certificate)
-            context.set_verify(SSL.VERIFY_PEER, lambda conn, cert, errno, depth, ok: bool(ok))
+            context.set_verify(SSL.VERIFY_PEER, _verifyCallback)
+        elif verifyName:
+            context.set_default_verify_paths()
+            context.set_verify(SSL.VERIFY_PEER, _verifyCallback)
         else:
             context.set_verify(SSL.VERIFY_NONE, lambda *args: True)
         if clientCertificate is not None:
@@ -221,13 +267,30 @@ class _GostClientCreator:
             context.use_privatekey(clientCertificate.privateKey.original)
         self.context = context
         self.serverName = serverName
+        self.verifyName = verifyName
 
     def clientConnectionForTLS(self, tlsProtocol: Any) -> SSL.Connection:
         connection = SSL.Connection(self.context, None)
         if self.serverName and not _isIP(self.serverName):
             connection.set_tlsext_host_name(self.serverName.encode("idna"))
         connection.set_app_data(tlsProtocol)
+        if self.verifyName:
+            connection.set_info_callback(self._checkName)
         return connection
+
+    def _checkName(self, connection: SSL.Connection, where: int, ret: int) -> None:
+        if not where & SSL.SSL_CB_HANDSHAKE_DONE:
+            return
+        from service_identity import VerificationError
+        from service_identity.pyopenssl import verify_hostname, verify_ip_address
+
+        try:
+            if _isIP(self.serverName):
+                verify_ip_address(connection, self.serverName)
+            else:
+                verify_hostname(connection, self.serverName)
+        except VerificationError:
+            connection.get_app_data().failVerification(Failure())
 
 
 def clientCreator(tls: TLSConfig | None, nodeHost: str, where: str) -> Any:
@@ -242,14 +305,9 @@ def clientCreator(tls: TLSConfig | None, nodeHost: str, where: str) -> Any:
         keyPem = _read(tls.keyFile or tls.certFile, "keyFile", where)
         clientCertificate = ssl.PrivateCertificate.loadPEM(certificatePem + b"\n" + keyPem)
     caCerts = _loadCertificates(_read(tls.caFile, "caFile", where), "caFile", where) if tls.caFile else None
-    if tls.secure:
-        trustRoot: Any
-        if caCerts:
-            trustRoot = ssl.trustRootFromCertificates([ssl.Certificate(c) for c in caCerts])
-        else:
-            trustRoot = ssl.platformTrust()
-        return ssl.optionsForClientTLS(serverName, trustRoot=trustRoot, clientCertificate=clientCertificate)
-    return _GostClientCreator(serverName, caCerts, clientCertificate)
+    if tls.secure and not serverName:
+        raise ConfigError(f"{where}: secure=true needs a serverName (or a host name in the node address)")
+    return _GostClientCreator(serverName, caCerts, clientCertificate, verifyName=tls.secure)
 
 
 @implementer(IDialer)

@@ -43,6 +43,6 @@ class _ServerParser:
 relayClientParser = _ClientParser("relay", "gostrelay.endpoints.parseRelayClient")
 gostTLSClientParser = _ClientParser("gosttls", "gostrelay.endpoints.parseGostTLSClient")
 wsClientParser = _ClientParser("ws", "gostrelay.endpoints.parseWebSocketClient")
-wssClientParser = _ClientParser("wss", "gostrelay.endpoints.parseWebSocketClient", secure=True)
+wssClientParser = _ClientParser("wss", "gostrelay.endpoints.parseWebSocketClient", overTLS=True)
 wsServerParser = _ServerParser("ws", "gostrelay.endpoints.parseWebSocketServer")
-wssServerParser = _ServerParser("wss", "gostrelay.endpoints.parseWebSocketServer", secure=True)
+wssServerParser = _ServerParser("wss", "gostrelay.endpoints.parseWebSocketServer", overTLS=True)

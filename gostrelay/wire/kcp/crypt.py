@@ -31,9 +31,16 @@ import zlib
 from typing import Callable
 
 from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.decrepit.ciphers import algorithms as decrepit
-from cryptography.hazmat.decrepit.ciphers.modes import CFB
 from cryptography.hazmat.primitives.ciphers import BlockCipherAlgorithm, Cipher, algorithms
+
+try:  # cryptography >= 43 keeps the legacy ciphers (and, later, CFB) apart
+    from cryptography.hazmat.decrepit.ciphers import algorithms as decrepit
+except ImportError:  # pragma: no cover - older cryptography
+    decrepit = algorithms  # type: ignore[misc]
+try:
+    from cryptography.hazmat.decrepit.ciphers.modes import CFB
+except ImportError:  # pragma: no cover - older cryptography
+    from cryptography.hazmat.primitives.ciphers.modes import CFB  # type: ignore[assignment]
 
 #: PBKDF2 salt go-gost/x uses (C{DefaultSalt}).
 DEFAULT_SALT = b"kcp-go"

@@ -219,9 +219,7 @@ class ReedSolomon:
         length = len(shards[present[0]])  # type: ignore[arg-type]
         if any(len(shards[i]) != length for i in present):  # type: ignore[arg-type]
             raise FECError("shards differ in length")
-        data: list[bytes | None] = [
-            bytes(s) if s is not None else None for s in shards[: self.dataShards]
-        ]
+        data: list[bytes | None] = [bytes(s) if s is not None else None for s in shards[: self.dataShards]]
         missing = [i for i in range(self.dataShards) if data[i] is None]
         if not missing:
             return data  # type: ignore[return-value]
@@ -430,7 +428,10 @@ class FECDecoder:
 
     Memory is bounded: at most C{maxGroups} unfinished groups are kept (the
     oldest is dropped), and shards of a group older than the newest
-    finished one are not kept at all.  When a packet's flag does not fit
+    finished one are not kept at all.  (kcp-go keeps at most 3 groups' worth
+    of shards and also expires them after 60 s; without a clock here the
+    cap alone bounds memory, and a stale group is pushed out by the next
+    ones.)  When a packet's flag does not fit
     its position (the peer uses other shard counts), the decoder guesses
     the peer's counts from the flag pattern as kcp-go's autotune does.
 
