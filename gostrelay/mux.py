@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from twisted.internet.error import ConnectionDone, ConnectionLost
-from twisted.internet.interfaces import IConsumer, IHalfCloseableProtocol, IPushProducer, ITransport
+from twisted.internet.interfaces import IAddress, IConsumer, IHalfCloseableProtocol, IPushProducer, ITransport
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -79,6 +79,7 @@ class MuxConfig:
         return config
 
 
+@implementer(IAddress)
 class _StreamAddress:
     def __init__(self, host: str, port: int) -> None:
         self.type = "TCP"

@@ -341,3 +341,32 @@ def runToCompletion(
     """
     proto = spawn(reactor, args, path, env, addCleanup=addCleanup)
     return proto.waitForExit(timeout)
+
+
+# -- added for tests.test_reliability and bench/reliability.py: what a
+# -- child costs, read from /proc (Linux).
+
+
+def statusKiB(pid: int, field: str = "VmRSS") -> int:
+    """
+    A size field of C{/proc/<pid>/status} (C{VmRSS}, C{VmHWM}, ...) in KiB;
+    0 when the process or the field is gone.
+    """
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def openFiles(pid: int) -> int:
+    """
+    How many descriptors C{pid} has open (entries of C{/proc/<pid>/fd}).
+    """
+    try:
+        return len(os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return 0

@@ -410,7 +410,7 @@ class TransportTestCase(unittest.TestCase):
         def abort() -> Any:
             if not client.lost and client.transport is not None:
                 client.transport.abortConnection()
-                return client.done
+                return withTimeout(client.done, 5, "client end after abort")
             return None
 
         self.addCleanup(abort)

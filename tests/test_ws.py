@@ -144,6 +144,18 @@ def messages(frames: list[Frame]) -> list[tuple[int, bytes]]:
     return result
 
 
+def summary(items: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """
+    C{items} with every bytes value replaced by its length and a digest,
+    so that a failing comparison of large payloads stays readable (and
+    fast).
+    """
+    return [
+        tuple((len(v), hashlib.sha256(v).hexdigest()[:12]) if isinstance(v, (bytes, bytearray)) else v for v in item)
+        for item in items
+    ]
+
+
 def parseHTTP(head: bytes) -> tuple[str, list[tuple[str, str]]]:
     lines = head.decode("latin-1").split("\r\n")
     headers = []
@@ -373,7 +385,7 @@ class ClientTests(TransportTestCase):
         def abort() -> Any:
             if app.reason is None and app.transport is not None:
                 app.transport.abortConnection()
-                return app.done
+                return withTimeout(app.done, 5, "application end after abort")
             return None
 
         self.addCleanup(abort)
@@ -548,7 +560,7 @@ class ClientTests(TransportTestCase):
         app = yield self.dial(dialer.endpoint(f"127.0.0.1:{port}"), writes=writes)
         conn = raw.connections[0]
         yield waitUntil(lambda: len(messages(conn.frames)) >= 4, 5, "four messages")
-        self.assertEqual(messages(conn.frames), [(BINARY, w) for w in writes])
+        self.assertEqual(summary(messages(conn.frames)), summary([(BINARY, w) for w in writes]))
         self.assertTrue(all(f.masked for f in conn.frames), "client frames must be masked")
         self.assertTrue(all(f.rsv == 0 for f in conn.frames), "no compression")
         app.transport.abortConnection()
@@ -594,6 +606,29 @@ class ClientTests(TransportTestCase):
         yield withTimeout(app.done, 5, "end of stream")
         self.assertEqual(bytes(app.data), b"last words")
         self.assertTrue(app.reason.check(ConnectionDone), repr(app.reason))
+
+    @defer.inlineCallbacks
+    def test_writeAfterLossIgnored(self):  # type: ignore[no-untyped-def]
+        """
+        Writing to the stream once the connection is gone is a no-op, as on
+        any Twisted transport (a TLS layer above flushes its close_notify
+        from connectionLost, for one).
+
+        BUG (left failing on purpose): WebSocketStream.write checks only
+        its own C{disconnecting} flag, so after the carrier was lost it
+        calls autobahn's sendMessage, which raises
+        autobahn.exception.Disconnected("Attempt to send on a closed
+        protocol").  Seen as an unhandled error whenever a tls hop runs
+        over a ws hop and the WebSocket goes away first
+        (TLSMemoryBIOProtocol.connectionLost -> _flushSendBIO -> write).
+        """
+        raw, port = self.rawServer()
+        dialer = WSDialer(reactor, nodeFor(f"relay+ws://127.0.0.1:{port}"), None)
+        app = yield self.dial(dialer.endpoint(f"127.0.0.1:{port}"))
+        raw.connections[0].transport.loseConnection()
+        yield withTimeout(app.done, 5, "end of stream")
+        app.transport.write(b"too late")
+        app.transport.writeSequence([b"too", b"late"])
 
     @defer.inlineCallbacks
     def test_closeFrameIsNormalEnd(self):  # type: ignore[no-untyped-def]
@@ -741,7 +776,7 @@ class ServerTests(TransportTestCase):
         def close() -> Any:
             if client.lost is None:
                 client.transport.abortConnection()
-                return client.done
+                return withTimeout(client.done, 5, "raw client end after abort")
             return None
 
         self.addCleanup(close)
@@ -910,8 +945,10 @@ class ServerTests(TransportTestCase):
         apps, port = yield self.serve(writes=writes)
         client, key = yield self.upgrade(port)
         yield waitUntil(lambda: len(client.frames) >= 3, 5, "frames")
-        self.assertEqual([(f.fin, f.opcode, f.masked, f.payload) for f in client.frames],
-                         [(True, BINARY, False, w) for w in writes if w])
+        self.assertEqual(
+            summary([(f.fin, f.opcode, f.masked, f.payload) for f in client.frames]),
+            summary([(True, BINARY, False, w) for w in writes if w]),
+        )
 
     @defer.inlineCallbacks
     def test_exampleFrame(self):  # type: ignore[no-untyped-def]
