@@ -242,6 +242,11 @@ def buildServices(reactor: Any, config: Config) -> service.MultiService:
 
     @raise RefusedConfiguration: when any part cannot run.
     """
+    from gostrelay.config.model import ListenerConfig
+
+    for svc in config.services:
+        if svc.listener is None:
+            svc.listener = ListenerConfig(type="tcp")  # GOST's default
     problems = checkConfig(config)
     if problems:
         raise RefusedConfiguration(problems)

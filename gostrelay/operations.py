@@ -50,6 +50,8 @@ class ReloadService(service.Service):
         self.reactor = reactor
         self.top = top
         self._previous: Any = None
+        #: Worker processes to pass the signal on to (--workers).
+        self.workers: list[Any] = []
 
     def startService(self) -> None:
         service.Service.startService(self)
@@ -64,6 +66,11 @@ class ReloadService(service.Service):
 
     def _signalled(self, signum: int, frame: Any) -> None:
         self.reactor.callFromThread(self.reload)
+        for process in self.workers:
+            try:
+                process.signalProcess("HUP")
+            except Exception:  # noqa: BLE001 - a worker that is gone
+                pass
 
     def reload(self) -> int:
         count = 0

@@ -222,9 +222,12 @@ def makeService(options: Options, reactor: Any = None) -> service.IService:
     from gostrelay.operations import ReloadService, raiseFileLimit
 
     raiseFileLimit()
-    ReloadService(reactor, top).setServiceParent(top)
+    reloader = ReloadService(reactor, top)
+    reloader.setServiceParent(top)
     if config.workers and config.workers > 1 and workers.INDEX == 0:
-        _WorkerService(reactor, config.workers, _childArguments(getattr(options, "arguments", []))).setServiceParent(top)
+        spawner = _WorkerService(reactor, config.workers, _childArguments(getattr(options, "arguments", [])))
+        spawner.setServiceParent(top)
+        reloader.workers = spawner.processes
     return top
 
 
@@ -263,7 +266,8 @@ class _WorkerService(service.Service):
         from gostrelay import workers
 
         service.Service.startService(self)
-        self.processes = workers.spawnWorkers(self.reactor, self.count, self.arguments)
+        # Filled in place: the reload service holds the same list.
+        self.processes.extend(workers.spawnWorkers(self.reactor, self.count, self.arguments))
 
     def stopService(self) -> Any:
         from gostrelay import workers

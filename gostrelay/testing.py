@@ -8,8 +8,19 @@ server is the real L{RelayHandler} and the client the real relay connector,
 so the bytes between them are the GOST wire format.  Example::
 
     from twisted.internet.endpoints import connectProtocol
+    from twisted.internet.protocol import Factory, Protocol
     from twisted.trial.unittest import SynchronousTestCase
     from gostrelay.testing import MemoryRelay
+
+    class Echo(Protocol):
+        def dataReceived(self, data):
+            self.transport.write(data)
+
+    class Accumulate(Protocol):
+        received = b""
+
+        def dataReceived(self, data):
+            self.received += data
 
     class EchoThroughRelay(SynchronousTestCase):
         def test_echo(self):

@@ -29,6 +29,9 @@ from gostrelay import metrics
 
 _log = Logger(namespace="gostrelay.limits")
 
+#: How long a stop waits for closed connections to report their end.
+CLOSE_WAIT = 2.0
+
 
 @implementer(IHalfCloseableProtocol)
 class TrackedProtocol(ProtocolWrapper):
@@ -144,33 +147,50 @@ class ServiceFactory(WrappingFactory):
     def drain(self, gracePeriod: float) -> defer.Deferred[None]:
         """
         Wait for the connections to end, at most C{gracePeriod} seconds;
-        then close the rest.
+        then close the rest and wait (briefly) until they have ended, so
+        that each still logs its closing line before the process exits.
         """
         if not self.protocols:
             return defer.succeed(None)
-        if gracePeriod <= 0:
-            self._closeAll()
-            return defer.succeed(None)
-        _log.info(
-            "{service}: waiting up to {t:g}s for {n} connections to finish",
-            service=self.service, t=gracePeriod, n=len(self.protocols),
-        )
         d: defer.Deferred[None] = defer.Deferred()
         self._drained = d
-        timer = self.clock.callLater(gracePeriod, self._graceOver)
-        d.addBoth(lambda r: (timer.cancel() if timer.active() else None, r)[1])
+        if gracePeriod > 0:
+            _log.info(
+                "{service}: waiting up to {t:g}s for {n} connections to finish",
+                service=self.service, t=gracePeriod, n=len(self.protocols),
+            )
+            grace = self.clock.callLater(gracePeriod, self._graceOver)
+        else:
+            grace = None
+            self._closeAll()
+        # Whatever happens, the stop does not wait for ever.
+        cap = self.clock.callLater(max(gracePeriod, 0) + CLOSE_WAIT, self._giveUp)
+
+        def done(result: Any) -> Any:
+            for call in (grace, cap):
+                if call is not None and call.active():
+                    call.cancel()
+            return result
+
+        d.addBoth(done)
         return d
 
     def _graceOver(self) -> None:
         if self._drained is None:
             return
         _log.info("{service}: closing {n} connections at the end of the grace period", service=self.service, n=len(self.protocols))
-        d, self._drained = self._drained, None
         self._closeAll()
-        d.callback(None)
+
+    def _giveUp(self) -> None:
+        if self._drained is not None:
+            d, self._drained = self._drained, None
+            d.callback(None)
 
     def _closeAll(self) -> None:
         for protocol in list(self.protocols):
             transport = protocol.transport
             if transport is not None:
-                transport.abortConnection()
+                # loseConnection, not abort: an aborted TCP transport reports
+                # its end on a later reactor turn, which a stopping reactor
+                # may never run.
+                transport.loseConnection()

@@ -399,6 +399,10 @@ class RelayConnector:
         self.responseWait = md.getDuration("responseWait", default=DEFAULT_RESPONSE_WAIT)
         self.connectTimeout = md.getDuration("connectTimeout")
         self.username, self.password = _credentials(node, where)
+        # The BIND session's smux settings, as GOST reads them: the connector's.
+        from gostrelay.mux import MuxConfig
+
+        self.muxConfig = MuxConfig.fromMetadata(md, where)
         if self.username is not None:
             try:
                 connectRequest("", username=self.username, password=self.password).encode()

@@ -21,13 +21,27 @@ from zope.interface import implementer
 
 from gostrelay import metrics
 from gostrelay.config.model import ServiceConfig
-from gostrelay.handlers.relay import describeAddress, forwarderSelector, hostOf
+from gostrelay.handlers.relay import describeAddress, forwarderSelector, hostOf, serviceBypass
 from gostrelay.interfaces import IHandler
 from gostrelay.pipe import DEFAULT_HALF_CLOSE_TIMEOUT, A, B, Pipe, PipeSideFactory
 from gostrelay.router import DialError, Router
 from gostrelay.selector import Node
 
 EMPTY_TARGET = ":0"
+
+
+def _bypassed(bypass: Any, target: str) -> bool:
+    """
+    Whether a forward target matches the service's bypass (GOST's forward
+    handlers refuse those, as its proxy handlers do).
+    """
+    from gostrelay.wire.address import splitHostPort
+
+    try:
+        host, port = splitHostPort(target)
+    except ValueError:
+        return False
+    return bool(bypass.contains(host, port))
 
 
 @implementer(IHalfCloseableProtocol)
@@ -57,6 +71,12 @@ class ForwardProtocol(Protocol):
             self.node = handler.forwarder.select(hostOf(self.transport.getPeer()))  # type: ignore[union-attr]
             if self.node is not None:
                 self.target = self.node.addr
+        if handler.bypass and _bypassed(handler.bypass, self.target):
+            self._state = "closed"
+            self.error = "target matches the service bypass"
+            self.log.info("{peer} -> {target}: refused: target matches the service bypass", peer=self.peer, target=self.target)
+            self.transport.loseConnection()  # type: ignore[union-attr]
+            return
         d = handler.router.connect("tcp", self.target, PipeSideFactory(self.pipe, B))
         self._dial = d
         d.addCallbacks(self._connected, self._failed)
@@ -146,6 +166,7 @@ class TCPForwardHandler(Factory):
         self.forwarder = forwarderSelector(service, reactor)
         where = service.source or service.name
         self.router: Router = context.router(service, handler.chain, where)
+        self.bypass = serviceBypass(service, context.config, where)
 
     def buildProtocol(self, addr: IAddress | None) -> ForwardProtocol:
         return ForwardProtocol(self)

@@ -388,6 +388,11 @@ class RelayServerProtocol(Protocol):
             if self._state != "dialing":
                 channel.close()
                 return
+            peer = getattr(channel, "peer", None)
+            if self.handler.denyPrivate and peer is not None and isPrivate(peer[0]):
+                channel.close()
+                self._reply(Status.FORBIDDEN, "target is a private address (denyPrivate)")
+                return
             self.channel = channel
             self._udpEstablished()
 
@@ -447,6 +452,7 @@ class RelayServerProtocol(Protocol):
     def _udpDone(self, reason: Failure | None) -> None:
         counts = self.udpCounts
         self.channel.close()
+        metrics.transferred(self.handler.service.name, counts[1], counts[3])
         self.log.info(
             "{peer} {command} {target}/udp user={user!r}: closed, {du} datagrams ({bu} bytes) up, "
             "{dd} datagrams ({bd} bytes) down, {dropped} dropped, {duration:.3f}s, {outcome}",

@@ -170,7 +170,11 @@ class TCPBind:
         if session is None or session.closed:
             return None
         self.peers += 1
-        pipe = Pipe(self.reactor, self.handler.idleTimeout, label=f"{self.bound} {addr}")
+        service = self.handler.service.name
+        pipe = Pipe(
+            self.reactor, self.handler.idleTimeout, label=f"{self.bound} {addr}",
+            onDone=lambda p, reason: metrics.transferred(service, p.transferred[B], p.transferred[A]),
+        )
         stream: MuxStream = session.openStream()
         stream.write(encodeResponse(Status.OK, _peerAddr(addr)))  # type: ignore[arg-type]
         stream.attach(PipeProtocol(pipe, B))
@@ -291,6 +295,7 @@ class UDPBind:
 
     def connectionLost(self, reason: Failure | None) -> None:
         self.channel.close()
+        metrics.transferred(self.protocol.handler.service.name, self.counts[1], self.counts[3])
         if getattr(self, "counted", False):
             self.counted = False
             metrics.gauge("bindSessions", self.protocol.handler.name, -1)

@@ -18,8 +18,10 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from gostrelay import metrics
 from gostrelay.config.model import ServiceConfig
-from gostrelay.handlers.relay import forwarderSelector
+from gostrelay.handlers.forward import _bypassed
+from gostrelay.handlers.relay import forwarderSelector, serviceBypass
 from gostrelay.interfaces import IDatagramReceiver, IHandler
 from gostrelay.router import DialError, Router
 from gostrelay.selector import Node
@@ -54,7 +56,13 @@ class UDPForwardSession:
             self.node = handler.forwarder.select(splitHostPort(client)[0])
             if self.node is not None:
                 self.target = self.node.addr
-        self._dial: Any = handler.router.datagram(self.target, self)
+        if handler.bypass and _bypassed(handler.bypass, self.target):
+            self.log.info("udp {client} -> {target}: refused: target matches the service bypass", client=client, target=self.target)
+            self.closed = True
+            self._dial: Any = None
+            handler.reactor.callLater(0, table.closeSession, client)
+            return
+        self._dial = handler.router.datagram(self.target, self)
         self._dial.addCallbacks(self._ready, self._failed)
 
     def _ready(self, channel: Any) -> None:
@@ -112,6 +120,7 @@ class UDPForwardSession:
             channel, self.channel = self.channel, None
             channel.close()
             c = self.counts
+            metrics.transferred(self.handler.service.name, c[1], c[3])
             self.log.info(
                 "udp {client} -> {target}: session closed, {du} datagrams ({bu} bytes) up, "
                 "{dd} datagrams ({bd} bytes) down, {dropped} dropped, {duration:.3f}s",
@@ -137,6 +146,7 @@ class UDPForwardHandler:
         self.forwarder = forwarderSelector(service, reactor)
         where = service.source or service.name
         self.router: Router = context.router(service, handler.chain, where)
+        self.bypass = serviceBypass(service, context.config, where)
 
     def openSession(self, table: Any, client: str) -> UDPForwardSession:
         return UDPForwardSession(self, table, client)

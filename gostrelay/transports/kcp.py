@@ -471,6 +471,17 @@ class KCPListener:
     def listen(self, factory: IProtocolFactory) -> defer.Deferred[Any]:
         sockets = _KCPServerSocket(self, factory)
         host = self.host
+        from gostrelay import workers
+
+        if workers.REUSE_PORT:
+            family = socket.AF_INET6 if host in ("", "::") or ":" in host else socket.AF_INET
+            sock = workers.reusePortSocket(family, socket.SOCK_DGRAM, host or "::", self.port)
+            try:
+                port = self.reactor.adoptDatagramPort(sock.fileno(), family, sockets, maxPacketSize=65535)
+            finally:
+                sock.close()
+            _setBuffers(port, self.config.sockbuf)
+            return defer.succeed(_KCPPort(port, sockets))
         try:
             port = self.reactor.listenUDP(self.port, sockets, interface=host or "::", maxPacketSize=65535)
         except Exception:

@@ -107,7 +107,10 @@ class _RemoteListener:
         self.endpoint = _BindEachTime(self.chain, self.network, self.address, dialTimeout, self.failed)
         md = listener.md
         self.maxRetryDelay = md.getDuration("maxRetryDelay") or DEFAULT_MAX_RETRY_DELAY
-        self.muxConfig = MuxConfig.fromMetadata(md, where)
+        # GOST takes the BIND session's mux.* from the last node's connector;
+        # the listener's own mux.* keys are a fallback.
+        lastConnector = self.chain.hops[-1].selector.nodes[0].value[0] if self.chain.hops else None
+        self.muxConfig = getattr(lastConnector, "muxConfig", None) or MuxConfig.fromMetadata(md, where)
         self.binds = 0
         self.boundAddress = ""
 
