@@ -251,7 +251,8 @@ class WebSocketEndpointStringTests(TransportTestCase):
         """
         wss: takes gosttls:'s options, secure=true among them.
 
-        BUG (left failing on purpose): the wss client parser is registered
+        Regression test (a bug found by this test and fixed in
+        7fd1946); before the fix: the wss client parser is registered
         with the option secure=True (meaning "wss, not ws") and passes it
         as a keyword of parseWebSocketClient, so a description with
         secure=true raises "TypeError: parseWebSocketClient() got multiple
@@ -279,7 +280,8 @@ class WebSocketEndpointStringTests(TransportTestCase):
             (rf"ws:tcp\:127.0.0.1\:{port}:host=cdn.example\:8443", "cdn.example:8443"),
         ):
             app = App()
-            yield withTimeout(clientFromString(reactor, description).connect(Factory.forProtocol(lambda: app)), 5, "connect")
+            factory = Factory.forProtocol(lambda app=app: app)
+            yield withTimeout(clientFromString(reactor, description).connect(factory), 5, "connect")
             self.assertEqual(header(raw.connections[-1].headers, "Host"), [expected], description)
             self.assertEqual(raw.connections[-1].requestLine, "GET /ws HTTP/1.1")
             app.transport.abortConnection()
@@ -362,7 +364,8 @@ class ChainEndpointTests(TransportTestCase):
         """
         A ws hop inside a tls hop's relay CONNECT.
 
-        BUG (left failing on purpose): RelayClientProtocol.connectionMade
+        Regression test (a bug found by this test and fixed in
+        c49b9b3); before the fix: RelayClientProtocol.connectionMade
         does directlyProvides(self, providedBy(self.transport)), so over a
         TLS carrier it claims ISSLTransport; autobahn's client
         connectionMade (create_transport_details -> transport_channel_id)

@@ -107,7 +107,8 @@ class MixedChainTests(ProcessTestCase):
         C{-F relay+tls://A -F relay+ws://B}: hop 2's WebSocket runs inside
         hop 1's relay CONNECT (A dials B, B dials the echo).
 
-        BUG (left failing on purpose): the client cannot open the ws hop
+        Regression test (a bug found by this test and fixed in
+        c49b9b3); before the fix: the client cannot open the ws hop
         over the relay-over-TLS stream (RelayClientProtocol claims
         ISSLTransport and autobahn's connectionMade raises "cannot
         determine TLS channel ID"; see
@@ -133,7 +134,8 @@ class MixedChainTests(ProcessTestCase):
         """
         The other order: a tls hop inside a ws hop's relay CONNECT.
 
-        BUG (left failing on purpose): the forwarder's dial through the
+        Regression test (a bug found by this test and fixed in
+        c49b9b3); before the fix: the forwarder's dial through the
         chain fails with "AttributeError: 'WebSocketStream' object has no
         attribute 'setTcpNoDelay'" (logged by the client) and then times
         out.  Hop 2's RelayClientProtocol copies the interfaces of its TLS

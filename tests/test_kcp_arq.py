@@ -590,7 +590,7 @@ class Simulation:
         self.queue: list[tuple[int, int, int, bytes]] = []
         self.seq = 0
         self.trace: list[tuple[int, int, bytes]] | None = [] if trace else None
-        self.extraUpdates = extraUpdates
+        self.extraUpdates = random.Random(seed + 1) if extraUpdates else None
         self.datagrams = [0, 0]
         self.endpoints = []
         for i in (0, 1):
@@ -643,9 +643,9 @@ class Simulation:
             nxt = min(self.due)
             if self.queue and self.queue[0][0] < nxt:
                 nxt = self.queue[0][0]
-            if self.extraUpdates and nxt - self.now > 1:
+            if self.extraUpdates is not None and nxt - self.now > 1:
                 # an early update must be a no-op: same trace with or without
-                self.now = rng.randint(self.now, nxt - 1)
+                self.now = self.extraUpdates.randint(self.now, nxt - 1)
                 for k in self.endpoints:
                     k.update(self.now)
             self.now = nxt
@@ -1272,21 +1272,29 @@ class BehaviourTests(SynchronousTestCase):
         self.assertEqual(self.rtoSchedule(1), [10, 210, 510, 910, 1410, 2010])
 
     def test_lossCollapsesWindow(self) -> None:
+        """
+        With congestion control an RTO halves ssthresh (from the window in
+        use) and restarts from one segment.
+        """
         p = Pair()
         p.a.send(b"z" * 1376 * 20)
         for t in range(0, 100, 10):
             p.a.update(t)
-            pkts = p.take(0)
-            for pkt in pkts:
+            for pkt in p.take(0):
                 p.b.input(pkt, t)
+            p.b.recv()
             p.b.update(t)
             for pkt in p.take(1):
                 p.a.input(pkt, t)
-        self.assertGreater(p.a.cwnd, 4)
-        cwndBefore = min(p.a.cwnd, 32)
-        p.a.update(2000)  # every in-flight segment times out
-        self.assertGreater(p.a.stats.lostSegs, 0)
-        self.assertEqual((p.a.cwnd, p.a.ssthresh), (1, max(cwndBefore // 2, 2)))
+        self.assertEqual(p.a.waitSnd, 0)
+        self.assertGreater(p.a.cwnd, 2)
+        cwndInUse = min(p.a.cwnd, p.a.sndWnd, p.a.rmtWnd)
+        p.a.send(b"z" * 1376 * 20)
+        p.a.update(100)
+        self.assertEqual(len(p.take(0)), cwndInUse)  # all lost
+        p.a.update(2000)
+        self.assertEqual(p.a.stats.lostSegs, cwndInUse)
+        self.assertEqual((p.a.cwnd, p.a.ssthresh), (1, max(cwndInUse // 2, 2)))
 
     def fastRetransmitSetup(self, resend: int) -> tuple[Pair, list[bytes]]:
         p = Pair()
@@ -1388,7 +1396,8 @@ class BehaviourTests(SynchronousTestCase):
         k.input(push(0), 0)
         k.flush(0)
         self.assertEqual([(s.sn, s.una, s.wnd) for s in Pair.segments(out, CMD_ACK)], [(0, 2, 4)])
-        self.assertEqual(k.stats.repeatSegs, 2)
+        # kcp-go counts out-of-window segments as repeats too
+        self.assertEqual(k.stats.repeatSegs, 3)
 
     def test_ackNoDelay(self) -> None:
         p = Pair()
@@ -1408,9 +1417,9 @@ class BehaviourTests(SynchronousTestCase):
     def test_zeroWindowProbing(self) -> None:
         """
         A receiver that does not read closes its window; the sender stops,
-        asks (WASK) after 7 s, then 10.5 s later; the receiver answers WINS;
-        reading reopens the window with an unsolicited WINS and the transfer
-        completes.
+        asks (WASK) 7 s after it saw the zero window, then 10.5 s later; the
+        receiver answers each with WINS; reading reopens the window with an
+        unsolicited WINS and the transfer completes.
         """
         p = Pair(rcv=4)
         p.a.setNoDelay(0, 10, 0, 1)
@@ -1419,34 +1428,27 @@ class BehaviourTests(SynchronousTestCase):
         wasks: list[int] = []
         wins: list[tuple[int, int]] = []
         got = []
-        for now in range(0, 30000, 10):
+        for now in range(0, 21000, 10):
             p.a.update(now)
             for pkt in p.take(0):
                 wasks += [now for s in Pair.segments([pkt], CMD_WASK)]
                 p.b.input(pkt, now)
-            p.b.update(now)
-            for pkt in p.take(1):
-                wins += [(now, s.wnd) for s in Pair.segments([pkt], CMD_WINS)]
-                p.a.input(pkt, now)
-            if now == 25000:
+            if now == 19990:
+                self.assertEqual(p.a.rmtWnd, 0)
+                self.assertEqual(p.b.peekSize(), 1376)
+            if now >= 20000:
                 got.append(p.b.recv())
-        self.assertEqual(p.a.rmtWnd, 0)
-        zeroAt = 10  # first ACK with wnd 0 arrives while flushing at 10 ms
-        self.assertEqual(wasks, [zeroAt + 7000 + 10, zeroAt + 7000 + 10 + 10500])
-        self.assertEqual(wins, [(w, 0) for w in wasks])
-        self.assertEqual(p.b.recv(), b"")
-        for now in range(30000, 31000, 10):
-            p.a.update(now)
-            for pkt in p.take(0):
-                p.b.input(pkt, now)
-            got.append(p.b.recv())
             p.b.update(now)
             for pkt in p.take(1):
                 wins += [(now, s.wnd) for s in Pair.segments([pkt], CMD_WINS)]
                 p.a.input(pkt, now)
+        # the zero window is seen at 0 ms, in the ACKs of the first burst
+        self.assertEqual(wasks, [7000, 7000 + 10500])
+        self.assertEqual(wins[:3], [(7000, 0), (17500, 0), (20000, 4)])
+        self.assertTrue(all(w > 0 for _, w in wins[3:]), wins)
         self.assertEqual(b"".join(got), payload)
-        self.assertIn((30000, 4), wins)
-        self.assertGreater(p.a.rmtWnd, 0)
+        self.assertEqual(p.a.waitSnd, 0)
+        self.assertEqual(p.a.rmtWnd, 4)
 
     def test_probeFlags(self) -> None:
         out: list[bytes] = []
@@ -1499,14 +1501,15 @@ class BehaviourTests(SynchronousTestCase):
         self.assertFalse(k.idle)
         self.assertEqual(len(out), 1)
         self.assertEqual(k.check(100), 900)  # the session timer is not re-armed
-        k.update(1000)
-        self.assertEqual(k.check(1000), 300)  # RTO at 1300 is nearer than 2000
-        for early in (1001, 1150, 1299):
-            k.update(early)
-            self.assertEqual(len(out), 1)
-            self.assertEqual(k.check(early), 1300 - early)
-        k.update(1300)
+        k.update(1000)  # RTO (at 300) honoured on the timer, as in kcp-go
         self.assertEqual(len(out), 2)
+        self.assertEqual(k.check(1000), 400)  # next RTO (+200) at 1400 is nearer than 2000
+        for early in (1001, 1150, 1399):
+            k.update(early)
+            self.assertEqual(len(out), 2)
+            self.assertEqual(k.check(early), 1400 - early)
+        k.update(1400)
+        self.assertEqual(len(out), 3)
 
     def test_idle(self) -> None:
         p = Pair()
@@ -1584,7 +1587,10 @@ class DifferentialTests(SynchronousTestCase):
         dup=st.floats(0, 0.1),
         jitter=st.integers(0, 40),
         seed=st.integers(0, 2**32),
-        chunk=st.integers(1, 5000),
+        # (tiny writes with write delay off make tiny segments: with a
+        # 4-segment window the 7 s zero-window probes then dominate and a
+        # transfer takes simulated hours, as it would with kcp-go)
+        chunk=st.integers(300, 5000),
         ackNoDelay=st.booleans(),
     )
     def test_random(self, **kwargs: Any) -> None:

@@ -6,8 +6,10 @@ The first test case is the documentation's example, unchanged: if it stops
 passing, the page is wrong.
 """
 
+from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import connectProtocol
 from twisted.internet.protocol import Factory, Protocol
+from twisted.protocols.basic import LineReceiver
 from twisted.trial.unittest import SynchronousTestCase
 
 from gostrelay.connectors.relay import RelayRefused
@@ -233,3 +235,37 @@ class ServerOptionTests(SynchronousTestCase):
         raw.transport.write(connectRequest("example.com:7").encode() + b"abc")
         relay.flush()
         self.assertEqual(raw.received, b"\x01\x00\x00\x00abc")
+
+
+# -- docs/testing.md, "Testing your own code" (keep the two in step)
+
+
+class _FirstLine(LineReceiver):
+    def __init__(self):
+        self.line = Deferred()
+
+    def lineReceived(self, line):
+        self.line.callback(line)
+        self.transport.loseConnection()
+
+
+def fetchBanner(endpoint):
+    """
+    Your code: connect to C{endpoint} and return the server's first line.
+    """
+    protocol = _FirstLine()
+    return connectProtocol(endpoint, protocol).addCallback(lambda _: protocol.line)
+
+
+class FetchBannerTests(SynchronousTestCase):
+    def test_banner(self):
+        relay = MemoryRelay({"smtp.example:25": Factory.forProtocol(Banner)})
+        d = fetchBanner(relay.clientEndpoint("smtp.example", 25))
+        relay.flush(advance=0.02)  # the relay request goes alone after quietDelay
+        self.assertEqual(self.successResultOf(d), b"220 smtp.example ready")
+
+    def test_unreachable(self):
+        relay = MemoryRelay({})
+        d = fetchBanner(relay.clientEndpoint("smtp.example", 25, nodelay=True))
+        relay.flush()
+        self.failureResultOf(d, RelayRefused)

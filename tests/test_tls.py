@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from twisted.internet import defer, reactor, task
-from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+from twisted.internet.endpoints import connectProtocol
 from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IHalfCloseableProtocol
 from twisted.internet.protocol import Factory, Protocol
@@ -39,7 +39,6 @@ from gostrelay.config.model import TLSConfig
 from gostrelay.config.url import buildConfigFromCommandLine
 from gostrelay.endpoints import chainEndpoint
 from gostrelay.errors import describeFailure
-from gostrelay.transports import tls as tlsModule
 from gostrelay.transports.tls import (
     AUTO_CERT,
     AUTO_KEY,
@@ -75,7 +74,7 @@ class CA:
         self.name = name
         self.key = ec.generate_private_key(ec.SECP256R1())
         subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{name} test CA")])
-        now = datetime.datetime.now(datetime.timezone.utc)
+        now = datetime.datetime.now(datetime.UTC)
         self.certificate = (
             x509.CertificateBuilder()
             .subject_name(subject)
@@ -111,7 +110,7 @@ class CA:
         A leaf certificate signed by this CA; returns C{(certFile, keyFile)}.
         """
         key = ec.generate_private_key(ec.SECP256R1())
-        now = datetime.datetime.now(datetime.timezone.utc)
+        now = datetime.datetime.now(datetime.UTC)
         if expired:
             notBefore, notAfter = now - datetime.timedelta(days=10), now - datetime.timedelta(days=1)
         else:
@@ -478,7 +477,7 @@ class GenerateCertificateTests(unittest.TestCase):
         self.assertEqual(cert.signature_hash_algorithm.name, "sha256")  # type: ignore[union-attr]
         lifetime = cert.not_valid_after_utc - cert.not_valid_before_utc
         self.assertTrue(datetime.timedelta(days=364) <= lifetime <= datetime.timedelta(days=366), lifetime)
-        now = datetime.datetime.now(datetime.timezone.utc)
+        now = datetime.datetime.now(datetime.UTC)
         self.assertTrue(cert.not_valid_before_utc <= now <= cert.not_valid_after_utc)
         self.assertIn(b"BEGIN PRIVATE KEY", keyPem)  # PKCS#8
         key = serialization.load_pem_private_key(keyPem, None)
@@ -730,7 +729,8 @@ class RelayOverTLSTests(TransportTestCase):
         An expired certificate, checked against caFile: the connection
         fails, described as 'expired'.
 
-        BUG (left failing on purpose): the connection does fail, but
+        Regression test (a bug found by this test and fixed in
+        7fd1946); before the fix: the connection does fail, but
         describeFailure says 'TLS: certificate verification failed'.  With
         OpenSSL 3 the handshake error is only ('SSL routines', '',
         'certificate verify failed'); the X509 verify result (10,
@@ -754,7 +754,8 @@ class RelayOverTLSTests(TransportTestCase):
         secure=true with caFile naming another CA: the connection fails,
         described as 'unknown CA'.
 
-        BUG (left failing on purpose): describeFailure says 'TLS:
+        Regression test (a bug found by this test and fixed in
+        7fd1946); before the fix: describeFailure says 'TLS:
         certificate verification failed' (same cause as test_expired: the
         verify result, 20 "unable to get local issuer certificate", is not
         in the SSL.Error that reaches describeFailure).
@@ -986,7 +987,6 @@ __all__ = [
     "TransportTestCase",
     "isolate",
     "sleep",
-    "tlsModule",
     "withTimeout",
     "MIB",
 ]
