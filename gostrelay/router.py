@@ -201,7 +201,7 @@ class Router:
             def failed(f: Any) -> Any:
                 if f.check(defer.CancelledError) and timedOut:
                     raise DialError(f"UDP association: timed out after {self.dialTimeout:g}s")
-                if f.check(error.ConnectError):
+                if f.check(error.ConnectError) and getattr(f.value, "status", None) is None:
                     raise DialError(f"UDP association: {_reason(f.value)}")
                 return f
 

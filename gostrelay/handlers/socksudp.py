@@ -60,6 +60,7 @@ class UDPAssociation:
         self.onClose: Any = None
         self._last = reactor.seconds()
         self._timer: Any = None
+        self._opening: Any = None
 
     def start(self, interface: str) -> defer.Deferred[tuple[str, int]]:
         """
@@ -71,8 +72,10 @@ class UDPAssociation:
         except Exception as e:  # noqa: BLE001
             return defer.fail(e)
         d = self.router.association(self)
+        self._opening = d
 
         def ready(channel: Any) -> tuple[str, int]:
+            self._opening = None
             if self.closed:
                 channel.close()
                 raise defer.CancelledError()
@@ -82,6 +85,7 @@ class UDPAssociation:
             return _ipText(host.host), host.port
 
         def failed(f: Failure) -> Failure:
+            self._opening = None
             self.local.close()
             return f
 
@@ -143,6 +147,9 @@ class UDPAssociation:
         if self.closed:
             return
         self.closed = True
+        if self._opening is not None:
+            opening, self._opening = self._opening, None
+            opening.cancel()
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._timer = None

@@ -854,7 +854,7 @@ class KCP:
                     seg.resendts = (current + rxRto) & _M
                     change += 1
                     fast += 1
-                elif fa > 0 and newSegs == 0:
+                elif fa > 1 and newSegs == 0:
                     seg.fastack = 0
                     seg.rto = rxRto
                     seg.resendts = (current + rxRto) & _M
