@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import heapq
 import random
+import struct
 import time
 from collections.abc import Callable
 from typing import Any
@@ -75,9 +76,10 @@ def gostKCP(output: Callable[[bytes], None], conv: int = CONV, reserved: int = G
 SPEC_SYN_STREAM = vectors.hexBytes(
     "ff 06 00 00 73 4e 61 50 70 59 | 01 0c 00 00 | 44 39 ac 2f | 01 00 00 00 03 00 00 00"
 )
-SPEC_PUSH = vectors.hexBytes(
-    "78 56 34 12 51 00 20 00 e8 03 00 00 00 00 00 00 00 00 00 00 1a 00 00 00"
-) + SPEC_SYN_STREAM
+SPEC_PUSH = (
+    vectors.hexBytes("78 56 34 12 51 00 20 00 e8 03 00 00 00 00 00 00 00 00 00 00 1a 00 00 00")
+    + SPEC_SYN_STREAM
+)
 SPEC_PLAINTEXT = vectors.hexBytes(
     "000102030405060708090a0b0c0d0e0f f9200196 00000000f1003400"
     "7856341251002000e803000000000000000000001a000000"
@@ -110,7 +112,9 @@ class ReferenceKCP:
     wrong.
     """
 
-    def __init__(self, conv: int, output: Callable[[bytes], None], mtu: int = 1400, reserved: int = 0) -> None:
+    def __init__(
+        self, conv: int, output: Callable[[bytes], None], mtu: int = 1400, reserved: int = 0
+    ) -> None:
         self.conv, self.output = conv, output
         self.snd_wnd, self.rcv_wnd, self.rmt_wnd = 32, 32, 32
         self.mtu = mtu
@@ -207,7 +211,7 @@ class ReferenceKCP:
         return b"".join(out)
 
     def recv(self) -> bytes:
-        parts = []
+        parts: list[bytes] = []
         while True:
             b = self.Recv()
             if b is None:
@@ -533,16 +537,15 @@ class ReferenceKCP:
 
     # UDPSession's timer
     def update(self, now: int) -> None:
-        if self.nextFlush is None or _td(now, self.nextFlush) >= 0:
-            self.nextFlush = now + self.flush(now)
+        if self.check(now) == 0:
+            self.nextFlush = (now + self.flush(now)) & M32
 
     def check(self, now: int) -> int:
         if self.nextFlush is None:
             return 0
-        return max(0, _td(self.nextFlush, now))
+        left = _td(self.nextFlush, now)
+        return left if 0 < left <= self.interval else 0
 
-
-import struct  # noqa: E402  (only the reference needs it, keep it next to its use)
 
 Segment_HEADER = struct.Struct("<IBBHIIII")
 
@@ -581,8 +584,11 @@ class Simulation:
         trace: bool = False,
         extraUpdates: bool = False,
         ackNoDelay: bool = False,
+        maskClock: bool = False,
     ) -> None:
         self.rng = random.Random(seed)
+        #: give the endpoints a clock wrapped to 32 bits, as an adapter may
+        self.mask = M32 if maskClock else -1
         self.loss, self.dup, self.delay, self.jitter = loss, dup, delay, jitter
         self.now = start
         self.start = start
@@ -627,17 +633,16 @@ class Simulation:
         received: list[bytes] = []
         got = 0
         chunk = self.chunk
-        rng = self.rng
         while got < total:
             while sent < total and a.writable:
                 a.send(payload[sent : sent + chunk])
                 sent += chunk
-                a.flush(self.now)
+                a.flush(self.now & self.mask)
             for i in (0, 1):
                 if self.now - self.due[i] >= 0:
                     k = self.endpoints[i]
-                    k.update(self.now)
-                    delay = k.check(self.now)
+                    k.update(self.now & self.mask)
+                    delay = k.check(self.now & self.mask)
                     assert 0 < delay <= k.interval, delay
                     self.due[i] = self.now + delay
             nxt = min(self.due)
@@ -647,11 +652,11 @@ class Simulation:
                 # an early update must be a no-op: same trace with or without
                 self.now = self.extraUpdates.randint(self.now, nxt - 1)
                 for k in self.endpoints:
-                    k.update(self.now)
+                    k.update(self.now & self.mask)
             self.now = nxt
             while self.queue and self.queue[0][0] <= self.now:
                 _, _, dst, datagram = heapq.heappop(self.queue)
-                self.endpoints[dst].input(datagram, self.now)
+                self.endpoints[dst].input(datagram, self.now & self.mask)
             data = b.recv()
             if data:
                 received.append(data)
@@ -734,7 +739,10 @@ class SegmentCodecTests(SynchronousTestCase):
         bad = bytearray(SPEC_ACK)
         bad[4] = 85
         self.assertRaises(UnknownCommand, decodeSegments, bytes(bad))
-        self.assertEqual([ShortDatagram.code, ConvMismatch.code, TruncatedSegment.code, UnknownCommand.code], [-1, -1, -2, -3])
+        self.assertEqual(
+            [ShortDatagram.code, ConvMismatch.code, TruncatedSegment.code, UnknownCommand.code],
+            [-1, -1, -2, -3],
+        )
 
     def test_inputErrors(self) -> None:
         """
@@ -840,7 +848,9 @@ class VectorTests(SynchronousTestCase):
                 for seg, rec in zip(segs, recorded):
                     got = {
                         "conv": seg.conv,
-                        "cmd": {CMD_PUSH: "PUSH", CMD_ACK: "ACK", CMD_WASK: "WASK", CMD_WINS: "WINS"}[seg.cmd],
+                        "cmd": {CMD_PUSH: "PUSH", CMD_ACK: "ACK", CMD_WASK: "WASK", CMD_WINS: "WINS"}[
+                            seg.cmd
+                        ],
                         "frg": seg.frg,
                         "wnd": seg.wnd,
                         "ts": seg.ts,
@@ -874,7 +884,9 @@ class VectorTests(SynchronousTestCase):
                     receiver.input(kcp, int(d["t_ms"]))
                     out.append(receiver.recv())
                 self.assertEqual(
-                    b"".join(out).hex(), session["streams"][direction]["stream_hex"], (session["name"], direction)
+                    b"".join(out).hex(),
+                    session["streams"][direction]["stream_hex"],
+                    (session["name"], direction),
                 )
 
     def replay(self, side: str, script: list[tuple]) -> None:
@@ -1078,7 +1090,12 @@ class ConfigTests(SynchronousTestCase):
         self.assertEqual((k.nodelay, k.interval, k.fastresend, k.nocwnd), (1, 5000, 3, 1))
 
     def test_modes(self) -> None:
-        expected = {"normal": (0, 40, 2, 1), "fast": (0, 30, 2, 1), "fast2": (1, 20, 2, 1), "fast3": (1, 10, 2, 1)}
+        expected = {
+            "normal": (0, 40, 2, 1),
+            "fast": (0, 30, 2, 1),
+            "fast2": (1, 20, 2, 1),
+            "fast3": (1, 10, 2, 1),
+        }
         self.assertEqual(MODES, expected)
         for name, preset in expected.items():
             k = KCP(1, lambda d: None)
@@ -1252,7 +1269,7 @@ class BehaviourTests(SynchronousTestCase):
         k = KCP(1, out.append)
         k.setNoDelay(nodelay, 10, 0, 0)
         k.send(b"lost forever")
-        times = []
+        times: list[int] = []
         now = 0
         while len(times) < 6:
             k.update(now)
@@ -1537,14 +1554,32 @@ class BehaviourTests(SynchronousTestCase):
 
     def test_wrapAround(self) -> None:
         """
-        Clock and sequence numbers crossing 2**32 change nothing.
+        Clock (wrapped by the caller or not) and sequence numbers crossing
+        2**32 change nothing.
         """
-        sim = Simulation(mode="fast3", loss=0.1, dup=0.02, jitter=10, seed=3, start=M32 - 3000)
-        for k in sim.endpoints:
-            k.sndUna = k.sndNxt = k.rcvNxt = M32 - 100
-        payload = randomPayload(400 * 1348)
-        self.assertEqual(sim.run(payload), payload)
-        self.assertLess(sim.endpoints[0].sndNxt, 400)
+        for maskClock in (False, True):
+            sim = Simulation(
+                mode="fast3", loss=0.1, dup=0.02, jitter=10, seed=3, start=M32 - 3000, maskClock=maskClock
+            )
+            for k in sim.endpoints:
+                k.sndUna = k.sndNxt = k.rcvNxt = M32 - 100
+            payload = randomPayload(400 * 1348)
+            self.assertEqual(sim.run(payload), payload)
+            self.assertLess(sim.endpoints[0].sndNxt, 400)
+
+    def test_clockJump(self) -> None:
+        """
+        A timer left stopped for longer than 2**31 ms (or a clock jump)
+        makes check() say "now" instead of a bogus wait.
+        """
+        out: list[bytes] = []
+        k = gostKCP(out.append)
+        k.update(0)
+        for jump in (2**31 + 5, 2**32 - 3, -50):
+            self.assertEqual(k.check(jump), 0)
+            k.update(jump)
+            self.assertEqual(k.check(jump), 10)
+            self.assertEqual(k.check(jump + 4), 6)
 
 
 class DifferentialTests(SynchronousTestCase):
@@ -1562,7 +1597,9 @@ class DifferentialTests(SynchronousTestCase):
         self.assertEqual(len(fast.trace), len(ref.trace))
         for i, (f, r) in enumerate(zip(fast.trace, ref.trace)):
             if f != r:
-                self.fail(f"datagram {i} differs: {f[:2]} {decodeSegments(f[2])[:3]} vs {decodeSegments(r[2])[:3]}")
+                self.fail(
+                    f"datagram {i} differs: {f[:2]} {decodeSegments(f[2])[:3]} vs {decodeSegments(r[2])[:3]}"
+                )
 
     def test_defaultLossy(self) -> None:
         self.compare(loss=0.1, dup=0.02, jitter=10, seed=1)
@@ -1578,6 +1615,7 @@ class DifferentialTests(SynchronousTestCase):
 
     def test_noReserveWrapping(self) -> None:
         self.compare(mode="fast2", loss=0.1, dup=0.1, jitter=5, seed=5, reserved=0, start=M32 - 500)
+        self.compare(mode="fast2", loss=0.1, jitter=5, seed=6, start=M32 - 500, maskClock=True)
 
     @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
     @given(
@@ -1603,7 +1641,9 @@ class DifferentialTests(SynchronousTestCase):
         """
         payload = randomPayload(300_000)
         plain = Simulation(mode="normal", loss=0.1, dup=0.02, jitter=10, seed=9, trace=True)
-        extra = Simulation(mode="normal", loss=0.1, dup=0.02, jitter=10, seed=9, trace=True, extraUpdates=True)
+        extra = Simulation(
+            mode="normal", loss=0.1, dup=0.02, jitter=10, seed=9, trace=True, extraUpdates=True
+        )
         plain.run(payload)
         extra.run(payload)
         assert plain.trace is not None and extra.trace is not None

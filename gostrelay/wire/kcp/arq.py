@@ -4,11 +4,12 @@ transport uses it (spec-transports.md sections 4.2 and 4.5).
 
 One L{KCP} object is one conversation.  It never reads a clock and never
 touches a socket: every call that depends on time takes C{now}, an C{int} of
-milliseconds from any monotonic clock the caller likes (only differences
-matter, and only modulo 2**32 as on the wire), and finished datagrams go to
-the C{output} callable given at construction.  That keeps the protocol logic
-testable with a fake clock and lets a Twisted adapter drive it from a single
-C{callLater}.
+milliseconds from any monotonic clock the caller likes, e.g.
+C{int(reactor.seconds() * 1000)}, wrapped to 32 bits or not (only its low
+32 bits are used, and compared as kcp-go does, by signed 32-bit
+differences), and finished datagrams go to the C{output} callable given at
+construction.  That keeps the protocol logic testable with a fake clock and
+lets a Twisted adapter drive it from a single C{callLater}.
 
 What is reproduced, and why it matters for interoperation with GOST:
 
@@ -195,9 +196,9 @@ class Segment:
     data: bytes = b""
 
     def encode(self) -> bytes:
-        return _pack(self.conv, self.cmd, self.frg, self.wnd, self.ts, self.sn, self.una, len(self.data)) + bytes(
-            self.data
-        )
+        return _pack(
+            self.conv, self.cmd, self.frg, self.wnd, self.ts, self.sn, self.una, len(self.data)
+        ) + bytes(self.data)
 
 
 def encodeSegments(segments: list[Segment]) -> bytes:
@@ -288,6 +289,16 @@ Buffer = Union[bytes, bytearray, memoryview]
 class KCP:
     """
     One KCP conversation with kcp-go semantics.
+
+    How kcp-go's C{UDPSession} drives it, hence what an adapter does:
+
+      - timer: C{update(now)}, then re-arm for C{check(now)} ms;
+      - datagram in: strip crypt and FEC, C{input(kcpBytes, now, regular)}
+        (drop the datagram on L{KCPInputError}), hand C{recv()} upwards
+        unless the consumer is paused (not reading is the flow control),
+        resume the producer when L{writable};
+      - data out: C{send(data)} then C{flush(now)} (GOST turns write delay
+        off), pause the producer while not L{writable}.
 
     @ivar output: called with each finished datagram: the KCP bytes only
         (at most C{mtu - reserved} of them); the caller prepends the
@@ -854,7 +865,7 @@ class KCP:
                     seg.resendts = (current + rxRto) & _M
                     change += 1
                     fast += 1
-                elif fa > 1 and newSegs == 0:
+                elif fa > 0 and newSegs == 0:
                     seg.fastack = 0
                     seg.rto = rxRto
                     seg.resendts = (current + rxRto) & _M
@@ -920,9 +931,8 @@ class KCP:
         does: flush, then wait for the delay the flush returned.  Calling it
         early does nothing, so one timer armed with L{check} is enough.
         """
-        due = self._nextFlush
-        if due is None or _signed(now - due) >= 0:
-            self._nextFlush = now + self.flush(now)
+        if self.check(now) == 0:
+            self._nextFlush = (now + self.flush(now)) & _M
 
     def check(self, now: int) -> int:
         """
@@ -933,7 +943,11 @@ class KCP:
         due = self._nextFlush
         if due is None:
             return 0
-        return max(0, _signed(due - now))
+        left = _signed(due - now)
+        # More than an interval ahead cannot happen with a monotonic clock
+        # (a flush never asks for more): the clock jumped, or a stopped
+        # timer let 2**31 ms pass.  Flush rather than wait for nonsense.
+        return left if 0 < left <= self.interval else 0
 
 
 __all__ = [
