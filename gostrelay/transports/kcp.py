@@ -76,6 +76,8 @@ class KCPConfig:
     smuxVersion: int = 1
     keepalive: float = 10.0
     sockbuf: int = 4194304
+    smuxBuffer: int = 4194304
+    streamBuffer: int = 2097152
 
     @classmethod
     def fromMetadata(cls, md: Metadata, where: str) -> KCPConfig:
@@ -99,10 +101,9 @@ class KCPConfig:
             config.parityShards = file.getInt("parityshard")
         config.ackNoDelay = file.getBool("acknodelay")
         config.sockbuf = file.getInt("sockbuf") or config.sockbuf
-        if any(k in file for k in ("nodelay", "interval", "resend", "nc")):
-            config.nodelay = (
-                file.getInt("nodelay"), file.getInt("interval") or 10, file.getInt("resend"), file.getInt("nc"),
-            )
+        if any(k in file for k in ("nodelay", "resend", "nc")):
+            # The interval is not among them: GOST resets it from kcp.interval.
+            config.nodelay = (file.getInt("nodelay"), 10, file.getInt("resend"), file.getInt("nc"))
         # What GOST overwrites from kcp.* keys (zero when absent).
         config.key = md.getString("kcp.key")
         config.crypt = md.getString("kcp.crypt")
@@ -113,8 +114,9 @@ class KCPConfig:
         config.noComp = md.getBool("kcp.nocomp")
         config.smuxVersion = md.getInt("kcp.smuxver") or 1
         interval = md.getInt("kcp.interval")
-        if interval > 0:
-            config.nodelay = (config.nodelay[0], interval, config.nodelay[2], config.nodelay[3])
+        config.nodelay = (config.nodelay[0], interval if interval > 0 else 10, config.nodelay[2], config.nodelay[3])
+        config.smuxBuffer = md.getInt("kcp.smuxbuf") or config.sockbuf
+        config.streamBuffer = md.getInt("kcp.streambuf") or config.sockbuf // 2
         keepalive = md.getInt("kcp.keepalive")
         config.keepalive = float(keepalive) if keepalive > 0 else 10.0
         if md.getBool("kcp.tcp", "tcp"):
@@ -128,7 +130,13 @@ class KCPConfig:
         return config
 
     def muxConfig(self) -> MuxConfig:
-        return MuxConfig(version=self.smuxVersion, keepaliveInterval=self.keepalive, keepaliveTimeout=max(30.0, self.keepalive))
+        return MuxConfig(
+            version=self.smuxVersion,
+            keepaliveInterval=self.keepalive,
+            keepaliveTimeout=max(30.0, self.keepalive),
+            maxReceiveBuffer=self.smuxBuffer,
+            maxStreamBuffer=min(self.streamBuffer, self.smuxBuffer),
+        )
 
 
 class KCPConnection:
@@ -191,6 +199,15 @@ class KCPConnection:
                 )
             return
         except crypt.CryptError:
+            return
+        self.payloadReceived(payload)
+
+    def payloadReceived(self, payload: bytes) -> None:
+        """
+        One datagram, already decrypted (the listener decrypts once to
+        find the conversation, then hands the payload over).
+        """
+        if self.closed:
             return
         now = self.now()
         try:
@@ -344,30 +361,46 @@ class _KCPServerSocket(DatagramProtocol):
         self.handler = handler
         self.sessions: OrderedDict[tuple[str, int], KCPConnection] = OrderedDict()
         self.cipher = crypt.newBlockCrypt(listener.config.crypt, listener.config.key)
+        self.checksumFailures = 0
+        self._lastChecksumLog = -CHECKSUM_LOG_PERIOD
 
     def datagramReceived(self, data: bytes, addr: Any) -> None:
         key = (addr[0], addr[1])
+        try:
+            payload = crypt.decryptPacket(self.cipher, data)
+        except crypt.ChecksumError:
+            known = self.sessions.get(key)
+            if known is not None:
+                known.checksumFailures += 1
+            self._checksumFailed(addr)
+            return
+        except crypt.CryptError:
+            return
         connection = self.sessions.get(key)
-        if connection is not None:
-            convSn = self._convSn(data)
-            if convSn is not None and convSn[0] != connection.conv and convSn[1] == 0:
-                # A new conversation from the same address replaces the old.
-                connection.loseConnection()
-                connection = None
+        convSn = self._convSn(payload)
+        if connection is not None and convSn is not None and convSn[0] != connection.conv and convSn[1] == 0:
+            # A new conversation from the same address replaces the old.
+            connection.loseConnection()
+            connection = None
         if connection is None:
-            convSn = self._convSn(data)
             if convSn is None:
                 return
             connection = self._open(key, addr, convSn[0])
             if connection is None:
                 return
-        connection.datagramReceived(data)
+        connection.payloadReceived(payload)
 
-    def _convSn(self, data: bytes) -> tuple[int, int] | None:
-        try:
-            payload = crypt.decryptPacket(self.cipher, data)
-        except crypt.CryptError:
-            return None
+    def _checksumFailed(self, addr: Any) -> None:
+        self.checksumFailures += 1
+        now = self.listener.reactor.seconds()
+        if now - self._lastChecksumLog >= CHECKSUM_LOG_PERIOD:
+            self._lastChecksumLog = now
+            _log.info(
+                "kcp {peer}: datagrams fail the checksum: key or crypt differs from the peer's? ({n} so far)",
+                peer=joinHostPort(_ipText(addr[0]), addr[1]), n=self.checksumFailures,
+            )
+
+    def _convSn(self, payload: bytes) -> tuple[int, int] | None:
         if fec.isFEC(payload):
             packet = fec.parseFECPacket(payload)
             if not packet.isData:
@@ -589,6 +622,7 @@ class KCPDialer:
         self.reactor = reactor
         self.config = KCPConfig.fromMetadata(dialer.md if dialer is not None else node.md, where)
         self.clients: dict[str, _KCPClientSocket] = {}
+        self.pending: dict[str, list[defer.Deferred[Any]]] = {}
 
     def endpoint(
         self, address: str, through: IStreamClientEndpoint | None = None, timeout: float = DEFAULT_DIAL_TIMEOUT
@@ -597,11 +631,36 @@ class KCPDialer:
             raise ConfigError("kcp runs over UDP: it can only be the first hop of a chain")
         return _KCPStreamEndpoint(self, address)
 
-    @defer.inlineCallbacks
-    def _session(self, address: str):  # type: ignore[no-untyped-def]
+    def _session(self, address: str) -> defer.Deferred[Any]:
+        """
+        The live session for C{address}, created once even when several
+        connections ask at the same time (they share the pending one).
+        """
+        pending = self.pending.get(address)
+        if pending is not None:
+            waiter: defer.Deferred[Any] = defer.Deferred()
+            pending.append(waiter)
+            return waiter
         client = self.clients.get(address)
         if client is not None and client.alive:
-            return client
+            return defer.succeed(client)
+        waiters: list[defer.Deferred[Any]] = []
+        self.pending[address] = waiters
+
+        def settle(result: Any) -> Any:
+            del self.pending[address]
+            for waiter in waiters:
+                if isinstance(result, Failure):
+                    waiter.errback(result)
+                else:
+                    waiter.callback(result)
+            return result
+
+        return self._create(address).addBoth(settle)
+
+    @defer.inlineCallbacks
+    def _create(self, address: str):  # type: ignore[no-untyped-def]
+        client = self.clients.get(address)
         if client is not None:
             client.close()
         host, port = splitHostPort(address)
