@@ -198,6 +198,9 @@ class Pipe:
                 # Both directions ended in the kernel and we closed the
                 # sockets: a clean end, whatever Twisted calls it.
                 reason = None
+            elif self.spliced.reason is not None:
+                # We aborted because a socket failed: say how it failed.
+                reason = self.spliced.reason
             self.spliced.close()
         if self._reason is None:
             self._reason = reason

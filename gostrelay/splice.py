@@ -214,6 +214,8 @@ class Splicer:
         self.directions: list[_Direction] = []
         self.finished = False
         self.aborted = False
+        #: Why a direction failed (a reset, ...), for the pipe's log line.
+        self.reason: Failure | None = None
 
     def start(self) -> None:
         a, b = self.transports
@@ -238,6 +240,7 @@ class Splicer:
     def fail(self, reason: Failure) -> None:
         if self.finished:
             return
+        self.reason = reason
         if not isinstance(reason.value, OSError) or reason.value.errno not in (errno.ECONNRESET, errno.EPIPE):
             _log.debug("splice ended: {e}", e=reason.value)
         self._close(abort=True)
