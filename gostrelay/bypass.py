@@ -27,6 +27,9 @@ from typing import Any
 
 from gostrelay.config.model import BypassConfig, Config, ConfigError
 
+#: RFC 6598 carrier-grade NAT space: not "private" to Python, private to us.
+_SHARED_ADDRESS_SPACE = ipaddress.ip_network("100.64.0.0/10")
+
 _PORT = re.compile(r"^(?P<host>.*?):(?P<lo>\d+)(?:-(?P<hi>\d+))?$")
 
 
@@ -42,7 +45,13 @@ class Matcher:
         kind, value = self.kind, self.value
         if kind == "private":
             return ip is not None and (
-                ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_unspecified or ip.is_reserved
+                ip.is_private
+                or ip.is_loopback
+                or ip.is_link_local
+                or ip.is_unspecified
+                or ip.is_reserved
+                or ip.is_multicast
+                or (ip.version == 4 and ip in _SHARED_ADDRESS_SPACE)
             )
         if kind == "ip":
             return ip is not None and ip == value

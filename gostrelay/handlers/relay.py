@@ -59,7 +59,7 @@ def isPrivate(host: str) -> bool:
     from gostrelay.bypass import Matcher
 
     try:
-        ip = ipaddress.ip_address(host)
+        ip = ipaddress.ip_address(host.strip("[]"))
     except ValueError:
         return False
     if ip.version == 6 and ip.ipv4_mapped is not None:  # type: ignore[union-attr]
@@ -166,7 +166,8 @@ class RelayServerProtocol(Protocol):
             self.parser.remainder += data
             return
         if logs.TRACE:
-            self.log.debug("{peer} request bytes: {data!r}", peer=self.peer, data=data[:64])
+            # Sizes only: a request carries the password.
+            self.log.debug("{peer} request bytes: {n}", peer=self.peer, n=len(data))
         try:
             request = self.parser.feed(data)
         except RelayDecodeError as e:
@@ -226,6 +227,11 @@ class RelayServerProtocol(Protocol):
             return
         if self.handler.bypass and self.handler.bypass.contains(request.addr.host, request.addr.port):
             self._reply(Status.FORBIDDEN, "target matches the service bypass")
+            return
+        if self.handler.denyPrivate and (isPrivate(request.addr.host) or request.addr.host == ""):
+            # An address literal is refused before dialing; a name is
+            # checked on the address it connects to.
+            self._reply(Status.FORBIDDEN, "target is a private address (denyPrivate)")
             return
         if self.network == "udp":
             self._dialUDP(self.target, Status.NETWORK_UNREACHABLE)
