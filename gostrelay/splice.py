@@ -61,25 +61,30 @@ def _outputPending(transport: Any) -> bool:
 
 class _Descriptor:
     """
-    Registers a socket's fd with the reactor on behalf of a direction.
+    One socket's fd as the reactor sees it.  Twisted's reactors keep one
+    selectable per fd, so a socket that one direction reads and the other
+    direction writes to has a single descriptor dispatching to both.
     """
 
-    def __init__(self, fd: int, owner: _Direction, role: str) -> None:
+    def __init__(self, fd: int, splicer: Splicer) -> None:
         self.fd = fd
-        self.owner = owner
-        self.role = role
+        self.splicer = splicer
+        self.reader: _Direction | None = None  # the direction reading this socket
+        self.writer: _Direction | None = None  # the direction writing to it
 
     def fileno(self) -> int:
         return self.fd
 
     def doRead(self) -> None:
-        self.owner.readable()
+        if self.reader is not None:
+            self.reader.readable()
 
     def doWrite(self) -> None:
-        self.owner.writable()
+        if self.writer is not None:
+            self.writer.writable()
 
     def connectionLost(self, reason: Failure) -> None:
-        self.owner.splicer.fail(reason)
+        self.splicer.fail(reason)
 
     def logPrefix(self) -> str:
         return "splice"
@@ -90,7 +95,7 @@ class _Direction:
     One direction: C{src} socket → kernel pipe → C{dst} socket.
     """
 
-    def __init__(self, splicer: Splicer, side: int, src: Any, dst: Any) -> None:
+    def __init__(self, splicer: Splicer, side: int, src: Any, dst: Any, reader: _Descriptor, writer: _Descriptor) -> None:
         self.splicer = splicer
         self.side = side
         self.src = src
@@ -107,8 +112,10 @@ class _Direction:
         self.inPipe = 0
         self.eof = False
         self.done = False
-        self.reader = _Descriptor(self.srcFd, self, "read")
-        self.writer = _Descriptor(self.dstFd, self, "write")
+        self.reader = reader
+        self.writer = writer
+        reader.reader = self
+        writer.writer = self
         self.reading = False
         self.writing = False
 
@@ -224,7 +231,8 @@ class Splicer:
         for transport in (a, b):
             transport.stopReading()
             transport.stopWriting()
-        self.directions = [_Direction(self, 0, a, b), _Direction(self, 1, b, a)]
+        fa, fb = _Descriptor(a.fileno(), self), _Descriptor(b.fileno(), self)
+        self.directions = [_Direction(self, 0, a, b, fa, fb), _Direction(self, 1, b, a, fb, fa)]
         for direction in self.directions:
             direction.start()
 
