@@ -370,3 +370,15 @@ def openFiles(pid: int) -> int:
         return len(os.listdir(f"/proc/{pid}/fd"))
     except OSError:
         return 0
+
+
+def cpuSeconds(pid: int) -> float:
+    """
+    The user + system CPU time C{pid} has used so far (C{/proc/<pid>/stat}).
+    """
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
