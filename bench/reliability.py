@@ -15,21 +15,23 @@ else beyond the test dependencies.
 
   backpressure  a sender pushing as fast as it can for --seconds through a
                 two-hop chain (client, relay R1, relay R2: three processes)
-                to a receiver that does not read; per process: idle RSS and
-                the largest RSS seen (VmRSS sampled every 50 ms); for the
+                to a receiver that does not read; per process: idle RSS,
+                the largest RSS seen (VmRSS sampled every 50 ms), CPU
+                seconds during the push and in its last second; for the
                 sender: bytes accepted, EAGAINs, bytes accepted in the last
-                second; then the receiver reads and every byte is checked.
+                second, what one more non-blocking send got before EAGAIN;
+                then the receiver reads and every byte is checked.
                 Variants: splice (default), nosplice (splice=false), ws
                 (relay+ws hops), rtcp (remote forwarding over smux).
   slowloris     --connections clients each send one byte of a relay request
-                and stall (readTimeout=2s); a well-behaved client's round
-                trip (connect, CONNECT, 32 bytes echoed) alone and beside
-                them, and when the stalled ones are closed.
+                and stall (readTimeout=2s, backlog=4096); a well-behaved
+                client's round trip (connect, CONNECT, 32 bytes echoed)
+                alone and beside them, and when the stalled ones are closed.
   leaks         --connections short relay connections (a tenth each refused
                 target, bad password, junk) in --rounds; descriptors and RSS
                 of the relay server at the baseline and after each round.
   fuzz          tests.test_fuzz with GOSTRELAY_FUZZ_EXAMPLES=--examples
-                (random seeds); prints trial's summary.
+                (random seeds); prints trial's report with each test's time.
 """
 
 from __future__ import annotations
@@ -169,7 +171,7 @@ def fuzz(examples: int) -> int:
     print(f"machine: {machine()}\nfuzz: {examples} examples per machine (random seeds)", flush=True)
     started = time.monotonic()
     code = subprocess.call(
-        [sys.executable, "-m", "twisted.trial", "--temp-directory", os.path.join(tempfile.mkdtemp(prefix="gostrelay-fuzz-"), "trial"), "tests.test_fuzz"],
+        [sys.executable, "-m", "twisted.trial", "--reporter=timing", "--temp-directory", os.path.join(tempfile.mkdtemp(prefix="gostrelay-fuzz-"), "trial"), "tests.test_fuzz"],
         cwd=ROOT,
         env=env,
     )

@@ -620,19 +620,35 @@ class SmuxMachine(RuleBasedStateMachine):
         self.closedReason: list[Failure] = []
         self.carrierLost = False
 
-    @initialize(version=st.sampled_from([1, 2]), client=st.booleans(), attach=st.booleans(), keepalive=st.booleans())
-    def start(self, version: int, client: bool, attach: bool, keepalive: bool) -> None:
+    @initialize(
+        version=st.sampled_from([1, 2]),
+        client=st.booleans(),
+        role=st.sampled_from(["opener", "acceptor", "acceptor, attaching"]),
+        keepalive=st.booleans(),
+    )
+    def start(self, version: int, client: bool, role: str, keepalive: bool) -> None:
+        """
+        A session either opens streams and refuses the peer's (the relay
+        server's BIND, a kcp client) or accepts the peer's and opens none
+        (an rtcp client, a kcp server), as every session in gostrelay does.
+        (One that did both could have a peer's SYN take the id it opens
+        next, and the peer's stream would be orphaned: xtaci/smux has the
+        same hazard.)
+        """
         self.clock = Clock()
         self.version = version
+        self.opener = role == "opener"
         self.transport = TCPLikeTransport()
         config = MuxConfig(version=version, keepaliveDisabled=not keepalive, maxReceiveBuffer=64 * 1024, maxStreamBuffer=16384)
 
         def accepted(stream: Any) -> None:
             self.streams.append(stream)
-            if attach:
+            if role == "acceptor, attaching":
                 stream.attach(StreamApp())
 
-        self.session = MuxSession(self.clock, self.transport, client, config, accepted, self.closedReason.append)
+        self.session = MuxSession(
+            self.clock, self.transport, client, config, None if self.opener else accepted, self.closedReason.append
+        )
 
     def feedable(self) -> bool:
         return self.session is not None and not self.carrierLost and not self.transport.disconnecting
@@ -677,7 +693,7 @@ class SmuxMachine(RuleBasedStateMachine):
 
     @rule()
     def openStream(self) -> None:
-        if self.session is not None and not self.session.closed:
+        if self.session is not None and self.opener and not self.session.closed:
             stream = self.session.openStream()
             stream.attach(StreamApp())
             self.streams.append(stream)

@@ -202,16 +202,13 @@ class PasswordNotLoggedTests(unittest.SynchronousTestCase):
 
     def test_perFrameTracing(self) -> None:
         """
-        Regression test (a bug this test found, now fixed): with per-frame tracing (C{-DD},
-        gostrelay.logs.TRACE) the relay handler logs the first 64 bytes of
-        every request ("{peer} request bytes: {data!r}",
-        gostrelay/handlers/relay.py), and a request's UserAuth feature
-        carries the password in clear, so the password tried (right or
-        wrong) is written to the log.
+        Not with per-frame tracing (C{-DD}, gostrelay.logs.TRACE) either.
 
-        Repro: python -m gostrelay -DD -L "relay://alice:s3cret@127.0.0.1:8420",
-        send a CONNECT with user alice and any password: the debug line
-        "request bytes: b'\\x01\\x01\\x00...alice\\x06s3cret...'" shows it.
+        Regression (found by this test, fixed in 7e20636): at -DD the relay
+        handler logged the first 64 bytes of every request ("{peer}
+        request bytes: {data!r}"), and a request's UserAuth feature carries
+        the password in clear, so the password tried, right or wrong, was
+        in the log.  It now logs sizes only.
         """
         captured = captureLogs(self)
         self.patch(logs, "TRACE", True)
@@ -415,18 +412,15 @@ class DenyPrivateUnitTests(unittest.SynchronousTestCase):
 
     def test_sharedAddressSpace(self) -> None:
         """
-        Regression test (a bug this test found, now fixed): denyPrivate lets the RFC 6598 shared
-        address space 100.64.0.0/10 through (Python's C{is_private} is
-        false for it, and gostrelay.bypass's "private" matcher only adds
-        loopback, link-local, unspecified and reserved).  Carrier-grade
-        NAT and cloud-internal services live there: Alibaba Cloud's
-        instance metadata is 100.100.100.200, Tailscale nodes are in
-        100.64.0.0/10.  Matching "not is_global" would cover it (and
-        198.18.0.0/15, 192.0.0.0/24, ...).
+        The RFC 6598 shared address space is private to denyPrivate:
+        carrier-grade NAT, Tailscale nodes, Alibaba Cloud's instance
+        metadata at 100.100.100.200.
 
-        Repro: python -c "from gostrelay.handlers.relay import isPrivate;
-        print(isPrivate('100.100.100.200'))" prints False, so
-        relay://:8420?denyPrivate=true dials 100.100.100.200:80.
+        Regression (found by this test, fixed in 7e20636): Python's
+        C{is_private} is false for 100.64.0.0/10, and the "private" matcher
+        used to add only loopback, link-local, unspecified and reserved
+        addresses, so relay://:8420?denyPrivate=true dialed
+        100.100.100.200:80.
         """
         for host in ("100.64.0.1", "100.100.100.200", "198.18.0.1"):
             self.assertTrue(isPrivate(host), host)
@@ -500,19 +494,16 @@ class DenyPrivateTests(unittest.TestCase):
     @defer.inlineCallbacks
     def test_literalPrivateNotDialed(self):  # type: ignore[no-untyped-def]
         """
-        Regression test (a bug this test found, now fixed): a target that is a literal private
-        IP is dialed before it is refused (the check runs on the connected
-        socket's peer address, gostrelay/handlers/relay.py _established):
-        the private service sees a TCP connection open and be aborted, and
-        the answer tells open ports (0x03 Forbidden) from closed ones (0x07
-        Network Unreachable, the dial failed first) -- a port scanner of
-        the relay host's own network for any client.  An IP literal could
-        be refused before dialing (names still need the after-connect
-        check, or a check on the resolved address before connecting).
+        A literal private IP is refused before dialing: the private service
+        sees no connection, and open and closed ports answer alike.
 
-        Repro: python -m gostrelay -L "relay://127.0.0.1:8420?denyPrivate=true";
-        CONNECT 127.0.0.1:<a listening port> answers 0x03 (the listener
-        accepted a connection), CONNECT 127.0.0.1:1 answers 0x07.
+        Regression (found by this test, fixed in 7e20636): the check used
+        to run only on the connected socket's peer address, so a literal
+        private IP was connected to and then aborted; the private service
+        saw a connection, and the answer told an open port (0x03) from a
+        closed one (0x07): a port scanner of the relay host's networks for
+        any client.  (Names are still checked on the address they connect
+        to: test_localhostName.)
         """
         probe = yield self.refused(f"127.0.0.1:{self.echoPort}")
         closed = yield self.refused("127.0.0.1:1")
@@ -660,7 +651,7 @@ class OperationsExampleTests(unittest.TestCase):
     @defer.inlineCallbacks
     def test_internalTargetsRefusedWithoutDialing(self):  # type: ignore[no-untyped-def]
         for target in (f"127.0.0.1:{self.echoPort}", f"[::1]:{self.echoPort}", "10.1.2.3:80", "169.254.169.254:80",
-                       "100.100.100.200:80", "example.com:25"):
+                       "100.100.100.200:80", "example.com:25", "db.corp.example.com:5432"):
             status = yield self.ask(self.alice(target))
             self.assertEqual(status, Status.FORBIDDEN, target)
         self.assertEqual(self.echo.accepted, 0, "nothing was dialed")
