@@ -8,7 +8,7 @@ out fake UDP ports (L{UDPReactor}).
     what the config map/file can still set, the overwrite of the rest, and
     the settings GOST's kcp-go sessions really ran with (C{probe_*.json}).
   - L{ReplayTests}: the datagrams a real GOST client sent in the captured
-    sessions (C{shared/vectors/kcp/}), replayed in order into our listener:
+    sessions (C{tests/data/vectors/kcp/}), replayed in order into our listener:
     one session keyed by the client's address with the captured conv, the
     smux SYN and the relay request reach the handler, and our replies
     decrypt with the session's key and parse (FEC, KCP ACKs of every PUSH,

@@ -1,7 +1,7 @@
 """
 The KCP codecs against real GOST: the worked example of spec-transports.md
 4.9 and every datagram captured between a GOST client and a GOST server
-(C{shared/vectors/kcp/}, decoded layer by layer in its C{index.json}).
+(C{tests/data/vectors/kcp/}, decoded layer by layer in its C{index.json}).
 
   - L{WorkedExampleTests}: the client's first datagram and the server's ACK,
     decoded layer by layer and re-encoded byte for byte.

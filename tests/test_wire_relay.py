@@ -4,7 +4,7 @@ Tests for L{gostrelay.wire.relay}, the relay request/response codec
 
 Three layers:
 
-  - L{GoldenVectorTests}: one test per recorded GOST case in the shared
+  - L{GoldenVectorTests}: one test per recorded GOST case in the
     vectors; decoding must give the recorded fields and encoding those
     fields must give the recorded bytes.
   - property tests (hypothesis): round trips, arbitrary splits of the input,
@@ -358,7 +358,7 @@ _RELAY_CASE_NAMES, _VECTORS_ERROR = _loadRelayCaseNames()
 
 class GoldenVectorTests(_VectorChecks, SynchronousTestCase):
     """
-    Every relay-header case of the shared golden vectors, one generated test
+    Every relay-header case of the golden vectors, one generated test
     method per case (C{test_vector_<case name>}).  The vectors are bytes a
     real GOST put on the wire, so agreeing with them is agreeing with GOST.
     """
@@ -380,17 +380,17 @@ class GoldenVectorTests(_VectorChecks, SynchronousTestCase):
                 [n for n in _RELAY_CASE_NAMES if n.startswith(prefix)], f"no {prefix}* vector case"
             )
 
-    def test_vectorsFoundThroughEnvironment(self) -> None:
+    def test_vectorsInsideTheRepository(self) -> None:
         """
-        C{GOSTRELAY_VECTORS} overrides the location, and a wrong location is
-        an error rather than an empty vector set.
+        The vectors are read from C{tests/data/vectors} in the repository,
+        and a missing directory is an error rather than an empty vector set.
         """
         directory = vectors.vectorsDir()
-        self.patch(vectors.os, "environ", {vectors.ENVIRONMENT_VARIABLE: directory.path})
-        self.assertEqual(vectors.vectorsDir(), directory)
+        self.assertEqual(directory.parent().basename(), "data")
+        self.assertEqual(directory.parent().parent().basename(), "tests")
         self.assertEqual(vectors.loadIndex()["cases"][0]["name"], vectors.caseNames()[0])
         missing = self.mktemp()
-        self.patch(vectors.os, "environ", {vectors.ENVIRONMENT_VARIABLE: missing})
+        self.patch(vectors, "VECTORS_DIRECTORY", missing)
         self.assertRaises(vectors.VectorsMissing, vectors.vectorsDir)
         self.assertRaises(vectors.VectorsMissing, vectors.loadIndex)
         self.assertRaises(vectors.VectorsMissing, vectors.case, "codec_resp_ok")

@@ -1,14 +1,13 @@
 """
 Access to the golden wire vectors recorded from real GOST code.
 
-The vectors live outside the repository, in C{<repo>/../shared/vectors}
-(next to the checkout), or wherever the C{GOSTRELAY_VECTORS} environment
-variable points.  They are required: when they cannot be found every helper
-here raises L{VectorsMissing}, so tests that use them fail (they never skip),
-because a suite that silently stops checking against GOST is worse than a red
-one.
+The vectors live in the repository, in C{tests/data/vectors} (see
+C{tests/data/README.md}), so a bare clone tests against them.  They are
+required: when they cannot be found every helper here raises
+L{VectorsMissing}, so tests that use them fail (they never skip), because a
+suite that silently stops checking against GOST is worse than a red one.
 
-Layout (see C{README.md} in the vectors directory)::
+Layout::
 
     index.json                 {"cases": [{name, file, hex, direction, fields, ...}]}
     *.bin                      raw bytes of each case
@@ -30,8 +29,8 @@ from typing import Any, Iterable
 
 from twisted.python.filepath import FilePath
 
-#: Environment variable overriding the vectors location.
-ENVIRONMENT_VARIABLE = "GOSTRELAY_VECTORS"
+#: Where the vectors live: inside the repository, next to this module.
+VECTORS_DIRECTORY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "vectors")
 
 
 class VectorsMissing(Exception):
@@ -40,26 +39,17 @@ class VectorsMissing(Exception):
     """
 
 
-def _defaultPath() -> str:
-    return os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "vectors")
-
-
 def vectorsDir() -> FilePath:
     """
     The directory holding the golden vectors.
 
     @raise VectorsMissing: if it does not exist or has no C{index.json}.
     """
-    override = os.environ.get(ENVIRONMENT_VARIABLE)
-    path = FilePath(os.path.abspath(override if override else _defaultPath()))
-    where = f"{ENVIRONMENT_VARIABLE}={override!r}" if override else "the default location"
+    path = FilePath(VECTORS_DIRECTORY)
     if not path.isdir():
-        raise VectorsMissing(
-            f"golden vectors not found at {path.path} ({where}); check out "
-            f"shared/vectors next to the repository or set {ENVIRONMENT_VARIABLE}"
-        )
+        raise VectorsMissing(f"golden vectors not found at {path.path} (tests/data/vectors in the repository)")
     if not path.child("index.json").isfile():
-        raise VectorsMissing(f"{path.path} has no index.json ({where})")
+        raise VectorsMissing(f"{path.path} has no index.json")
     return path
 
 
