@@ -40,9 +40,9 @@ class _ServerParser:
         return namedAny(self.function)(reactor, *args, **self.options, **kwargs)
 
 
-relayClientParser = _ClientParser("relay", "gostrelay.endpoints.parseRelayClient")
-gostTLSClientParser = _ClientParser("gosttls", "gostrelay.endpoints.parseGostTLSClient")
-wsClientParser = _ClientParser("ws", "gostrelay.endpoints.parseWebSocketClient")
-wssClientParser = _ClientParser("wss", "gostrelay.endpoints.parseWebSocketClient", overTLS=True)
-wsServerParser = _ServerParser("ws", "gostrelay.endpoints.parseWebSocketServer")
-wssServerParser = _ServerParser("wss", "gostrelay.endpoints.parseWebSocketServer", overTLS=True)
+relayClientParser = _ClientParser("relay", "gostrelay.endpoints.relay.parseRelayClient")
+gostTLSClientParser = _ClientParser("gosttls", "gostrelay.endpoints.carriers.parseGostTLSClient")
+wsClientParser = _ClientParser("ws", "gostrelay.endpoints.carriers.parseWebSocketClient")
+wssClientParser = _ClientParser("wss", "gostrelay.endpoints.carriers.parseWebSocketClient", overTLS=True)
+wsServerParser = _ServerParser("ws", "gostrelay.endpoints.carriers.parseWebSocketServer")
+wssServerParser = _ServerParser("wss", "gostrelay.endpoints.carriers.parseWebSocketServer", overTLS=True)

@@ -1,0 +1,24 @@
+"""
+gostrelay from any Twisted program: endpoints and endpoint strings.
+
+One module per concept:
+
+  - L{gostrelay.endpoints.relay}: dialing through relay servers (the
+    C{relay:} client string, L{chainEndpoint} from GOST C{-F} URLs);
+  - L{gostrelay.endpoints.carriers}: C{gosttls:}, C{ws:}, C{wss:};
+
+The string parsers are registered by C{twisted/plugins/gostrelay_endpoints.py};
+docs/twisted.md lists every prefix with examples.
+"""
+
+from gostrelay.endpoints.carriers import parseGostTLSClient, parseWebSocketClient, parseWebSocketServer
+from gostrelay.endpoints.relay import chainEndpoint, parseRelayClient, relayEndpoint
+
+__all__ = [
+    "chainEndpoint",
+    "parseGostTLSClient",
+    "parseRelayClient",
+    "parseWebSocketClient",
+    "parseWebSocketServer",
+    "relayEndpoint",
+]
