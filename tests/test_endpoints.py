@@ -21,8 +21,11 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 from gostrelay.config.model import ConfigError, TLSConfig
 from gostrelay.endpoints import chainEndpoint
 from gostrelay.transports.tls import generateCertificate, serverContextFactory
-from tests.test_tls import MIB, PKI, EchoFactory, TransportTestCase, isolate, withTimeout
-from tests.test_ws import App, AppFactory, RawServerFactory, header, waitUntil
+from tests.support.cases import MIB, TransportTestCase
+from tests.support.pki import PKI, isolate
+from tests.support.reactor import waitUntil, withTimeout
+from tests.support.targets import EchoFactory
+from tests.support.websocket import App, AppFactory, RawServerFactory, header
 
 
 def escape(description: str) -> str:

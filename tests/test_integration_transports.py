@@ -20,7 +20,7 @@ from twisted.internet import defer, reactor
 from twisted.internet.endpoints import TCP4ClientEndpoint
 
 from tests.processes import CONSOLE, LineProcessProtocol, childEnvironment, spawn
-from tests.test_tls import MIB, TransportTestCase
+from tests.support.cases import MIB, TransportTestCase
 
 
 class ProcessTestCase(TransportTestCase):

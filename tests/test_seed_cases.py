@@ -30,7 +30,6 @@ from gostrelay.config.files import dumpConfig
 from gostrelay.config.url import buildConfigFromCommandLine
 from gostrelay.tap import Options, makeService
 
-
 SEED_CASES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "seed-cases.yaml")
 
 #: How many command lines GOST's relay page has; each is one case.

@@ -190,7 +190,7 @@ def hexBytes(text: str | Iterable[str]) -> bytes:
 
 
 __all__ = [
-    "ENVIRONMENT_VARIABLE",
+    "VECTORS_DIRECTORY",
     "VectorsMissing",
     "case",
     "caseBytes",

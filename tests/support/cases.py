@@ -1,0 +1,148 @@
+"""
+The in-process transport test case (services built from GOST command
+lines on the real reactor, settled at cleanup) and log capture.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet import defer, reactor
+from twisted.internet.endpoints import connectProtocol
+from twisted.internet.error import ConnectionDone
+from twisted.logger import globalLogPublisher
+from twisted.python.failure import Failure
+from twisted.trial import unittest
+
+from gostrelay.build import buildServices
+from gostrelay.config.url import buildConfigFromCommandLine
+from gostrelay.errors import describeFailure
+from tests.support.reactor import ReactorSettler, withTimeout
+from tests.support.targets import Collector, EchoFactory
+
+MIB = 1024 * 1024
+
+
+class LogCapture:
+    """
+    The text of every log event while installed.
+    """
+
+    def __init__(self, testCase: unittest.TestCase) -> None:
+        self.events: list[dict[str, Any]] = []
+        globalLogPublisher.addObserver(self.events.append)
+        testCase.addCleanup(globalLogPublisher.removeObserver, self.events.append)
+
+    def texts(self) -> list[str]:
+        from twisted.logger import formatEvent
+
+        return [formatEvent(e) for e in self.events]
+
+    def text(self) -> str:
+        return "\n".join(self.texts())
+
+
+class TransportTestCase(unittest.TestCase):
+    """
+    Services in process on the real reactor, settled at cleanup.
+    """
+
+    timeout = 30
+
+    def setUp(self) -> None:
+        settler = ReactorSettler()
+        self.addCleanup(settler.settle)
+
+    @defer.inlineCallbacks
+    def startServices(self, listen: list[str], forward: list[str] = ()):  # type: ignore[no-untyped-def]
+        """
+        Run the services of C{-L listen... -F forward...} in this process;
+        fire with their L{GostService}s once all listen.
+        """
+        top = buildServices(reactor, buildConfigFromCommandLine(list(listen), list(forward)))
+        top.startService()
+        self.addCleanup(top.stopService)
+        services = list(top)
+        for svc in services:
+            yield svc.listening
+        return services
+
+    @defer.inlineCallbacks
+    def startService(self, url: str):  # type: ignore[no-untyped-def]
+        """
+        One service; fire with C{(service, port)}.
+        """
+        (svc,) = yield self.startServices([url])
+        return svc, svc.port.getHost().port
+
+    def listenTCP(self, factory: Any) -> int:
+        port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+
+        def cleanup() -> Any:
+            for proto in list(getattr(factory, "open", ())):
+                if proto.transport is not None:
+                    proto.transport.abortConnection()
+            return port.stopListening()
+
+        self.addCleanup(cleanup)
+        return port.getHost().port
+
+    def startEcho(self) -> tuple[EchoFactory, int]:
+        factory = EchoFactory()
+        return factory, self.listenTCP(factory)
+
+    @defer.inlineCallbacks
+    def exchange(self, endpoint: Any, payload: bytes, timeout: float = 10.0, expect: int | None = None):  # type: ignore[no-untyped-def]
+        """
+        Connect C{endpoint} with a L{Collector} sending C{payload}; fire
+        with the collector once the connection has ended (whether or not
+        the connect succeeded: C{collector.connectError} holds a connect
+        failure).
+        """
+        client = Collector(payload, expect)
+        client.connectError = None  # type: ignore[attr-defined]
+        try:
+            yield withTimeout(connectProtocol(endpoint, client), timeout, "connect")
+        except Exception:
+            client.connectError = Failure()  # type: ignore[attr-defined]
+            return client
+
+        def abort() -> Any:
+            if not client.lost and client.transport is not None:
+                client.transport.abortConnection()
+                return withTimeout(client.done, 5, "client end after abort")
+            return None
+
+        self.addCleanup(abort)
+        yield withTimeout(client.done, timeout, f"exchange of {len(payload)} bytes")
+        return client
+
+    def failureText(self, client: Collector) -> str:
+        """
+        describeFailure of why C{client} failed: the connect failure, or
+        the reason its connection was lost.
+        """
+        reason = getattr(client, "connectError", None) or client.reason
+        return describeFailure(reason)
+
+    def assertEchoed(self, client: Collector, payload: bytes) -> None:
+        self.assertIsNone(getattr(client, "connectError", None), "connect failed")
+        self.assertEqual(len(client.data), len(payload), f"echo incomplete; lost because: {self.failureText(client)}")
+        self.assertTrue(bytes(client.data) == payload, "echoed bytes differ")
+
+    def assertFailedWithout(self, client: Collector, echo: EchoFactory | None = None) -> str:
+        """
+        C{client} got nothing back and its connection did not end cleanly;
+        returns describeFailure of the reason.
+        """
+        self.assertEqual(bytes(client.data), b"", "data came back through a connection that should fail")
+        connectError = getattr(client, "connectError", None)
+        reason = connectError or client.reason
+        self.assertIsNotNone(reason)
+        self.assertFalse(
+            connectError is None and reason.check(ConnectionDone),  # type: ignore[union-attr]
+            "the connection ended cleanly; expected a TLS failure",
+        )
+        if echo is not None:
+            self.assertEqual([e.received for e in echo.accepted if e.received], [], "bytes reached the target")
+        return describeFailure(reason)
