@@ -28,7 +28,7 @@ from gostrelay.connectors.relay import RelayRefused
 from gostrelay.endpoints import chainEndpoint
 from gostrelay.wire.relay import connectRequest
 from tests import vectors
-from tests.test_connector_relay import AppFactory, RecordingTransport
+from tests.support.fakes import AppFactory, RecordingTransport
 
 OK = bytes.fromhex("01000000")
 NETWORK_UNREACHABLE = vectors.caseBytes("server_resp_connect_refused")

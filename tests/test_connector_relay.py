@@ -15,16 +15,12 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.internet import defer
-from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectError, ConnectionDone, ConnectionLost, ConnectionRefusedError
 from twisted.internet.interfaces import (
     IHalfCloseableDescriptor,
-    IHalfCloseableProtocol,
     IStreamClientEndpoint,
 )
-from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import Clock
-from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
@@ -41,54 +37,13 @@ from gostrelay.datagram import ChannelFactory, LengthFramedChannel
 from gostrelay.router import UnsupportedNetwork
 from gostrelay.wire.relay import RequestParser, Status
 from tests import vectors
+from tests.support.fakes import SERVER, AppFactory, HalfCloseableRecordingTransport, RecordingTransport
 
 OK = bytes.fromhex("01000000")
 NETWORK_UNREACHABLE = vectors.caseBytes("server_resp_connect_refused")
-SERVER = IPv4Address("TCP", "127.0.0.1", 8420)
 
 
 # -- the carrier
-
-
-class RecordingTransport(StringTransport):
-    """
-    A L{StringTransport} that remembers each write and each way of closing,
-    in order, in C{events}.
-    """
-
-    def __init__(self, **kwargs: Any) -> None:
-        kwargs.setdefault("peerAddress", SERVER)
-        super().__init__(**kwargs)
-        self.writes: list[bytes] = []
-        self.events: list[Any] = []
-        self.aborted = False
-
-    def write(self, data: bytes) -> None:
-        self.writes.append(data)
-        self.events.append(("write", data))
-        super().write(data)
-
-    def loseConnection(self) -> None:
-        self.events.append("lose")
-        super().loseConnection()
-
-    def abortConnection(self) -> None:
-        self.aborted = True
-        self.events.append("abort")
-        self.disconnecting = True
-
-    def unregisterProducer(self) -> None:
-        self.producer = None
-        self.streaming = None
-
-
-@implementer(IHalfCloseableDescriptor)
-class HalfCloseableRecordingTransport(RecordingTransport):
-    writeClosed = False
-
-    def loseWriteConnection(self) -> None:
-        self.writeClosed = True
-        self.events.append("loseWrite")
 
 
 @implementer(IStreamClientEndpoint)
@@ -122,54 +77,6 @@ class FakeCarrierEndpoint:
 
     def fail(self, index: int = -1, reason: Exception | None = None) -> None:
         self.attempts[index][1].errback(reason or ConnectionRefusedError())
-
-
-# -- the application
-
-
-@implementer(IHalfCloseableProtocol)
-class App(Protocol):
-    """
-    Writes C{first} when connected (if given); records what it receives.
-    """
-
-    def __init__(self, first: bytes = b"") -> None:
-        self.first = first
-        self.received = b""
-        self.made = False
-        self.lostReason: Failure | None = None
-        self.readEOF = False
-
-    def connectionMade(self) -> None:
-        self.made = True
-        if self.first:
-            self.transport.write(self.first)  # type: ignore[union-attr]
-
-    def dataReceived(self, data: bytes) -> None:
-        self.received += data
-
-    def readConnectionLost(self) -> None:
-        self.readEOF = True
-
-    def writeConnectionLost(self) -> None:
-        pass
-
-    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
-        self.lostReason = reason
-
-
-class AppFactory(Factory):
-    noisy = False
-
-    def __init__(self, first: bytes = b"") -> None:
-        self.first = first
-        self.built: list[App] = []
-
-    def buildProtocol(self, addr: Any) -> App:
-        app = App(self.first)
-        app.factory = self
-        self.built.append(app)
-        return app
 
 
 # -- building connectors the way the command line does

@@ -12,25 +12,21 @@ has run or been cancelled (L{ReactorSettler}).
 
 from __future__ import annotations
 
-import hashlib
 import os
 from typing import Any
 
-from twisted.internet import defer, reactor, task
+from twisted.internet import defer, reactor
 from twisted.internet.endpoints import TCP4ClientEndpoint, clientFromString, connectProtocol
-from twisted.internet.interfaces import IHalfCloseableProtocol
-from twisted.internet.protocol import DatagramProtocol, Factory, Protocol
+from twisted.internet.protocol import Factory, Protocol
 from twisted.python.failure import Failure
-from twisted.trial import unittest
 from twisted.web import resource, server
-from zope.interface import implementer
 
-from gostrelay.build import buildServices
-from gostrelay.config.url import buildConfigFromCommandLine
 from gostrelay.endpoints import chainEndpoint
 from gostrelay.wire.relay import RequestParser, encodeResponse
 from tests.processes import CONSOLE, childEnvironment, runToCompletion, spawn
-from tests.test_integration_server import EchoFactory
+from tests.support.cases import TransportTestCase
+from tests.support.reactor import withTimeout
+from tests.support.targets import BannerProtocol, HalfCloseCollector, UDPClient, UDPEcho
 
 MIB = 1024 * 1024
 OK = encodeResponse(0)
@@ -39,174 +35,7 @@ OK = encodeResponse(0)
 # -- keeping the reactor clean
 
 
-class ReactorSettler:
-    """
-    Remembers the reactor's sockets and timers at the start of a test; at
-    cleanup waits (bounded) until only those are left, then aborts any
-    straggling connection so that the next test starts clean.
-    """
-
-    def __init__(self) -> None:
-        self.selectables = self._selectables()
-        self.calls = set(reactor.getDelayedCalls())
-
-    @staticmethod
-    def _selectables() -> set[Any]:
-        return set(reactor.getReaders()) | set(reactor.getWriters())
-
-    def _extra(self) -> tuple[set[Any], list[Any]]:
-        internal = set(getattr(reactor, "_internalReaders", ()))
-        sel = self._selectables() - self.selectables - internal
-        calls = [
-            c
-            for c in reactor.getDelayedCalls()
-            if c not in self.calls and c.active() and "TestCase._run" not in getattr(c.func, "__qualname__", "")
-        ]
-        return sel, calls
-
-    @defer.inlineCallbacks
-    def settle(self, timeout: float = 5.0):  # type: ignore[no-untyped-def]
-        deadline = reactor.seconds() + timeout
-        while True:
-            sel, calls = self._extra()
-            if not sel and not calls:
-                return
-            if reactor.seconds() > deadline:
-                for s in sel:
-                    if hasattr(s, "abortConnection"):
-                        s.abortConnection()
-                    elif hasattr(s, "stopListening"):
-                        s.stopListening()
-                yield task.deferLater(reactor, 0.05, lambda: None)
-                sel, calls = self._extra()
-                raise AssertionError(f"left behind after {timeout:g}s: sockets {sel!r}, timers {calls!r}")
-            yield task.deferLater(reactor, 0.01, lambda: None)
-
-
-def withTimeout(d: defer.Deferred[Any], seconds: float, what: str) -> defer.Deferred[Any]:
-    """
-    C{d}, failing with L{defer.TimeoutError} naming C{what} after
-    C{seconds}.
-    """
-
-    def timedOut(result: Any, timeout: float) -> Any:
-        if isinstance(result, Failure) and result.check(defer.CancelledError):
-            raise defer.TimeoutError(f"{what}: nothing after {timeout:g}s")
-        return result
-
-    d.addTimeout(seconds, reactor, onTimeoutCancel=timedOut)
-    return d
-
-
 # -- targets
-
-
-class BannerProtocol(Protocol):
-    """
-    A server-speaks-first target (SMTP, FTP, MySQL, VNC): a banner at
-    once, then an echo.
-    """
-
-    BANNER = b"220 banner.test ESMTP ready\r\n"
-
-    def connectionMade(self) -> None:
-        self.factory.open.add(self)  # type: ignore[attr-defined]
-        self.transport.write(self.BANNER)  # type: ignore[union-attr]
-
-    def dataReceived(self, data: bytes) -> None:
-        self.transport.write(data)  # type: ignore[union-attr]
-
-    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
-        self.factory.open.discard(self)  # type: ignore[attr-defined]
-
-
-class UDPEcho(DatagramProtocol):
-    noisy = False
-
-    def __init__(self) -> None:
-        self.received: list[tuple[int, Any]] = []
-
-    def datagramReceived(self, data: bytes, addr: Any) -> None:
-        self.received.append((len(data), addr))
-        self.transport.write(data, addr)  # type: ignore[union-attr]
-
-
-class UDPClient(DatagramProtocol):
-    """
-    Sends datagrams to one address; L{exchange} fires with the next reply.
-    """
-
-    noisy = False
-
-    def __init__(self) -> None:
-        self.waiting: list[defer.Deferred[bytes]] = []
-        self.replies: list[bytes] = []
-
-    def datagramReceived(self, data: bytes, addr: Any) -> None:
-        self.replies.append(data)
-        if self.waiting:
-            self.waiting.pop(0).callback(data)
-
-    def exchange(self, data: bytes, addr: tuple[str, int], timeout: float = 5.0) -> defer.Deferred[bytes]:
-        d: defer.Deferred[bytes] = defer.Deferred()
-        self.waiting.append(d)
-        self.transport.write(data, addr)  # type: ignore[union-attr]
-
-        def timedOut(result: Any, t: float) -> Any:
-            if d in self.waiting:
-                self.waiting.remove(d)
-            if isinstance(result, Failure) and result.check(defer.CancelledError):
-                raise defer.TimeoutError(f"no reply to a {len(data)}-byte datagram within {t:g}s")
-            return result
-
-        d.addTimeout(timeout, reactor, onTimeoutCancel=timedOut)
-        return d
-
-
-@implementer(IHalfCloseableProtocol)
-class Collector(Protocol):
-    """
-    A client: optionally sends C{payload} then half-closes; collects
-    everything until the connection ends (C{done}).
-    """
-
-    def __init__(self, payload: bytes = b"", halfClose: bool = True) -> None:
-        self.payload = payload
-        self.halfClose = halfClose
-        self.data = bytearray()
-        self.done: defer.Deferred[Collector] = defer.Deferred()
-        self.lost = False
-        self.waiters: list[tuple[int, defer.Deferred[bytes]]] = []
-
-    def connectionMade(self) -> None:
-        if self.payload:
-            self.transport.write(self.payload)  # type: ignore[union-attr]
-            if self.halfClose:
-                self.transport.loseWriteConnection()  # type: ignore[union-attr]
-
-    def dataReceived(self, data: bytes) -> None:
-        self.data += data
-        for n, d in list(self.waiters):
-            if len(self.data) >= n:
-                self.waiters.remove((n, d))
-                d.callback(bytes(self.data))
-
-    def waitFor(self, n: int, timeout: float, what: str) -> defer.Deferred[bytes]:
-        if len(self.data) >= n:
-            return defer.succeed(bytes(self.data))
-        d: defer.Deferred[bytes] = defer.Deferred()
-        self.waiters.append((n, d))
-        return withTimeout(d, timeout, what)
-
-    def readConnectionLost(self) -> None:
-        self.transport.loseConnection()  # type: ignore[union-attr]
-
-    def writeConnectionLost(self) -> None:
-        pass
-
-    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
-        self.lost = True
-        self.done.callback(self)
 
 
 # -- a relay server holding its response the way GOST does by default
@@ -291,104 +120,10 @@ class HoldingRelayFactory(Factory):
 # -- the test base
 
 
-class ClientIntegrationTestCase(unittest.TestCase):
-    timeout = 30
-
-    def setUp(self) -> None:
-        settler = ReactorSettler()
-        self.addCleanup(settler.settle)
-
-    @defer.inlineCallbacks
-    def startServices(self, listen: list[str], forward: list[str] = ()):  # type: ignore[no-untyped-def]
-        """
-        Run the services of C{-L listen... -F forward...} in this process;
-        fire with the list of their L{GostService}s once all listen.
-        """
-        top = buildServices(reactor, buildConfigFromCommandLine(list(listen), list(forward)))
-        top.startService()
-        self.addCleanup(top.stopService)
-        services = list(top)
-        for svc in services:
-            yield svc.listening
-        return services
-
-    @defer.inlineCallbacks
-    def startRelay(self, url: str = "relay://127.0.0.1:0"):  # type: ignore[no-untyped-def]
-        """
-        One relay server; fire with its port and a list counting the
-        connections it accepted.
-        """
-        (svc,) = yield self.startServices([url])
-        accepted: list[Any] = []
-        original = svc.handler.buildProtocol
-
-        def counting(addr: Any) -> Any:
-            accepted.append(addr)
-            return original(addr)
-
-        svc.handler.buildProtocol = counting
-        return svc.port.getHost().port, accepted
-
-    @defer.inlineCallbacks
-    def startClient(self, listen: str, *forward: str):  # type: ignore[no-untyped-def]
-        (svc,) = yield self.startServices([listen], list(forward))
-        return svc.port.getHost().port
-
-    def listenTCP(self, factory: Any) -> int:
-        port = reactor.listenTCP(0, factory, interface="127.0.0.1")
-
-        def cleanup() -> Any:
-            for proto in list(getattr(factory, "open", ())):
-                proto.transport.abortConnection()
-            return port.stopListening()
-
-        self.addCleanup(cleanup)
-        return port.getHost().port
-
-    def startEcho(self) -> tuple[EchoFactory, int]:
-        factory = EchoFactory()
-        return factory, self.listenTCP(factory)
-
-    def startBanner(self) -> int:
-        factory = Factory.forProtocol(BannerProtocol)
-        factory.noisy = False
-        factory.open = set()  # type: ignore[attr-defined]
-        return self.listenTCP(factory)
-
-    def listenUDP(self, protocol: DatagramProtocol) -> int:
-        port = reactor.listenUDP(0, protocol, interface="127.0.0.1", maxPacketSize=65535)
-        self.addCleanup(port.stopListening)
-        return port.getHost().port
-
-    @defer.inlineCallbacks
-    def connect(self, port: int, protocol: Protocol):  # type: ignore[no-untyped-def]
-        yield connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port, timeout=5), protocol)
-        self.addCleanup(self._closeClient, protocol)
-        return protocol
-
-    def _closeClient(self, protocol: Any) -> Any:
-        if getattr(protocol, "lost", False) or protocol.transport is None:
-            return None
-        protocol.transport.abortConnection()
-        return getattr(protocol, "done", None)
-
-    @defer.inlineCallbacks
-    def assertEchoesThrough(self, port: int, size: int):  # type: ignore[no-untyped-def]
-        """
-        C{size} bytes sent to C{port} then a half-close come back whole,
-        then EOF.
-        """
-        payload = os.urandom(1024) * (size // 1024) + os.urandom(size % 1024)
-        client = yield self.connect(port, Collector(payload))
-        yield withTimeout(client.done, 20, f"echo of {size} bytes")
-        self.assertEqual(len(client.data), len(payload))
-        self.assertEqual(hashlib.sha256(client.data).hexdigest(), hashlib.sha256(payload).hexdigest())
-
-
 # -- (a) tcp forward through one and two hops
 
 
-class TCPForwardTests(ClientIntegrationTestCase):
+class TCPForwardTests(TransportTestCase):
     @defer.inlineCallbacks
     def test_oneHop(self):  # type: ignore[no-untyped-def]
         echo, echoPort = self.startEcho()
@@ -440,7 +175,7 @@ class TCPForwardTests(ClientIntegrationTestCase):
         echo, echoPort = self.startEcho()
         s1, accepted1 = yield self.startRelay("relay://u:right@127.0.0.1:0")
         fwd = yield self.startClient(f"tcp://127.0.0.1:0/127.0.0.1:{echoPort}", f"relay://u:wrong@127.0.0.1:{s1}")
-        client = yield self.connect(fwd, Collector(b"hello", halfClose=False))
+        client = yield self.connect(fwd, HalfCloseCollector(b"hello", halfClose=False))
         yield withTimeout(client.done, 5, "close after refusal")
         self.assertEqual(bytes(client.data), b"")
         self.assertEqual(echo.accepted, [])
@@ -457,7 +192,7 @@ class _Hello(resource.Resource):
         return b"hello from httpd " + (request.getHeader(b"host") or b"-")
 
 
-class ProxyClientLineTests(ClientIntegrationTestCase):
+class ProxyClientLineTests(TransportTestCase):
     """
     C{python -m gostrelay -L 127.0.0.1:0 -F relay://username:password@...?nodelay=false}
     against our relay server C{-L relay://username:password@127.0.0.1:0},
@@ -506,7 +241,7 @@ class ProxyClientLineTests(ClientIntegrationTestCase):
 # -- (c) server-speaks-first targets
 
 
-class ServerSpeaksFirstTests(ClientIntegrationTestCase):
+class ServerSpeaksFirstTests(TransportTestCase):
     @defer.inlineCallbacks
     def test_bannerDefaultSettings(self):  # type: ignore[no-untyped-def]
         """
@@ -516,7 +251,7 @@ class ServerSpeaksFirstTests(ClientIntegrationTestCase):
         banner = self.startBanner()
         s, accepted = yield self.startRelay()
         fwd = yield self.startClient(f"tcp://127.0.0.1:0/127.0.0.1:{banner}", f"relay://127.0.0.1:{s}")
-        client = yield self.connect(fwd, Collector())
+        client = yield self.connect(fwd, HalfCloseCollector())
         data = yield client.waitFor(len(BannerProtocol.BANNER), 3, "banner through our relay server")
         self.assertEqual(data, BannerProtocol.BANNER)
         client.transport.write(b"QUIT\r\n")
@@ -531,7 +266,7 @@ class ServerSpeaksFirstTests(ClientIntegrationTestCase):
         fwd = yield self.startClient(
             f"tcp://127.0.0.1:0/127.0.0.1:{banner}", f"relay://127.0.0.1:{s1}", f"relay://127.0.0.1:{s2}"
         )
-        client = yield self.connect(fwd, Collector())
+        client = yield self.connect(fwd, HalfCloseCollector())
         data = yield client.waitFor(len(BannerProtocol.BANNER), 3, "banner through two hops")
         self.assertEqual(data, BannerProtocol.BANNER)
 
@@ -545,7 +280,7 @@ class ServerSpeaksFirstTests(ClientIntegrationTestCase):
         holding = HoldingRelayFactory()
         hs = self.listenTCP(holding)
         fwd = yield self.startClient(f"tcp://127.0.0.1:0/127.0.0.1:{banner}", f"relay://127.0.0.1:{hs}?nodelay=true")
-        client = yield self.connect(fwd, Collector())
+        client = yield self.connect(fwd, HalfCloseCollector())
         data = yield client.waitFor(len(BannerProtocol.BANNER), 3, "banner through a holding server")
         self.assertEqual(data, BannerProtocol.BANNER)
         self.assertEqual(holding.requests[0].addr.address, f"127.0.0.1:{banner}")
@@ -561,7 +296,7 @@ class ServerSpeaksFirstTests(ClientIntegrationTestCase):
         holding = HoldingRelayFactory()
         hs = self.listenTCP(holding)
         fwd = yield self.startClient(f"tcp://127.0.0.1:0/127.0.0.1:{echoPort}", f"relay://127.0.0.1:{hs}?nodelay=true")
-        client = yield self.connect(fwd, Collector())
+        client = yield self.connect(fwd, HalfCloseCollector())
         client.transport.write(b"GET / HTTP/1.0\r\n\r\n")
         data = yield client.waitFor(18, 3, "answer through a holding server with nodelay=true")
         self.assertEqual(data, b"GET / HTTP/1.0\r\n\r\n")
@@ -575,7 +310,7 @@ class ServerSpeaksFirstTests(ClientIntegrationTestCase):
         # No half-close: like GOST's pipe, the holding server ends both
         # directions when one ends.
         payload = os.urandom(300000)
-        client = yield self.connect(fwd, Collector(payload, halfClose=False))
+        client = yield self.connect(fwd, HalfCloseCollector(payload, halfClose=False))
         data = yield client.waitFor(len(payload), 10, "echo through a holding server")
         self.assertEqual(data, payload)
 
@@ -583,7 +318,7 @@ class ServerSpeaksFirstTests(ClientIntegrationTestCase):
 # -- (d) UDP through relay
 
 
-class UDPForwardTests(ClientIntegrationTestCase):
+class UDPForwardTests(TransportTestCase):
     @defer.inlineCallbacks
     def exchangeSizes(self, fwd: int, sizes: tuple[int, ...]):  # type: ignore[no-untyped-def]
         client = UDPClient()
@@ -658,10 +393,10 @@ def escape(description: str) -> str:
     return description.replace("\\", "\\\\").replace(":", "\\:").replace("=", "\\=")
 
 
-class EndpointTests(ClientIntegrationTestCase):
+class EndpointTests(TransportTestCase):
     @defer.inlineCallbacks
     def roundTrip(self, endpoint: Any, payload: bytes = b"hello, relay"):  # type: ignore[no-untyped-def]
-        client = Collector(payload)
+        client = HalfCloseCollector(payload)
         yield endpoint.connect(Factory.forProtocol(lambda: client))
         self.addCleanup(self._closeClient, client)
         yield withTimeout(client.done, 5, "echo through endpoint")
@@ -718,7 +453,7 @@ def socks5Datagram(host: str, port: int, data: bytes) -> bytes:
     return encodeSocks5Datagram(host, port, data)
 
 
-class SOCKS5UDPTests(ClientIntegrationTestCase):
+class SOCKS5UDPTests(TransportTestCase):
     """
     RFC 1928 UDP ASSOCIATE on C{-L socks5://...?udp=true}: directly, and
     through a relay chain as a relay UDP association (a UDP BIND of
@@ -731,7 +466,7 @@ class SOCKS5UDPTests(ClientIntegrationTestCase):
         Open an association; fire with the control connection and the
         reply bytes.
         """
-        control = yield self.connect(socksPort, Collector())
+        control = yield self.connect(socksPort, HalfCloseCollector())
         control.transport.write(b"\x05\x01\x00")
         yield control.waitFor(2, 5, "method selection")
         control.transport.write(b"\x05\x03\x00\x01" + bytes(6))

@@ -30,9 +30,9 @@ import struct
 from typing import Any
 
 import yaml
-from twisted.internet import defer, reactor, task
+from twisted.internet import defer, reactor
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
-from twisted.internet.protocol import DatagramProtocol, Factory, Protocol
+from twisted.internet.protocol import DatagramProtocol, Protocol
 from twisted.python.failure import Failure
 from twisted.trial import unittest
 
@@ -43,82 +43,14 @@ from gostrelay.config.url import parseNodeURL
 from gostrelay.mux import MuxConfig
 from gostrelay.transports import kcp
 from tests.processes import CONSOLE, LineProcessProtocol, ProcessTimeout, childEnvironment, spawn
+from tests.support.reactor import ReactorSettler, sleep
+from tests.support.targets import EchoFactory
 
 MIB = 1024 * 1024
 CHECKSUM_HINT = "datagrams fail the checksum: key or crypt differs from the peer's?"
 
 
-def sleep(seconds: float) -> defer.Deferred[None]:
-    return task.deferLater(reactor, seconds, lambda: None)
-
-
-class ReactorSettler:
-    """
-    Remembers the reactor's sockets and timers when a test starts; at
-    cleanup waits (bounded) until only those are left, else aborts the
-    stragglers and fails the test naming them.
-    """
-
-    def __init__(self) -> None:
-        self.selectables = self._selectables()
-        self.calls = set(reactor.getDelayedCalls())
-
-    @staticmethod
-    def _selectables() -> set[Any]:
-        return set(reactor.getReaders()) | set(reactor.getWriters())
-
-    def _extra(self) -> tuple[set[Any], list[Any]]:
-        internal = set(getattr(reactor, "_internalReaders", ()))
-        sel = self._selectables() - self.selectables - internal
-        calls = [
-            c
-            for c in reactor.getDelayedCalls()
-            if c not in self.calls and c.active() and "TestCase._run" not in getattr(c.func, "__qualname__", "")
-        ]
-        return sel, calls
-
-    @defer.inlineCallbacks
-    def settle(self, timeout: float = 5.0):  # type: ignore[no-untyped-def]
-        deadline = reactor.seconds() + timeout
-        while True:
-            sel, calls = self._extra()
-            if not sel and not calls:
-                return
-            if reactor.seconds() > deadline:
-                for s in sel:
-                    if hasattr(s, "abortConnection"):
-                        s.abortConnection()
-                    elif hasattr(s, "stopListening"):
-                        s.stopListening()
-                for c in calls:
-                    if c.active():
-                        c.cancel()
-                yield sleep(0.05)
-                raise AssertionError(f"left behind after {timeout:g}s: sockets {sel!r}, timers {calls!r}")
-            yield sleep(0.01)
-
-
 # -- targets
-
-
-class Echo(Protocol):
-    def connectionMade(self) -> None:
-        self.factory.open.add(self)  # type: ignore[attr-defined]
-        self.factory.accepted += 1  # type: ignore[attr-defined]
-
-    def dataReceived(self, data: bytes) -> None:
-        self.transport.write(data)  # type: ignore[union-attr]
-
-    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
-        self.factory.open.discard(self)  # type: ignore[attr-defined]
-
-
-class EchoFactory(Factory):
-    protocol = Echo
-
-    def __init__(self) -> None:
-        self.open: set[Echo] = set()
-        self.accepted = 0
 
 
 class UDPEcho(DatagramProtocol):
@@ -307,7 +239,7 @@ class KCPTunnelTests(KCPProcessTestCase):
         )
         yield self.assertEchoes(fwd, 8 * MIB, server, client, timeout=40)
         yield self.assertEchoes(fwd, 1000, server, client)
-        self.assertEqual(echo.accepted, 2)
+        self.assertEqual(len(echo.accepted), 2)
         yield server.waitForLine(rf"CONNECT 127\.0\.0\.1:{echoPort}/tcp .*closed, 8388608 bytes up, 8388608 bytes down", timeout=5)
         # One kcp session (one UDP socket) for both connections.
         sockets = [line for line in client.lines["out"] + client.lines["err"] if "_KCPClientSocket starting" in line]
@@ -362,7 +294,7 @@ class KCPTunnelTests(KCPProcessTestCase):
         yield client.waitForLine(rf"bound 127\.0\.0\.1:{remotePort} on the relay server", timeout=15)
         yield self.assertEchoes(remotePort, MIB, server, client)
         yield self.assertEchoes(remotePort, 1000, server, client)
-        self.assertEqual(echo.accepted, 2)
+        self.assertEqual(len(echo.accepted), 2)
 
     @defer.inlineCallbacks
     def test_socks5Entry(self):  # type: ignore[no-untyped-def]
@@ -381,7 +313,7 @@ class KCPTunnelTests(KCPProcessTestCase):
         )
         self.assertEqual(talked.handshakeReplies[0], b"\x05\x00")
         self.assertEqual(talked.handshakeReplies[1][:2], b"\x05\x00", "SOCKS5 success")
-        self.assertEqual(echo.accepted, 1)
+        self.assertEqual(len(echo.accepted), 1)
 
     @defer.inlineCallbacks
     def test_httpConnectEntry(self):  # type: ignore[no-untyped-def]
@@ -397,7 +329,7 @@ class KCPTunnelTests(KCPProcessTestCase):
         connect = f"CONNECT 127.0.0.1:{echoPort} HTTP/1.1\r\nHost: 127.0.0.1:{echoPort}\r\n\r\n".encode()
         talked = yield self.assertEchoes(entry, MIB, server, client, handshake=[(connect, b"\r\n\r\n")])
         self.assertTrue(talked.handshakeReplies[0].startswith(b"HTTP/1.1 200 "), talked.handshakeReplies[0])
-        self.assertEqual(echo.accepted, 1)
+        self.assertEqual(len(echo.accepted), 1)
 
 
 class KCPYAMLTests(KCPProcessTestCase):
@@ -431,7 +363,7 @@ class KCPYAMLTests(KCPProcessTestCase):
         })
         client, fwd = yield self.startListening("-C", clientYAML, name="client")
         yield self.assertEchoes(fwd, MIB, server, client)
-        self.assertEqual(echo.accepted, 1)
+        self.assertEqual(len(echo.accepted), 1)
 
     def writeYAML(self, data: Any) -> str:
         path = os.path.join(self.childDir(), "gost.yaml")
@@ -458,7 +390,7 @@ class KCPKeyMismatchTests(KCPProcessTestCase):
         described = f"{server.describe()}\n{client.describe()}"
         self.assertTrue(talked.lost, described)
         self.assertEqual(bytes(talked.data), b"", described)
-        self.assertEqual(echo.accepted, 0)
+        self.assertEqual(len(echo.accepted), 0)
         return server, client
 
     @defer.inlineCallbacks
@@ -557,7 +489,7 @@ class KCPRecoveryTests(KCPProcessTestCase):
         self.assertNotEqual(fresh.connection.conv, oldConv)  # type: ignore[union-attr]
         self.assertNotEqual(fresh.port.getHost().port, oldPort)
         yield restarted.waitForLine(rf"CONNECT 127\.0\.0\.1:{echoPort}/tcp .*connected", timeout=5)
-        self.assertEqual(echo.accepted, 2)
+        self.assertEqual(len(echo.accepted), 2)
         fresh.close()
 
     @defer.inlineCallbacks

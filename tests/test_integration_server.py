@@ -33,52 +33,11 @@ from tests.processes import (
     runToCompletion,
     spawn,
 )
+from tests.support.targets import EchoFactory
 
 OK = b"\x01\x00\x00\x00"
 UNAUTHORIZED = b"\x01\x02\x00\x00"
 MIB = 1024 * 1024
-
-
-# -- the target: an echo server that passes half-closes back
-
-
-@implementer(IHalfCloseableProtocol)
-class HalfCloseEcho(Protocol):
-    """
-    Echo every byte; on a read EOF (the peer's FIN) close after the echoed
-    bytes are written.
-    """
-
-    def __init__(self) -> None:
-        self.received = 0
-        self.halfClosed = False
-
-    def connectionMade(self) -> None:
-        self.factory.accepted.append(self)  # type: ignore[attr-defined]
-        self.factory.open.add(self)  # type: ignore[attr-defined]
-
-    def dataReceived(self, data: bytes) -> None:
-        self.received += len(data)
-        self.transport.write(data)  # type: ignore[union-attr]
-
-    def readConnectionLost(self) -> None:
-        self.halfClosed = True
-        self.transport.loseConnection()  # type: ignore[union-attr]
-
-    def writeConnectionLost(self) -> None:
-        pass
-
-    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
-        self.factory.open.discard(self)  # type: ignore[attr-defined]
-
-
-class EchoFactory(Factory):
-    protocol = HalfCloseEcho
-    noisy = False
-
-    def __init__(self) -> None:
-        self.accepted: list[HalfCloseEcho] = []
-        self.open: set[HalfCloseEcho] = set()
 
 
 # -- the client: speaks the relay protocol, then bytes

@@ -27,7 +27,7 @@ from gostrelay.handlers.proxy import DEFAULT_READ_TIMEOUT, ProxyEntryHandler
 from gostrelay.router import DialError
 from gostrelay.wire.relay import connectRequest
 from tests import vectors
-from tests.test_connector_relay import RecordingTransport
+from tests.support.fakes import RecordingTransport
 
 CLIENT = IPv4Address("TCP", "127.0.0.1", 5555)
 UPSTREAM_LOCAL = IPv4Address("TCP", "10.1.1.1", 40000)

@@ -40,8 +40,10 @@ from gostrelay.wire.udpframe import (
     encodeTunnelDatagram,
 )
 from tests import vectors
-from tests.test_connector_relay import RecordingTransport
-from tests.test_integration_client import ClientIntegrationTestCase, Collector, UDPEcho, withTimeout
+from tests.support.cases import TransportTestCase
+from tests.support.fakes import RecordingTransport
+from tests.support.reactor import withTimeout
+from tests.support.targets import HalfCloseCollector, UDPEcho
 
 OK = bytes.fromhex("01000000")
 
@@ -661,10 +663,10 @@ class UDPClientPathTests(SynchronousTestCase):
 # -- the relay server's UDP CONNECT over loopback
 
 
-class RelayServerUDPTests(ClientIntegrationTestCase):
+class RelayServerUDPTests(TransportTestCase):
     @defer.inlineCallbacks
     def udpClient(self, relayPort: int, request: bytes):  # type: ignore[no-untyped-def]
-        client = Collector()
+        client = HalfCloseCollector()
         yield connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", relayPort, timeout=5), client)
         self.addCleanup(self._closeClient, client)
         client.transport.write(request)

@@ -5,11 +5,14 @@ lines on the real reactor, settled at cleanup) and log capture.
 
 from __future__ import annotations
 
+import hashlib
+import os
 from typing import Any
 
 from twisted.internet import defer, reactor
-from twisted.internet.endpoints import connectProtocol
+from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.error import ConnectionDone
+from twisted.internet.protocol import DatagramProtocol, Factory, Protocol
 from twisted.logger import globalLogPublisher
 from twisted.python.failure import Failure
 from twisted.trial import unittest
@@ -18,7 +21,7 @@ from gostrelay.build import buildServices
 from gostrelay.config.url import buildConfigFromCommandLine
 from gostrelay.errors import describeFailure
 from tests.support.reactor import ReactorSettler, withTimeout
-from tests.support.targets import Collector, EchoFactory
+from tests.support.targets import BannerProtocol, Collector, EchoFactory, HalfCloseCollector
 
 MIB = 1024 * 1024
 
@@ -44,7 +47,9 @@ class LogCapture:
 
 class TransportTestCase(unittest.TestCase):
     """
-    Services in process on the real reactor, settled at cleanup.
+    Services in process on the real reactor (relay servers, forwarders,
+    proxy entries built from GOST command lines), targets and clients over
+    real sockets on 127.0.0.1; every socket and timer settled at cleanup.
     """
 
     timeout = 30
@@ -116,6 +121,63 @@ class TransportTestCase(unittest.TestCase):
         self.addCleanup(abort)
         yield withTimeout(client.done, timeout, f"exchange of {len(payload)} bytes")
         return client
+
+    @defer.inlineCallbacks
+    def startRelay(self, url: str = "relay://127.0.0.1:0"):  # type: ignore[no-untyped-def]
+        """
+        One relay server; fire with its port and a list counting the
+        connections it accepted.
+        """
+        (svc,) = yield self.startServices([url])
+        accepted: list[Any] = []
+        original = svc.handler.buildProtocol
+
+        def counting(addr: Any) -> Any:
+            accepted.append(addr)
+            return original(addr)
+
+        svc.handler.buildProtocol = counting
+        return svc.port.getHost().port, accepted
+
+    @defer.inlineCallbacks
+    def startClient(self, listen: str, *forward: str):  # type: ignore[no-untyped-def]
+        (svc,) = yield self.startServices([listen], list(forward))
+        return svc.port.getHost().port
+
+    def startBanner(self) -> int:
+        factory = Factory.forProtocol(BannerProtocol)
+        factory.noisy = False
+        factory.open = set()  # type: ignore[attr-defined]
+        return self.listenTCP(factory)
+
+    def listenUDP(self, protocol: DatagramProtocol) -> int:
+        port = reactor.listenUDP(0, protocol, interface="127.0.0.1", maxPacketSize=65535)
+        self.addCleanup(port.stopListening)
+        return port.getHost().port
+
+    @defer.inlineCallbacks
+    def connect(self, port: int, protocol: Protocol):  # type: ignore[no-untyped-def]
+        yield connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port, timeout=5), protocol)
+        self.addCleanup(self._closeClient, protocol)
+        return protocol
+
+    def _closeClient(self, protocol: Any) -> Any:
+        if getattr(protocol, "lost", False) or protocol.transport is None:
+            return None
+        protocol.transport.abortConnection()
+        return getattr(protocol, "done", None)
+
+    @defer.inlineCallbacks
+    def assertEchoesThrough(self, port: int, size: int):  # type: ignore[no-untyped-def]
+        """
+        C{size} bytes sent to C{port} then a half-close come back whole,
+        then EOF.
+        """
+        payload = os.urandom(1024) * (size // 1024) + os.urandom(size % 1024)
+        client = yield self.connect(port, HalfCloseCollector(payload))
+        yield withTimeout(client.done, 20, f"echo of {size} bytes")
+        self.assertEqual(len(client.data), len(payload))
+        self.assertEqual(hashlib.sha256(client.data).hexdigest(), hashlib.sha256(payload).hexdigest())
 
     def failureText(self, client: Collector) -> str:
         """
