@@ -310,6 +310,9 @@ class MuxSession:
         self._pausedStreams = 0
         self.carrierPaused = False
         self.closed = False
+        #: Called when the last stream of the session is gone (a dialer that
+        #: closes idle sessions sets it).
+        self.onIdle: Callable[[], None] | None = None
         # As smux: a session that hears nothing during its first
         # keepaliveTimeout is dead.
         self._heard = False
@@ -400,6 +403,8 @@ class MuxSession:
 
     def _forget(self, sid: int) -> None:
         self.streams.pop(sid, None)
+        if not self.streams and not self.closed and self.onIdle is not None:
+            self.onIdle()
 
     def _writeData(self, sid: int, data: bytes) -> None:
         size = self.config.maxFrameSize

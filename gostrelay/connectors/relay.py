@@ -379,6 +379,51 @@ def _credentials(node: NodeConfig, where: str) -> tuple[str | None, str]:
     return auth.username, auth.password
 
 
+def relayBindEndpoint(
+    reactor: Any,
+    through: IStreamClientEndpoint,
+    network: str,
+    address: str,
+    username: str | None = None,
+    password: str = "",
+    connectTimeout: float = 0.0,
+    label: str = "",
+) -> RelayClientEndpoint:
+    """
+    An endpoint whose connections are relay BINDs of C{address} on the
+    server C{through} reaches: the request goes at once and the connection
+    is handed over when the server answers OK (the response, with the bound
+    address, is the protocol's C{transport.response}); a refusal fails the
+    connect with L{RelayRefused}.  Shared by the relay connector (rtcp/rudp
+    listeners) and the C{rtcp:} endpoint.
+
+    The empty host means every IPv4 address: C{":2222"} is sent as
+    C{0.0.0.0:2222}, as GOST intends (GOST's own client sends a broken
+    domain; see tests/data/vectors transcripts rtcp_bind_empty_host_BUG).
+    """
+    network = "udp" if network.startswith("udp") else "tcp"
+    host, port = splitHostPort(address) if address else ("", 0)
+    if host == "":
+        host = "0.0.0.0"
+    features: list[Any] = []
+    if username is not None:
+        features.append(UserAuthFeature(username, password))
+    features.append(NetworkFeature(Network.UDP if network == "udp" else Network.TCP))
+    features.append(AddrFeature.fromHostPort(host, port))
+    cmd = Command.BIND | (FLAG_UDP if network == "udp" else 0)
+    request = Request(int(cmd), tuple(features)).encode()
+    return RelayClientEndpoint(
+        reactor,
+        through,
+        request,
+        joinHostPort(host, port),
+        nodelay=True,
+        responseWait=None,
+        connectTimeout=connectTimeout,
+        label=label,
+    )
+
+
 @implementer(IConnector)
 class RelayConnector:
     """
@@ -411,35 +456,11 @@ class RelayConnector:
 
     def bindEndpoint(self, through: IStreamClientEndpoint, network: str, address: str) -> RelayClientEndpoint:
         """
-        An endpoint whose connections are relay BINDs of C{address} on the
-        server: the request goes at once and the connection is handed over
-        when the server answers OK (the response, with the bound address, is
-        the protocol's C{transport.response}); a refusal fails the connect.
-
-        The empty host means every IPv4 address: C{":2222"} is sent as
-        C{0.0.0.0:2222}, as GOST intends (GOST's own client sends a broken
-        domain; see ../vectors transcripts rtcp_bind_empty_host_BUG).
+        L{relayBindEndpoint} with this node's credentials and timeout.
         """
-        network = "udp" if network.startswith("udp") else "tcp"
-        host, port = splitHostPort(address) if address else ("", 0)
-        if host == "":
-            host = "0.0.0.0"
-        features: list[Any] = []
-        if self.username is not None:
-            features.append(UserAuthFeature(self.username, self.password))
-        features.append(NetworkFeature(Network.UDP if network == "udp" else Network.TCP))
-        features.append(AddrFeature.fromHostPort(host, port))
-        cmd = Command.BIND | (FLAG_UDP if network == "udp" else 0)
-        request = Request(int(cmd), tuple(features)).encode()
-        return RelayClientEndpoint(
-            self.reactor,
-            through,
-            request,
-            joinHostPort(host, port),
-            nodelay=True,
-            responseWait=None,
-            connectTimeout=self.connectTimeout,
-            label=self.label,
+        return relayBindEndpoint(
+            self.reactor, through, network, address, self.username, self.password,
+            connectTimeout=self.connectTimeout, label=self.label,
         )
 
     def endpoint(self, through: IStreamClientEndpoint, network: str, address: str) -> RelayClientEndpoint:

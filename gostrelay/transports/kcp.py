@@ -543,6 +543,7 @@ class _KCPClientSocket(DatagramProtocol):
         self.connection: KCPConnection | None = None
         self.session: MuxSession | None = None
         self.port: Any = None
+        self._idleTimer: Any = None
 
     def start(self) -> None:
         config = self.dialer.config
@@ -565,6 +566,22 @@ class _KCPClientSocket(DatagramProtocol):
         )
         connection.protocol = session
         self.connection, self.session = connection, session
+        if self.dialer.idleTimeout > 0:
+            session.onIdle = self._idle
+
+    def _idle(self) -> None:
+        """
+        The last stream is gone: close the session (and its socket) unless
+        a new stream opens within the dialer's C{idleTimeout}.
+        """
+        if self._idleTimer is not None and self._idleTimer.active():
+            self._idleTimer.cancel()
+        self._idleTimer = self.dialer.reactor.callLater(self.dialer.idleTimeout, self._closeIfIdle)
+
+    def _closeIfIdle(self) -> None:
+        self._idleTimer = None
+        if self.session is not None and not self.session.streams:
+            self.close()
 
     def datagramReceived(self, data: bytes, addr: Any) -> None:
         if self.connection is not None and (_ipText(addr[0]), addr[1]) == (_ipText(self.server[0]), self.server[1]):
@@ -575,6 +592,9 @@ class _KCPClientSocket(DatagramProtocol):
         return self.session is not None and not self.session.closed and self.connection is not None and not self.connection.closed
 
     def close(self) -> None:
+        if self._idleTimer is not None and self._idleTimer.active():
+            self._idleTimer.cancel()
+        self._idleTimer = None
         if self.connection is not None and not self.connection.closed:
             self.connection.loseConnection()
         if self.port is not None:
@@ -614,9 +634,14 @@ class KCPDialer:
     """
     Options: GOST's C{kcp.*} keys, as the listener's.  KCP runs over UDP:
     it can only be a chain's first hop.
+
+    @param idleTimeout: close a session (its socket and conversation) this
+        many seconds after its last stream ended; 0 keeps it until it dies,
+        as GOST's dialer does (the C{kcp:} endpoint string sets it).
     """
 
-    def __init__(self, reactor: Any, node: NodeConfig, context: Any) -> None:
+    def __init__(self, reactor: Any, node: NodeConfig, context: Any, idleTimeout: float = 0.0) -> None:
+        self.idleTimeout = idleTimeout
         dialer = node.dialer
         where = node.source or node.name
         self.reactor = reactor

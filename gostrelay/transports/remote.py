@@ -23,6 +23,7 @@ from typing import Any
 
 from twisted.application.internet import ClientService, backoffPolicy
 from twisted.internet import defer
+from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
@@ -40,6 +41,38 @@ from gostrelay.wire.relay import RelayDecodeError, ResponseParser, Status, statu
 from gostrelay.wire.udpframe import FrameError, TunnelDatagramParser, encodeTunnelDatagram
 
 DEFAULT_MAX_RETRY_DELAY = 5.0
+
+
+def retryPolicy(maxRetryDelay: float = DEFAULT_MAX_RETRY_DELAY) -> Any:
+    """
+    GOST's re-bind back-off for a L{ClientService}: 1 s, doubling, at most
+    C{maxRetryDelay}, plus up to 1 s of jitter (backoffPolicy counts from
+    the first failure: 0.5 * 2**1 = 1 s).
+    """
+    return backoffPolicy(initialDelay=0.5, maxDelay=maxRetryDelay, factor=2.0, jitter=random.random)
+
+
+def bindFailureText(reason: Failure, address: str) -> str:
+    """
+    Why a BIND of C{address} failed, in one line: the relay server's answer
+    by name, with what it usually means.
+    """
+    if reason.check(RelayRefused):
+        status = reason.value.status  # type: ignore[union-attr]
+        answered = f"the relay server answered {statusText(status)}"
+        if status == Status.FORBIDDEN:
+            return f"{answered}: it refuses BIND (start it with bind=true)"
+        if status == Status.SERVICE_UNAVAILABLE:
+            return f"{answered}: it cannot bind {address}"
+        return answered
+    return reason.getErrorMessage()
+
+
+def tcpAddress(host: str, port: int) -> IPv4Address | IPv6Address:
+    """
+    An L{IAddress} for an address a relay server reported.
+    """
+    return IPv6Address("TCP", host, port) if ":" in host else IPv4Address("TCP", host, port)
 
 
 @implementer(IStreamClientEndpoint)
@@ -114,12 +147,13 @@ class _RemoteListener:
         self.binds = 0
         self.boundAddress = ""
 
+    @property
+    def name(self) -> str:
+        return self.service.name
+
     def listen(self, handler: Any) -> defer.Deferred[Any]:
         self.handler = handler
-        # backoffPolicy counts from the first failure: 0.5 * 2**1 = 1 s, then
-        # 2 s, 4 s, capped (GOST: 1, 2, 4, 5 s), plus up to 1 s of jitter.
-        policy = backoffPolicy(initialDelay=0.5, maxDelay=self.maxRetryDelay, factor=2.0, jitter=random.random)
-        service = ClientService(self.endpoint, self._factory(), retryPolicy=policy, clock=self.reactor)
+        service = ClientService(self.endpoint, self._factory(), retryPolicy=retryPolicy(self.maxRetryDelay), clock=self.reactor)
         service.startService()
         return defer.succeed(_RemotePort(self, service))
 
@@ -137,16 +171,7 @@ class _RemoteListener:
         )
 
     def failed(self, reason: Failure) -> None:
-        if reason.check(RelayRefused):
-            status = reason.value.status  # type: ignore[union-attr]
-            if status == Status.FORBIDDEN:
-                why = "the relay server refuses BIND (start it with bind=true)"
-            elif status == Status.SERVICE_UNAVAILABLE:
-                why = f"the relay server cannot bind {self.address}"
-            else:
-                why = f"the relay server answered {statusText(status)}"
-        else:
-            why = reason.getErrorMessage()
+        why = bindFailureText(reason, self.address)
         self.log.info("{name}: bind {address} failed: {why}; retrying", name=self.service.name, address=self.address, why=why)
 
 
@@ -166,14 +191,17 @@ class _RemotePort:
 # -- rtcp
 
 
-class _PerPeerPreamble(Protocol):
+class PerPeerPreamble(Protocol):
     """
     Reads the per-peer relay response the server writes first on every BIND
     stream (naming the remote peer), then hands the stream to the handler's
-    protocol.
+    protocol, built for the peer's address.
+
+    C{listener} is the owner of the BIND: an rtcp listener or the C{rtcp:}
+    endpoint's port (C{handler}, C{log}).
     """
 
-    def __init__(self, listener: RTCPListener) -> None:
+    def __init__(self, listener: Any) -> None:
         self.listener = listener
         self.parser = ResponseParser()
 
@@ -193,8 +221,13 @@ class _PerPeerPreamble(Protocol):
             return
         addr = response.addr
         if addr is not None:
-            stream.peerAddress = _StreamAddress(addr.host, addr.port)
-        protocol = self.listener.handler.buildProtocol(stream.peerAddress)
+            stream.peerAddress = tcpAddress(addr.host, addr.port)
+        try:
+            protocol = self.listener.handler.buildProtocol(stream.peerAddress)
+        except Exception:
+            # One visitor's failure; the BIND and the other visitors go on.
+            self.listener.log.failure("buildProtocol failed for a visitor from {peer}", peer=stream.peerAddress)
+            protocol = None
         if protocol is None:
             stream.loseConnection()
             return
@@ -207,13 +240,17 @@ class _PerPeerPreamble(Protocol):
         pass
 
 
-class _TCPBindProtocol(Protocol):
+class TCPBindProtocol(Protocol):
     """
     The client side of a TCP BIND: an smux session (server role) over the
     BIND's relay stream; every stream is a remote peer.
+
+    C{listener} owns the BIND (an rtcp listener, the C{rtcp:} endpoint's
+    port): C{reactor}, C{muxConfig}, C{name}, C{boundAddress}, C{log},
+    C{handler}, and C{bound(transport)}, called once the server answered OK.
     """
 
-    def __init__(self, listener: RTCPListener) -> None:
+    def __init__(self, listener: Any) -> None:
         self.listener = listener
         self.session: MuxSession | None = None
 
@@ -225,11 +262,11 @@ class _TCPBindProtocol(Protocol):
             client=False,
             config=self.listener.muxConfig,
             acceptStream=self._accept,
-            label=f"{self.listener.service.name} BIND {self.listener.boundAddress}",
+            label=f"{self.listener.name} BIND {self.listener.boundAddress}",
         )
 
     def _accept(self, stream: MuxStream) -> None:
-        stream.attach(_PerPeerPreamble(self.listener))
+        stream.attach(PerPeerPreamble(self.listener))
 
     def dataReceived(self, data: bytes) -> None:
         if self.session is not None:
@@ -240,15 +277,20 @@ class _TCPBindProtocol(Protocol):
             self.session.connectionLost(reason)
         self.listener.log.info(
             "{name}: BIND {bound} ended: {why}",
-            name=self.listener.service.name, bound=self.listener.boundAddress,
+            name=self.listener.name, bound=self.listener.boundAddress,
             why=reason.getErrorMessage() if reason is not None else "closed",
         )
 
 
-class _BindFactory(Factory):
+class BindFactory(Factory):
+    """
+    Builds C{protocolClass(listener)} for every (re)bind of a
+    L{ClientService}.
+    """
+
     noisy = False
 
-    def __init__(self, listener: _RemoteListener, protocolClass: Any) -> None:
+    def __init__(self, listener: Any, protocolClass: Any) -> None:
         self.listener = listener
         self.protocolClass = protocolClass
 
@@ -269,7 +311,7 @@ class RTCPListener(_RemoteListener):
     network = "tcp"
 
     def _factory(self) -> Factory:
-        return _BindFactory(self, _TCPBindProtocol)
+        return BindFactory(self, TCPBindProtocol)
 
 
 # -- rudp
@@ -354,4 +396,4 @@ class RUDPListener(_RemoteListener):
         return super().listen(handler)
 
     def _factory(self) -> Factory:
-        return _BindFactory(self, _UDPBindProtocol)
+        return BindFactory(self, _UDPBindProtocol)

@@ -1,9 +1,12 @@
 """
 Endpoint string plugins of gostrelay: C{relay:} (client), C{gosttls:}
-(client), C{ws:} and C{wss:} (client and server).
+(client), C{ws:} and C{wss:} (client and server), C{kcp:} (client and
+server), C{rtcp:} (server).
 
 Import-light: each parser imports gostrelay only when a description using
-its prefix is parsed.
+its prefix is parsed.  To add a prefix, add one line at the end: a
+L{_ClientParser} or L{_ServerParser} naming the prefix and the dotted name
+of a function C{(reactor, *args, **kwargs)} returning the endpoint.
 """
 
 from twisted.internet.interfaces import (
@@ -46,3 +49,6 @@ wsClientParser = _ClientParser("ws", "gostrelay.endpoints.carriers.parseWebSocke
 wssClientParser = _ClientParser("wss", "gostrelay.endpoints.carriers.parseWebSocketClient", overTLS=True)
 wsServerParser = _ServerParser("ws", "gostrelay.endpoints.carriers.parseWebSocketServer")
 wssServerParser = _ServerParser("wss", "gostrelay.endpoints.carriers.parseWebSocketServer", overTLS=True)
+kcpClientParser = _ClientParser("kcp", "gostrelay.endpoints.kcp.parseKCPClient")
+kcpServerParser = _ServerParser("kcp", "gostrelay.endpoints.kcp.parseKCPServer")
+rtcpServerParser = _ServerParser("rtcp", "gostrelay.endpoints.rtcp.parseRemoteTCPServer")

@@ -1,0 +1,274 @@
+"""
+The C{rtcp:} server endpoint and L{bindEndpoint} against a real relay
+server: a C{python -m gostrelay -L relay://127.0.0.1:P?bind=true} child,
+this test process being the Twisted program that listens through it, and
+clients reaching the echo it serves on the server's port.  Real sockets on
+127.0.0.1 only; every child is stopped at cleanup, every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from typing import Any
+
+from twisted.internet import defer, reactor, task
+from twisted.internet.address import IPv4Address
+from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol, serverFromString
+from twisted.internet.error import CannotListenError, ConnectError
+from twisted.internet.protocol import Factory, Protocol
+from twisted.python.failure import Failure
+from twisted.trial import unittest
+
+from gostrelay.endpoints import bindEndpoint
+from gostrelay.transports.kcp import _KCPClientSocket
+from tests.processes import CONSOLE, LineProcessProtocol, childEnvironment, spawn
+
+MIB = 1024 * 1024
+
+
+def freePort() -> int:
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+    finally:
+        s.close()
+
+
+def sleep(seconds: float) -> defer.Deferred[None]:
+    return task.deferLater(reactor, seconds, lambda: None)
+
+
+class Echo(Protocol):
+    def connectionMade(self) -> None:
+        self.factory.open.add(self)  # type: ignore[attr-defined]
+
+    def dataReceived(self, data: bytes) -> None:
+        self.transport.write(data)  # type: ignore[union-attr]
+
+    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+        self.factory.open.discard(self)  # type: ignore[attr-defined]
+
+
+class EchoFactory(Factory):
+    """
+    The service the Twisted program exposes; records the address each
+    visitor's protocol was built for.
+    """
+
+    noisy = False
+    protocol = Echo
+
+    def __init__(self) -> None:
+        self.open: set[Echo] = set()
+        self.addresses: list[Any] = []
+
+    def buildProtocol(self, addr: Any) -> Protocol | None:
+        self.addresses.append(addr)
+        return super().buildProtocol(addr)
+
+
+class EchoClient(Protocol):
+    """
+    Sends C{payload}, closes once as many bytes came back; C{done} fires
+    with them.
+    """
+
+    def __init__(self, payload: bytes) -> None:
+        self.payload = payload
+        self.received = bytearray()
+        self.done: defer.Deferred[bytes] = defer.Deferred()
+        self.lost = False
+
+    def connectionMade(self) -> None:
+        self.localPort = self.transport.getHost().port  # type: ignore[union-attr]
+        self.transport.write(self.payload)  # type: ignore[union-attr]
+
+    def dataReceived(self, data: bytes) -> None:
+        self.received += data
+        if len(self.received) >= len(self.payload):
+            self.transport.loseConnection()  # type: ignore[union-attr]
+
+    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+        self.lost = True
+        self.done.callback(bytes(self.received))
+
+
+class RemoteEndpointTests(unittest.TestCase):
+    timeout = 60
+
+    def start(self, *args: str, name: str) -> LineProcessProtocol:
+        path = os.path.abspath(self.mktemp())
+        os.makedirs(path)
+        return spawn(reactor, CONSOLE + list(args), path, childEnvironment(home=path), name=name, addCleanup=self.addCleanup)
+
+    @defer.inlineCallbacks
+    def startRelay(self, port: int = 0, query: str = "bind=true", scheme: str = "relay"):  # type: ignore[no-untyped-def]
+        """
+        A relay server child on 127.0.0.1; fires with (process, port).
+        """
+        url = f"{scheme}://127.0.0.1:{port}" + (f"?{query}" if query else "")
+        proc = self.start("-L", url, name="relay server")
+        _, actual = yield proc.waitForListening(timeout=15)
+        return proc, actual
+
+    @defer.inlineCallbacks
+    def listen(self, endpoint: Any, factory: EchoFactory):  # type: ignore[no-untyped-def]
+        port = yield endpoint.listen(factory)
+
+        def cleanup() -> Any:
+            for proto in list(factory.open):
+                proto.transport.abortConnection()  # type: ignore[union-attr]
+            return port.stopListening()
+
+        self.addCleanup(cleanup)
+        return port
+
+    def rtcp(self, remotePort: int, relayPort: int, extra: str = "") -> Any:
+        return serverFromString(
+            reactor, rf"rtcp:{remotePort}:interface=127.0.0.1:via=tcp\:127.0.0.1\:{relayPort}{extra}"
+        )
+
+    @defer.inlineCallbacks
+    def echoThrough(self, port: int, size: int):  # type: ignore[no-untyped-def]
+        """
+        Echo C{size} random bytes through 127.0.0.1:port; fire with the
+        client once it is done.
+        """
+        payload = os.urandom(size)
+        client = EchoClient(payload)
+        yield connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port, timeout=5), client)
+        timer = reactor.callLater(30, client.transport.abortConnection)  # type: ignore[attr-defined]
+        self.addCleanup(lambda: timer.cancel() if timer.active() else None)
+        received = yield client.done
+        self.assertEqual(len(received), size)
+        self.assertTrue(received == payload, "echoed bytes differ")
+        return client
+
+    @defer.inlineCallbacks
+    def waitFor(self, condition: Any, what: str, timeout: float = 15.0):  # type: ignore[no-untyped-def]
+        for _ in range(int(timeout / 0.05)):
+            if condition():
+                return
+            yield sleep(0.05)
+        self.fail(f"not within {timeout:g}s: {what}")
+
+    @defer.inlineCallbacks
+    def test_echoOnTheRelayServersPort(self):  # type: ignore[no-untyped-def]
+        """
+        One serverFromString call exposes this program's echo on the relay
+        server's port: 1 MiB comes back intact; getHost() is the address the
+        server reported; the factory builds each visitor's protocol for the
+        visitor's own address.
+        """
+        relay, relayPort = yield self.startRelay()
+        remotePort = freePort()
+        factory = EchoFactory()
+        port = yield self.listen(self.rtcp(remotePort, relayPort), factory)
+        self.assertEqual(port.getHost(), IPv4Address("TCP", "127.0.0.1", remotePort))
+        client = yield self.echoThrough(remotePort, MIB)
+        self.assertEqual(factory.addresses, [IPv4Address("TCP", "127.0.0.1", client.localPort)])
+        yield relay.waitForLine(rf"BIND 127\.0\.0\.1:{remotePort}/tcp user='': bound on 127\.0\.0\.1:{remotePort}")
+
+    @defer.inlineCallbacks
+    def test_rebindAfterRelayRestart(self):  # type: ignore[no-untyped-def]
+        """
+        The relay server restarts: the port binds again by itself (same
+        port object, same address) and serves again.
+        """
+        relayPort = freePort()
+        relay, _ = yield self.startRelay(relayPort)
+        remotePort = freePort()
+        port = yield self.listen(self.rtcp(remotePort, relayPort), EchoFactory())
+        yield self.echoThrough(remotePort, 1000)
+        yield relay.stop()
+        yield self.startRelay(relayPort)
+        yield self.waitFor(lambda: port.binds >= 2, f"a second bind:\n{relay.describe()}")
+        self.assertEqual(port.getHost(), IPv4Address("TCP", "127.0.0.1", remotePort))
+        yield self.echoThrough(remotePort, 200_000)
+
+    @defer.inlineCallbacks
+    def test_refusedWithoutBind(self):  # type: ignore[no-untyped-def]
+        """
+        A relay server without bind=true refuses: listen() fails with
+        CannotListenError naming its answer.
+        """
+        relay, relayPort = yield self.startRelay(query="")
+        failure = yield self.assertFailure(self.rtcp(freePort(), relayPort).listen(EchoFactory()), CannotListenError)
+        self.assertIn("Forbidden", str(failure))
+        self.assertIn("bind=true", str(failure))
+        yield relay.waitForLine(r"refused with Forbidden")
+
+    @defer.inlineCallbacks
+    def test_stopListeningFreesThePort(self):  # type: ignore[no-untyped-def]
+        """
+        stopListening() releases the port on the relay server: visitors are
+        refused and the port can be bound again, by anyone.
+        """
+        relay, relayPort = yield self.startRelay()
+        remotePort = freePort()
+        port = yield self.rtcp(remotePort, relayPort).listen(EchoFactory())
+        yield self.echoThrough(remotePort, 1000)
+        yield port.stopListening()
+        yield relay.waitForLine(rf"BIND 127\.0\.0\.1:{remotePort}/tcp user='': released", timeout=10)
+        connecting = connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", remotePort, timeout=5), Protocol())
+        yield self.assertFailure(connecting, ConnectError)
+        mine = reactor.listenTCP(remotePort, Factory.forProtocol(Protocol), interface="127.0.0.1")  # type: ignore[attr-defined]
+        yield mine.stopListening()
+
+    @defer.inlineCallbacks
+    def test_bindEndpointFromURLs(self):  # type: ignore[no-untyped-def]
+        """
+        bindEndpoint takes GOST -F URLs (credentials included) like
+        chainEndpoint.
+        """
+        relay, relayPort = yield self.startRelay()
+        remotePort = freePort()
+        endpoint = bindEndpoint(reactor, [f"relay://127.0.0.1:{relayPort}"], remotePort, interface="127.0.0.1")
+        port = yield self.listen(endpoint, EchoFactory())
+        self.assertEqual(port.getHost(), IPv4Address("TCP", "127.0.0.1", remotePort))
+        yield self.echoThrough(remotePort, 300_000)
+
+    @defer.inlineCallbacks
+    def test_credentials(self):  # type: ignore[no-untyped-def]
+        """
+        A relay server with users: the rtcp: username/password and the
+        bindEndpoint URL's user info are sent; a wrong password is a
+        CannotListenError naming the answer.
+        """
+        relay = self.start("-L", "relay://u:p@127.0.0.1:0?bind=true", name="relay with a user")
+        _, relayPort = yield relay.waitForListening(timeout=15)
+        remotePort = freePort()
+        port = yield self.listen(self.rtcp(remotePort, relayPort, ":username=u:password=p"), EchoFactory())
+        yield self.echoThrough(remotePort, 1000)
+        yield port.stopListening()
+        failure = yield self.assertFailure(
+            self.rtcp(freePort(), relayPort, ":username=u:password=wrong").listen(EchoFactory()), CannotListenError
+        )
+        self.assertIn("Unauthorized", str(failure))
+        other = freePort()
+        endpoint = bindEndpoint(reactor, [f"relay://u:p@127.0.0.1:{relayPort}"], other, interface="127.0.0.1")
+        yield self.listen(endpoint, EchoFactory())
+        yield self.echoThrough(other, 1000)
+
+    @defer.inlineCallbacks
+    def test_viaKCP(self):  # type: ignore[no-untyped-def]
+        """
+        via is any client description: here kcp: to a relay+kcp server.
+        """
+        relay, relayPort = yield self.startRelay(scheme="relay+kcp")
+        remotePort = freePort()
+        endpoint = serverFromString(
+            reactor, rf"rtcp:{remotePort}:interface=127.0.0.1:via=kcp\:127.0.0.1\:{relayPort}\:idle\=0.1"
+        )
+        port = yield endpoint.listen(EchoFactory())
+        yield self.echoThrough(remotePort, 300_000)
+        yield port.stopListening()
+
+        def kcpSockets() -> list[Any]:
+            return [r for r in reactor.getReaders() if isinstance(getattr(r, "protocol", None), _KCPClientSocket)]  # type: ignore[attr-defined]
+
+        # The kcp session (its UDP socket) closes once its last stream, the
+        # BIND, is gone.
+        yield self.waitFor(lambda: not kcpSockets(), "the kcp session closed", timeout=5)
