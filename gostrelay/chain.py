@@ -193,6 +193,12 @@ class _MarkingEndpoint:
 
         if not self.route:
             return None
+        proxy = getattr(f.value, "proxy", None)
+        if isinstance(proxy, str):
+            # A proxy hop's refusal (http, socks): the refusing node's.
+            for hop, node in self.route:
+                if node.addr == proxy:
+                    return hop, node
         if f.check(RelayRefused):
             target = getattr(f.value, "target", "")
             for hop, node in self.route[1:]:

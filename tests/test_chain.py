@@ -382,8 +382,8 @@ class ChainEndpointTests(SynchronousTestCase):
 
     def test_unimplementedConnector(self) -> None:
         reactor = MemoryReactorClock()
-        e = self.assertRaises(ConfigError, chainEndpoint, reactor, ["relay://a:1", "socks5://b:2"], "x", 80)
-        self.assertIn("socks5", str(e))
+        e = self.assertRaises(ConfigError, chainEndpoint, reactor, ["relay://a:1", "ss://b:2"], "x", 80)
+        self.assertIn("ss", str(e))
 
     def test_noNodes(self) -> None:
         self.assertRaises(ConfigError, chainEndpoint, MemoryReactorClock(), [], "x", 80)

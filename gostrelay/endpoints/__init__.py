@@ -8,7 +8,9 @@ One module per concept:
   - L{gostrelay.endpoints.carriers}: C{gosttls:}, C{ws:}, C{wss:};
   - L{gostrelay.endpoints.kcp}: C{kcp:} (client and server);
   - L{gostrelay.endpoints.rtcp}: listening on a relay server (the C{rtcp:}
-    server string, L{bindEndpoint} from GOST C{-F} URLs).
+    server string, L{bindEndpoint} from GOST C{-F} URLs);
+  - L{gostrelay.endpoints.proxies}: dialing through standard proxies
+    (C{socks5:}, C{socks4:}, C{httpconnect:}, L{proxyEndpoint}).
 
 The string parsers are registered by C{twisted/plugins/gostrelay_endpoints.py};
 docs/twisted.md lists every prefix with examples.

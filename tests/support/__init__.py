@@ -10,7 +10,9 @@ another test module):
   - L{tests.support.cases}: the in-process transport test case and log
     capture;
   - L{tests.support.websocket}: a raw WebSocket peer written from RFC 6455;
-  - L{tests.support.fakes}: in-memory transports and UDP sockets.
+  - L{tests.support.fakes}: in-memory transports and UDP sockets;
+  - L{tests.support.proxies}: real proxy servers (tinyproxy, microsocks,
+    pproxy) on free loopback ports.
 
 Spawning real processes lives in L{tests.processes}; the golden vectors in
 L{tests.vectors}.

@@ -52,3 +52,7 @@ wssServerParser = _ServerParser("wss", "gostrelay.endpoints.carriers.parseWebSoc
 kcpClientParser = _ClientParser("kcp", "gostrelay.endpoints.kcp.parseKCPClient")
 kcpServerParser = _ServerParser("kcp", "gostrelay.endpoints.kcp.parseKCPServer")
 rtcpServerParser = _ServerParser("rtcp", "gostrelay.endpoints.rtcp.parseRemoteTCPServer")
+# Standard proxies as hops (gostrelay.endpoints.proxies): socks5:, socks4:, httpconnect:.
+socks5ClientParser = _ClientParser("socks5", "gostrelay.endpoints.proxies.parseProxyClient", kind="socks5")
+socks4ClientParser = _ClientParser("socks4", "gostrelay.endpoints.proxies.parseProxyClient", kind="socks4")
+httpConnectClientParser = _ClientParser("httpconnect", "gostrelay.endpoints.proxies.parseProxyClient", kind="httpconnect")

@@ -1,0 +1,346 @@
+"""
+Connectors that open a tunnel with one handshake and then pass bytes
+through unchanged (HTTP CONNECT, SOCKS5, SOCKS4): one Twisted shape over
+the sans-IO client handshakes of L{gostrelay.wire.socksclient} and
+L{gostrelay.wire.httpconnect}.
+
+L{HandshakeEndpoint} wraps an endpoint reaching a proxy; its connections
+run the handshake on the carrier and hand the application its connection
+once the proxy has said yes (as GOST's connectors do: the reply is read
+before anything else is written).  A refusal fails the connect with
+L{ProxyHopRefused}, naming the proxy and its answer; the chain counts it
+against that node.  L{HandshakeClientProtocol} is then the application's
+transport.
+
+For GOST's UDP tunnel (SOCKS5 command 0xF3, HTTP C{X-Gost-Protocol: udp})
+the protocol also turns the application's C{LEN PAYLOAD} frames (what
+L{gostrelay.router.Router.datagram} speaks to any UDP-capable hop) into
+tunnel datagrams addressed to the target, and back.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from twisted.internet import defer
+from twisted.internet.error import ConnectError, ConnectionDone
+from twisted.internet.interfaces import (
+    IHalfCloseableProtocol,
+    IProtocolFactory,
+    ISSLTransport,
+    IStreamClientEndpoint,
+    ITLSTransport,
+    ITransport,
+)
+from twisted.internet.protocol import Factory, Protocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import directlyProvides, implementer, providedBy
+
+from gostrelay.config.model import ConfigError, NodeConfig
+from gostrelay.errors import describeFailure
+from gostrelay.layering import connectLayered
+from gostrelay.wire.address import splitHostPort
+from gostrelay.wire.socksclient import ProxyProtocolError, ProxyRefused
+from gostrelay.wire.udpframe import (
+    FrameError,
+    LengthFrameParser,
+    TunnelDatagramParser,
+    encodeLengthFrame,
+    encodeTunnelDatagram,
+)
+
+_log = Logger(namespace="gostrelay.connector")
+
+
+class ProxyHopRefused(ConnectError):
+    """
+    A proxy hop said no (or did not speak its protocol).
+
+    @ivar proxy: the refusing node's address (C{"host:port"}), by which the
+        chain finds the node to mark failed.
+    @ivar answer: the proxy's answer in words.
+    @ivar target: what the hop was asked to reach.
+    """
+
+    def __init__(self, proxy: str, label: str, target: str, answer: str) -> None:
+        super().__init__(None, f"{label} refused {target}: {answer}")
+        self.proxy = proxy
+        self.answer = answer
+        self.target = target
+
+
+@implementer(IHalfCloseableProtocol, ITransport)
+class HandshakeClientProtocol(Protocol):
+    """
+    Runs one client handshake on a carrier, then is the application's
+    transport.
+    """
+
+    disconnecting = False
+
+    def __init__(self, endpoint: HandshakeEndpoint, appFactory: IProtocolFactory, ready: defer.Deferred[Any]) -> None:
+        self.endpoint = endpoint
+        self.appFactory = appFactory
+        self.ready = ready
+        self.handshake = endpoint.makeHandshake()
+        self.app: Any = None
+        self._timer: Any = None
+        self._udp: tuple[str, int] | None = None
+        self._fromApp: LengthFrameParser | None = None
+        self._fromProxy: TunnelDatagramParser | None = None
+
+    # -- carrier side
+
+    def connectionMade(self) -> None:
+        directlyProvides(
+            self, *[i for i in providedBy(self.transport) if not i.isOrExtends(ISSLTransport) and not i.isOrExtends(ITLSTransport)]
+        )
+        ep = self.endpoint
+        if ep.timeout > 0:
+            self._timer = ep.reactor.callLater(ep.timeout, self._timedOut)
+        self.transport.write(self.handshake.start())  # type: ignore[union-attr]
+
+    def _timedOut(self) -> None:
+        self._timer = None
+        self._refused(f"no answer within {self.endpoint.timeout:g}s")
+        self.transport.abortConnection()  # type: ignore[union-attr]
+
+    def _cancelTimer(self) -> None:
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+
+    def _refused(self, answer: str) -> None:
+        ep = self.endpoint
+        _log.info("{label} refused {target}: {answer}", label=ep.label, target=ep.target, answer=answer)
+        if not self.ready.called:
+            self.ready.errback(Failure(ProxyHopRefused(ep.proxy, ep.label, ep.target, answer)))
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.app is None:
+            if self.handshake.done or self.ready.called:
+                return
+            try:
+                reply = self.handshake.feed(data)
+            except (ProxyRefused, ProxyProtocolError) as e:
+                self._cancelTimer()
+                self._refused(str(e))
+                self.transport.loseConnection()  # type: ignore[union-attr]
+                return
+            if reply:
+                self.transport.write(reply)  # type: ignore[union-attr]
+            if not self.handshake.done:
+                return
+            self._cancelTimer()
+            if not self._connectApp():
+                return
+            data = self.handshake.remainder
+            if not data:
+                return
+        if self._fromProxy is not None:
+            try:
+                datagrams = self._fromProxy.feed(data)
+            except FrameError as e:
+                _log.info("{label}: bad UDP tunnel datagram: {e}", label=self.endpoint.label, e=e)
+                self.transport.loseConnection()  # type: ignore[union-attr]
+                return
+            data = b"".join(encodeLengthFrame(payload) for _h, _p, payload in datagrams)
+            if not data:
+                return
+        self.app.dataReceived(data)
+
+    def _connectApp(self) -> bool:
+        if self.endpoint.udpTarget is not None:
+            self._udp = self.endpoint.udpTarget
+            self._fromApp = LengthFrameParser()
+            self._fromProxy = TunnelDatagramParser()
+        try:
+            app = self.appFactory.buildProtocol(self.transport.getPeer())  # type: ignore[union-attr]
+        except BaseException:
+            self.transport.loseConnection()  # type: ignore[union-attr]
+            self.ready.errback(Failure())
+            return False
+        if app is None:
+            self.transport.loseConnection()  # type: ignore[union-attr]
+            self.ready.errback(Failure(ConnectError(None, "the application refused the connection")))
+            return False
+        self.app = app
+        app.makeConnection(self)
+        self.ready.callback(app)
+        return True
+
+    def readConnectionLost(self) -> None:
+        if self.app is not None and IHalfCloseableProtocol.providedBy(self.app):
+            self.app.readConnectionLost()
+        else:
+            self.transport.loseConnection()  # type: ignore[union-attr]
+
+    def writeConnectionLost(self) -> None:
+        if self.app is not None and IHalfCloseableProtocol.providedBy(self.app):
+            self.app.writeConnectionLost()
+
+    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+        self._cancelTimer()
+        if self.app is not None:
+            app, self.app = self.app, None
+            app.connectionLost(reason)
+            return
+        if not self.ready.called:
+            why = "closed the connection" if reason is None or reason.check(ConnectionDone) else describeFailure(reason)
+            self._refused(f"no answer: {why}")
+
+    def spliceCarrier(self) -> Any:
+        """
+        The carrier, once the tunnel is open and bytes pass unchanged (so
+        L{gostrelay.splice} may move them directly); C{None} otherwise.
+        """
+        if self.app is not None and self._udp is None and not self.disconnecting:
+            carrier = self.transport
+            inner = getattr(carrier, "spliceCarrier", None)
+            return inner() if inner is not None else carrier
+        return None
+
+    # -- the application's transport
+
+    def write(self, data: bytes) -> None:
+        if not data:
+            return
+        if self._fromApp is not None and self._udp is not None:
+            frames = []
+            for payload in self._fromApp.feed(data):
+                try:
+                    frames.append(encodeTunnelDatagram(self._udp[0], self._udp[1], payload))
+                except FrameError:
+                    continue  # an empty datagram has no tunnel framing: dropped
+            data = b"".join(frames)
+            if not data:
+                return
+        self.transport.write(data)  # type: ignore[union-attr]
+
+    def writeSequence(self, data: Any) -> None:
+        self.write(b"".join(data))
+
+    def loseConnection(self) -> None:
+        self.disconnecting = True
+        self.transport.loseConnection()  # type: ignore[union-attr]
+
+    def abortConnection(self) -> None:
+        self.disconnecting = True
+        self.transport.abortConnection()  # type: ignore[union-attr]
+
+    def loseWriteConnection(self) -> None:
+        self.transport.loseWriteConnection()  # type: ignore[union-attr]
+
+    def getPeer(self) -> Any:
+        return self.transport.getPeer()  # type: ignore[union-attr]
+
+    def getHost(self) -> Any:
+        return self.transport.getHost()  # type: ignore[union-attr]
+
+    def registerProducer(self, producer: Any, streaming: bool) -> None:
+        self.transport.registerProducer(producer, streaming)  # type: ignore[union-attr]
+
+    def unregisterProducer(self) -> None:
+        self.transport.unregisterProducer()  # type: ignore[union-attr]
+
+    def pauseProducing(self) -> None:
+        self.transport.pauseProducing()  # type: ignore[union-attr]
+
+    def resumeProducing(self) -> None:
+        self.transport.resumeProducing()  # type: ignore[union-attr]
+
+    def stopProducing(self) -> None:
+        self.transport.stopProducing()  # type: ignore[union-attr]
+
+    def __getattr__(self, name: str) -> Any:
+        # Anything else a carrier offers (setTcpNoDelay, ...).
+        if name.startswith("__") or "transport" not in self.__dict__:
+            raise AttributeError(name)
+        return getattr(self.__dict__["transport"], name)
+
+
+class _HandshakeFactory(Factory):
+    noisy = False
+
+    def __init__(self, endpoint: HandshakeEndpoint, appFactory: IProtocolFactory, ready: defer.Deferred[Any]) -> None:
+        self.endpoint = endpoint
+        self.appFactory = appFactory
+        self.ready = ready
+
+    def buildProtocol(self, addr: Any) -> HandshakeClientProtocol:
+        return HandshakeClientProtocol(self.endpoint, self.appFactory, self.ready)
+
+
+def nodeCredentials(node: NodeConfig, where: str) -> tuple[str | None, str]:
+    """
+    The connector's credentials: C{auth} (the URL's userinfo) or the first
+    line of C{auth.file} (C{"user pass"}); C{(None, "")} without any.
+    """
+    connector = node.connector
+    auth = connector.auth if connector is not None else None
+    if auth is None:
+        return None, ""
+    if auth.file:
+        try:
+            with open(auth.file, encoding="utf-8") as f:
+                first = f.readline().strip()
+        except OSError as e:
+            raise ConfigError(f"{where}: cannot read auth file {auth.file}: {e.strerror}") from None
+        user, _, password = first.partition(" ")
+        return user, password.strip()
+    if not auth.username:
+        return None, ""
+    return auth.username, auth.password
+
+
+def nodeLabel(node: NodeConfig, context: Any, kind: str) -> str:
+    """
+    How log lines name a proxy node: its hop, its name and its address
+    (never its credentials), e.g. C{"hop-0 node-0 (http proxy 127.0.0.1:3128)"}.
+    """
+    config = getattr(context, "config", None)
+    hops = [h for c in getattr(config, "chains", []) for h in c.hops] + list(getattr(config, "hops", []))
+    hop = next((h.name for h in hops if any(n is node for n in h.nodes)), "")
+    return " ".join(x for x in (hop, node.name, f"({kind} proxy {node.addr})") if x)
+
+
+@implementer(IStreamClientEndpoint)
+class HandshakeEndpoint:
+    """
+    Connections through one proxy to one target.
+
+    @param through: an endpoint reaching the proxy.
+    @param makeHandshake: a fresh sans-IO client handshake per connection.
+    @param proxy: the proxy's C{host:port} (the chain node's address).
+    @param label: how log lines name the proxy (C{"http proxy
+        127.0.0.1:3128"}); never with credentials.
+    @param target: the C{host:port} asked for.
+    @param timeout: GOST's connector C{timeout}: how long the handshake may
+        take (0: no limit of its own; the dial timeout still applies).
+    @param udp: the target is reached by GOST's UDP tunnel: the application
+        speaks C{LEN PAYLOAD} frames.
+    """
+
+    def __init__(
+        self,
+        reactor: Any,
+        through: IStreamClientEndpoint,
+        makeHandshake: Callable[[], Any],
+        proxy: str,
+        label: str,
+        target: str,
+        timeout: float = 0.0,
+        udp: bool = False,
+    ) -> None:
+        self.reactor = reactor
+        self.through = through
+        self.makeHandshake = makeHandshake
+        self.proxy = proxy
+        self.label = label
+        self.target = target
+        self.timeout = timeout
+        self.udpTarget = splitHostPort(target) if udp else None
+
+    def connect(self, protocolFactory: IProtocolFactory) -> defer.Deferred[Any]:
+        return connectLayered(self.through, lambda ready: _HandshakeFactory(self, protocolFactory, ready))
