@@ -28,6 +28,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from gostrelay import logs
 from gostrelay.interfaces import IDatagramChannel, IDatagramReceiver
 from gostrelay.wire.address import AddressError, joinHostPort, splitHostPort
 from gostrelay.wire.udpframe import (
@@ -100,7 +101,7 @@ class UDPSocketChannel(DatagramProtocol):
             self.sent += 1
         except (OSError, ValueError, AddressError) as e:
             self.dropped += 1
-            _log.debug("UDP datagram to {addr} dropped: {e}", addr=addr or self.peer, e=e)
+            _log.debug("UDP datagram to {addr} dropped: {e}", addr=logs.escape(addr or self.peer), e=logs.escape(e))
 
     def close(self) -> None:
         if self._closed:
@@ -115,14 +116,9 @@ class UDPSocketChannel(DatagramProtocol):
 
 
 async def _resolve(reactor: Any, host: str) -> str:
-    if host == "":
-        return "127.0.0.1"
-    try:
-        ipaddress.ip_address(host)
-        return host
-    except ValueError:
-        pass
-    return await reactor.resolve(host)  # type: ignore[no-any-return]
+    from gostrelay.guard import resolveFirst
+
+    return await resolveFirst(reactor, host)
 
 
 def listenUDP(reactor: Any, channel: UDPSocketChannel, host: str = "", port: int = 0) -> Any:
@@ -202,7 +198,7 @@ class ResolvingChannel:
 
         def failed(f: Failure) -> None:
             self.channel.dropped += 1
-            _log.debug("UDP datagram to {addr} dropped: {e}", addr=addr, e=f.value)
+            _log.debug("UDP datagram to {addr} dropped: {e}", addr=logs.escape(addr), e=logs.escape(f.value))
 
         defer.Deferred.fromCoroutine(_resolve(self.reactor, host)).addCallbacks(resolved, failed)
 

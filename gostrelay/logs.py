@@ -8,16 +8,18 @@ per-frame cost is one attribute read when tracing is off).
 
 from __future__ import annotations
 
+import re
 import sys
-from typing import IO
+from typing import IO, Any
 
 from twisted.logger import (
+    FileLogObserver,
     FilteringLogObserver,
     ILogObserver,
     LogLevel,
     LogLevelFilterPredicate,
+    formatEventAsClassicLogText,
     globalLogBeginner,
-    textFileLogObserver,
 )
 
 #: Per-frame protocol logging (C{-DD}).
@@ -26,6 +28,32 @@ TRACE = False
 _level = LogLevel.info
 _stream: IO[str] | None = None
 _path: str | None = None
+
+
+def escape(text: Any) -> str:
+    """
+    A peer-supplied string (a target name, a user name, a reason quoting
+    one) as it may appear in a log line: unchanged when every character is
+    printable, else its C{repr} (C{'evil\\nname'}, C{'\\x1b[2J'},
+    C{'\\udcff'}), so that no peer writes a fake log line, a terminal
+    escape or bytes a strict UTF-8 log cannot take.
+    """
+    text = str(text)
+    return text if text.isprintable() else repr(text)
+
+
+#: Characters no log line carries raw: C0/C1 controls but newline and tab
+#: (tracebacks), DEL, lone surrogates (undecodable bytes), bidi controls.
+_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff\u202a-\u202e\u2066-\u2069]")
+
+
+def _escapeUnsafe(line: str) -> str:
+    return _UNSAFE.sub(lambda m: repr(m.group())[1:-1], line)
+
+
+def _format(event: dict[str, Any]) -> str | None:
+    line = formatEventAsClassicLogText(event)
+    return _escapeUnsafe(line) if line else line
 
 
 def configure(debug: int, stream: IO[str] | None = None, path: str | None = None) -> None:
@@ -53,7 +81,9 @@ def observer() -> ILogObserver:
         from twisted.python.logfile import LogFile
 
         stream = LogFile.fromFullPath(_path)  # type: ignore[assignment]
-    return FilteringLogObserver(textFileLogObserver(stream), [predicate])
+    # The safety net under L{escape}: whatever reaches a line, no control
+    # character, terminal escape or undecodable byte is written raw.
+    return FilteringLogObserver(FileLogObserver(stream, _format), [predicate])
 
 
 def start(debug: int, stream: IO[str] | None = None) -> None:

@@ -70,11 +70,38 @@ class Router:
         route: IRoute | None = None,
         dialTimeout: float = DEFAULT_DIAL_TIMEOUT,
         retries: int = 0,
+        guard: Any = None,
     ) -> None:
         self.reactor = reactor
         self.route = route
         self.dialTimeout = dialTimeout if dialTimeout > 0 else DEFAULT_DIAL_TIMEOUT
         self.retries = max(0, retries)
+        #: A L{gostrelay.guard.TargetGuard} (denyPrivate), set by the handler.
+        self.guard = guard
+
+    def chained(self, address: str) -> bool:
+        """
+        Whether C{address} is reached through the chain (not directly).
+        """
+        if self.route is None:
+            return False
+        hops = getattr(self.route, "hopsFor", None)
+        return hops is None or hops(address) > 0
+
+    @defer.inlineCallbacks
+    def _checked(self, address: str):  # type: ignore[no-untyped-def]
+        """
+        C{(address to dial, direct)} after the guard: a direct dial goes to
+        the checked address only (gostrelay.guard).
+        """
+        if self.guard is None:
+            return address, False
+        chained = self.chained(address)
+        try:
+            checked = yield self.guard.resolve(address, chained)
+        except error.DNSLookupError:
+            raise DialError(f"dial {address}: name not resolved") from None
+        return checked, not chained
 
     def endpoint(self, network: str, address: str) -> IStreamClientEndpoint:
         if network not in ("tcp", "tcp4", "tcp6"):
@@ -91,12 +118,15 @@ class Router:
         @return: a L{Deferred} firing with the connected protocol, or
             failing with L{DialError} naming the reason.
         """
+        if network not in ("tcp", "tcp4", "tcp6"):
+            raise UnsupportedNetwork(f"network {network!r} is not supported here")
+        checked, direct = yield self._checked(address)
         last: Exception | None = None
         for _attempt in range(self.retries + 1):
-            try:
+            if direct:
+                endpoint = directEndpoint(self.reactor, checked, self.dialTimeout)
+            else:
                 endpoint = self.endpoint(network, address)
-            except DialError:
-                raise
             d = endpoint.connect(factory)
             timedOut: list[bool] = []
             timer = self.reactor.callLater(self.dialTimeout, _expire, d, timedOut)
@@ -134,15 +164,15 @@ class Router:
         """
         from gostrelay.datagram import ChannelFactory, LengthFramedChannel, connectUDP
 
+        checked, _direct = yield self._checked(address)
         last: Exception | None = None
         for _attempt in range(self.retries + 1):
             d: defer.Deferred[Any]
-            hops = getattr(self.route, "hopsFor", None)
-            if self.route is not None and (hops is None or hops(address) > 0):
+            if self.chained(address):
                 channel = LengthFramedChannel(receiver, address)
-                d = self.route.endpoint("udp", address, self.dialTimeout).connect(ChannelFactory(channel))
+                d = self.route.endpoint("udp", address, self.dialTimeout).connect(ChannelFactory(channel))  # type: ignore[union-attr]
             else:
-                d = connectUDP(self.reactor, receiver, address)
+                d = connectUDP(self.reactor, receiver, checked)
             timedOut: list[bool] = []
             timer = self.reactor.callLater(self.dialTimeout, _expire, d, timedOut)
             try:

@@ -17,15 +17,21 @@ import re
 from typing import Any
 
 from twisted.internet import defer
+from twisted.internet.address import IPv4Address, IPv6Address
+from twisted.internet.interfaces import IHostnameResolver
+from twisted.internet.protocol import DatagramProtocol
 from twisted.trial import unittest
+from zope.interface import implementer
 
 from gostrelay import auth, logs
 from gostrelay.build import BuildContext, buildServices
+from gostrelay.bypass import Bypass, canonicalIP, isPrivateHost, parseMatcher
 from gostrelay.config.model import Config
 from gostrelay.config.url import buildConfigFromCommandLine
 from gostrelay.handlers.relay import RelayHandler, isPrivate
-from gostrelay.router import Router
+from gostrelay.router import DialError, Router
 from gostrelay.wire import socks
+from gostrelay.wire.address import joinHostPort
 from gostrelay.wire.relay import (
     FLAG_UDP,
     AddrFeature,
@@ -71,7 +77,7 @@ def relay(url: str, config: Config | None = None) -> tuple[RelayHandler, FuzzRea
     config = config if config is not None else buildConfigFromCommandLine([url], [])
     handler = RelayHandler(reactor, config.services[0], BuildContext(reactor, config))
     route = FakeRoute()
-    handler.router = Router(reactor, route, handler.router.dialTimeout)
+    handler.router = Router(reactor, route, handler.router.dialTimeout, guard=handler.router.guard)
     return handler, reactor, route
 
 
@@ -425,22 +431,24 @@ class DenyPrivateUnitTests(unittest.SynchronousTestCase):
         for host in ("100.64.0.1", "100.100.100.200", "198.18.0.1"):
             self.assertTrue(isPrivate(host), host)
 
-    def test_checkedOnConnectedAddress(self) -> None:
+    def test_hopIsNotTheTarget(self) -> None:
         """
-        The check is on the address actually connected (so a name that
-        resolves to a private address is refused): the OK is not sent.
+        With a chain, the target is checked, not the hop: a public target
+        reached through a hop on a private address is served.
+
+        Regression (issue 19.3): the check ran on the connected socket's
+        peer, which with a chain is the first hop, so every target was
+        refused when the hop was on 127.0.0.1 (here the fake hop's peer is
+        192.0.2.80, private to Python).
         """
-        captured = captureLogs(self)
         handler, reactor, route = relay("relay://:8420?denyPrivate=true")
-        self.assertTrue(handler.denyPrivate)
-        _, transport = ask(handler, connectRequest("intranet.example:80").encode())
-        (dial,) = route.dials
-        dial.address = "intranet.example:80"
-        target = Target(dial)  # Target's peer is 192.0.2.80: TEST-NET, private to Python
-        self.assertEqual(transport.value(), FORBIDDEN)
-        self.assertTrue(target.transport.aborted)
-        self.assertTrue(captured.matching(r"refused with Forbidden: target is a private address \(denyPrivate\)"), captured.text)
-        self.assertTrue(ipaddress.ip_address("192.0.2.80").is_private)
+        reactor.nameResolver = FakeResolver({"public.example": ["93.184.216.34"]})
+        for target in ("93.184.216.34:80", "public.example:80"):
+            _, transport = ask(handler, connectRequest(target).encode())
+            dial = route.dials[-1]
+            self.assertEqual(dial.address, target, "through a chain the name goes on unchanged")
+            Target(dial)
+            self.assertEqual(transport.value(), OK, target)
 
 
 class DenyPrivateTests(unittest.TestCase):
@@ -459,7 +467,7 @@ class DenyPrivateTests(unittest.TestCase):
         self.lab = Lab(reactor, os.path.abspath(self.mktemp()), self.addCleanup)
         self.echo = EchoFactory()
         self.echoPort = self.lab.listen(self.echo)
-        top = buildServices(reactor, buildConfigFromCommandLine(["relay://127.0.0.1:0?denyPrivate=true"], []))
+        top = buildServices(reactor, buildConfigFromCommandLine(["relay://127.0.0.1:0?denyPrivate=true&bind=true"], []))
         top.startService()
         self.addCleanup(top.stopService)
         (svc,) = list(top)
@@ -511,6 +519,465 @@ class DenyPrivateTests(unittest.TestCase):
             (probe.status, closed.status, self.echo.accepted), (Status.FORBIDDEN, Status.FORBIDDEN, 0),
             "(open port, closed port, connections the private target saw)",
         )
+
+
+    @defer.inlineCallbacks
+    def test_everySpellingRefused(self):  # type: ignore[no-untyped-def]
+        """
+        The review's probe, end to end: CONNECT to the echo server on
+        127.0.0.1 in every spelling (tcp and udp) is refused with 0x03, and
+        the echo server sees no connection.
+        """
+        for host in ("127.1", "2130706433", "0x7f.1", "0177.0.0.1", "127.000.000.001", "0", "", "localhost", "::ffff:127.0.0.1"):
+            for network in ("tcp", "udp"):
+                probe = RelayProbe(connectRequest(joinHostPort(host, self.echoPort), network).encode())
+                yield self.lab.connect(self.port, probe)
+                yield probe.done
+                self.assertEqual(probe.status, Status.FORBIDDEN, (host, network))
+        self.assertEqual(self.echo.accepted, 0)
+
+    @defer.inlineCallbacks
+    def test_udpBindDatagrams(self):  # type: ignore[no-untyped-def]
+        """
+        The review's probe, end to end: tunnel datagrams of a UDP BIND to a
+        UDP server on 127.0.0.1, in four spellings, are dropped, and
+        nothing reaches it.
+        """
+        captured = captureLogs(self)
+        received: list[bytes] = []
+
+        class Sink(DatagramProtocol):
+            def datagramReceived(self, data: bytes, addr: Any) -> None:
+                received.append(data)
+
+        udp = self.reactor.listenUDP(0, Sink(), interface="127.0.0.1")
+        self.addCleanup(udp.stopListening)
+        target = udp.getHost().port
+        datagrams = b"".join(
+            encodeTunnelDatagram(host, target, b"leak") for host in ("127.0.0.1", "localhost", "127.1", "2130706433")
+        )
+        probe = RelayProbe(bindRequest("0.0.0.0", 0, udp=True) + datagrams)
+        yield self.lab.connect(self.port, probe)
+        dropped = yield waitUntil(self.reactor, lambda: len(captured.matching(r"BIND .*/udp: datagram to .* dropped")) == 4, timeout=10)
+        self.assertTrue(dropped, captured.text)
+        self.assertEqual(probe.status, Status.OK)
+        probe.transport.loseConnection()
+        yield probe.done
+        self.assertEqual(received, [])
+
+
+# =====================================================================
+# SSRF: every spelling, every path (issue 19.1, 19.2, 19.3, 19.7, 19.8)
+
+
+@implementer(IHostnameResolver)
+class FakeResolver:
+    """
+    A name resolver answering from a table (a name missing from it does
+    not resolve); records the names asked.
+    """
+
+    def __init__(self, table: dict[str, list[str]]) -> None:
+        self.table = table
+        self.asked: list[str] = []
+
+    def resolveHostName(self, receiver: Any, hostName: str, portNumber: int = 0, addressTypes: Any = None,
+                        transportSemantics: str = "TCP") -> Any:
+        self.asked.append(hostName)
+        receiver.resolutionBegan(None)
+        for ip in self.table.get(hostName, []):
+            receiver.addressResolved((IPv6Address if ":" in ip else IPv4Address)("TCP", ip, portNumber))
+        receiver.resolutionComplete()
+        return None
+
+
+#: Every spelling of a loopback, private or otherwise internal address the
+#: review probed, and more: loose IPv4 literals inet_aton(3) reads, the
+#: empty host, names that never leave the host, IPv4 wrapped in IPv6.
+PRIVATE_SPELLINGS = (
+    "127.0.0.1", "127.1", "2130706433", "0x7f.1", "0x7f000001", "0177.0.0.1", "0", "127.000.000.001",
+    "", "localhost", "LOCALHOST.", "db.localhost", "::1", "::ffff:127.0.0.1", "::ffff:7f00:1", "0:0:0:0:0:ffff:a00:1",
+    "2002:7f00:1::1", "64:ff9b::a00:1", "10.1.2.3", "012.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254",
+    "100.64.0.1", "100.100.100.200", "0.0.0.0", "::", "224.0.0.1", "ff02::1", "fe80::1", "fc00::1", "255.255.255.255",
+)
+
+#: What stays public: a name, a public address in canonical and loose form.
+PUBLIC_SPELLINGS = ("93.184.216.34", "1572395042", "2606:2800:220:1:248:1893:25c8:1946", "example.com", "8.8.8.8")
+
+
+def direct(url: str, resolver: dict[str, list[str]] | None = None) -> tuple[RelayHandler, FuzzReactor]:
+    """
+    The relay handler of C{url} dialing directly (no chain) on a memory
+    reactor whose name resolver is a L{FakeResolver}.
+    """
+    reactor = FuzzReactor()
+    reactor.nameResolver = FakeResolver(resolver or {})
+    config = buildConfigFromCommandLine([url], [])
+    return RelayHandler(reactor, config.services[0], BuildContext(reactor, config)), reactor
+
+
+class PrivateSpellingTests(unittest.SynchronousTestCase):
+    def test_private(self) -> None:
+        for host in PRIVATE_SPELLINGS:
+            self.assertTrue(isPrivateHost(host), repr(host))
+
+    def test_public(self) -> None:
+        for host in PUBLIC_SPELLINGS:
+            self.assertFalse(isPrivateHost(host), host)
+
+    def test_canonical(self) -> None:
+        for host in ("127.1", "2130706433", "0x7f.1", "0177.0.0.1", "127.000.000.001", "[::ffff:127.0.0.1]"):
+            self.assertEqual(canonicalIP(host), ipaddress.IPv4Address("127.0.0.1"), host)
+        for name in ("example.com", "1.2.3.4.example", "127.0.0.1 x", "0x", "1.2.3.4.5", ""):
+            self.assertNotEqual(canonicalIP(name), ipaddress.IPv4Address("127.0.0.1"), name)
+
+    def test_bypassMatchersSeeCanonicalAddresses(self) -> None:
+        """
+        An IP or CIDR matcher is not escaped by another spelling of the
+        address (C{167772161} is 10.0.0.1).
+        """
+        bypass = Bypass([parseMatcher("10.0.0.0/8"), parseMatcher("192.0.2.7")])
+        for host in ("167772161", "012.0.0.1", "0xa.1", "::ffff:10.0.0.1", "3221225991", "0300.0.02.07"):
+            self.assertTrue(bypass.contains(host, 80), host)
+
+
+class DenyPrivateDirectTests(unittest.SynchronousTestCase):
+    """
+    C{denyPrivate} on a relay service without a chain: the target is
+    resolved first, every address is checked, and only a checked address
+    is dialed; nothing private is dialed, in any spelling.
+    """
+
+    def connect(self, url: str, target: str, network: str = "tcp", resolver: Any = None) -> tuple[bytes, FuzzReactor]:
+        handler, reactor = direct(url, resolver)
+        _, transport = ask(handler, connectRequest(target, network).encode())
+        return transport.value(), reactor
+
+    def test_privateSpellingsNotDialed(self) -> None:
+        """
+        Regression (issue 19.2): C{0x7f.1}, C{0177.0.0.1}, C{0} and
+        C{127.000.000.001} were dialed before the refusal (which then told
+        open ports from closed ones); names were checked after connecting.
+        """
+        for host in PRIVATE_SPELLINGS:
+            for network in ("tcp", "udp"):
+                target = joinHostPort(host, 8080)
+                answer, reactor = self.connect("relay://:8420?denyPrivate=true", target, network)
+                self.assertEqual(answer, FORBIDDEN, (target, network))
+                self.assertEqual((reactor.tcpClients, reactor.udpPorts), ([], []), (target, network))
+
+    def test_everyResolvedAddressChecked(self) -> None:
+        """
+        A name with one private address among public ones is refused; a
+        name resolving to public addresses only is dialed at the first
+        checked address, never by name (no second lookup to rebind).
+        """
+        table = {"mixed.example": ["93.184.216.34", "10.0.0.1"], "rebind.example": ["::1"],
+                 "public.example": ["93.184.216.34", "93.184.216.35"]}
+        for name in ("mixed.example", "rebind.example", "localhost"):
+            answer, reactor = self.connect("relay://:8420?denyPrivate=true", f"{name}:80", resolver=table)
+            self.assertEqual(answer, FORBIDDEN, name)
+            self.assertEqual(reactor.tcpClients, [])
+        answer, reactor = self.connect("relay://:8420?denyPrivate=true", "public.example:80", resolver=table)
+        self.assertEqual(answer, b"")
+        self.assertEqual([(host, port) for host, port, *_ in reactor.tcpClients], [("93.184.216.34", 80)])
+        answer, reactor = self.connect("relay://:8420?denyPrivate=true", "public.example:53", "udp", resolver=table)
+        (port,) = reactor.udpPorts
+        self.assertEqual(port.protocol.peer, ("93.184.216.34", 53))
+
+    def test_unresolvedName(self) -> None:
+        answer, reactor = self.connect("relay://:8420?denyPrivate=true", "nowhere.example:80")
+        self.assertEqual(answer, encodeResponse(Status.NETWORK_UNREACHABLE))
+        self.assertEqual(reactor.tcpClients, [])
+
+    def test_forwardMode(self) -> None:
+        """
+        A relay server in forward mode checks its forward target too.
+        """
+        handler, reactor = direct("relay://:8420/127.1:22?denyPrivate=true")
+        _, transport = ask(handler, connectRequest(":0").encode())
+        self.assertEqual((transport.value(), reactor.tcpClients), (FORBIDDEN, []))
+
+    def test_privateMatcher(self) -> None:
+        """
+        Regression (issue 19.2): with C{bypass=private}, CONNECT to
+        C{127.1}, C{2130706433}, C{localhost} or the empty host reached
+        127.0.0.1; a name is judged on what it resolves to.
+        """
+        for host in ("127.1", "2130706433", "localhost", "", "0x7f.1", "intranet.example"):
+            for network in ("tcp", "udp"):
+                answer, reactor = self.connect(
+                    "relay://:8420?bypass=private", joinHostPort(host, 80), network,
+                    resolver={"intranet.example": ["10.1.1.1"]},
+                )
+                self.assertEqual(answer, FORBIDDEN, (host, network))
+                self.assertEqual((reactor.tcpClients, reactor.udpPorts), ([], []))
+
+
+class DenyPrivateChainTests(unittest.SynchronousTestCase):
+    """
+    With a chain, the last hop's server resolves the target: literals are
+    checked here, names are looked up here and refused when private here;
+    a name we cannot resolve goes on (the last relay server's denyPrivate
+    decides).
+    """
+
+    def test_literalsAndLocalLookup(self) -> None:
+        for host in PRIVATE_SPELLINGS + ("intranet.example",):
+            handler, reactor, route = relay("relay://:8420?denyPrivate=true")
+            reactor.nameResolver = FakeResolver({"intranet.example": ["192.168.7.7"]})
+            _, transport = ask(handler, connectRequest(joinHostPort(host, 80)).encode())
+            self.assertEqual((transport.value(), route.dials), (FORBIDDEN, []), host)
+
+    def test_unresolvableNameGoesOn(self) -> None:
+        handler, reactor, route = relay("relay://:8420?denyPrivate=true")
+        reactor.nameResolver = FakeResolver({})
+        ask(handler, connectRequest("only-there.internal:80").encode())
+        self.assertEqual([d.address for d in route.dials], ["only-there.internal:80"])
+
+
+class UDPBindDenyPrivateTests(unittest.SynchronousTestCase):
+    """
+    Regression (issue 19.1): denyPrivate did nothing on a UDP BIND: tunnel
+    datagrams to 127.0.0.1 (also as C{localhost}, C{127.1},
+    C{2130706433}) were sent and their replies delivered.
+    """
+
+    def test_datagrams(self) -> None:
+        for url in ("relay://:8420?bind=true&denyPrivate=true", "relay://:8420?bind=true&bypass=private"):
+            handler, reactor = direct(url, {"localhost": ["127.0.0.1"], "mixed.example": ["192.0.2.1", "10.0.0.1"],
+                                            "public.example": ["93.184.216.34"]})
+            protocol, transport = ask(handler, bindRequest("0.0.0.0", 0, udp=True))
+            self.assertTrue(isOK(transport.value()), transport.value())
+            (port,) = reactor.udpPorts
+            datagrams = b"".join(encodeTunnelDatagram(host, 9, b"private") for host in PRIVATE_SPELLINGS + ("mixed.example",))
+            protocol.dataReceived(datagrams + encodeTunnelDatagram("public.example", 9, b"public"))
+            self.assertEqual(port.sent, [(b"public", ("93.184.216.34", 9))], url)
+            before = len(transport.value())
+            port.protocol.datagramReceived(b"reply", ("127.0.0.1", 9))
+            port.protocol.datagramReceived(b"reply", ("::ffff:10.0.0.1", 9))
+            self.assertEqual(len(transport.value()), before, "no reply from a private source")
+            port.protocol.datagramReceived(b"reply", ("93.184.216.34", 9))
+            self.assertEqual(transport.value()[before:], encodeTunnelDatagram("93.184.216.34", 9, b"reply"))
+
+
+class ProxyEntryDenyPrivateTests(unittest.SynchronousTestCase):
+    """
+    Regression (issue 19.8, 19.2): C{denyPrivate} on auto/http/socks
+    entries was accepted and ignored; C{bypass=private} let C{127.1},
+    C{2130706433}, C{localhost} and the empty host through.
+    """
+
+    def entry(self, url: str) -> tuple[Any, TCPLikeTransport, FuzzReactor]:
+        reactor = FuzzReactor()
+        reactor.nameResolver = FakeResolver({"localhost": ["127.0.0.1"]})
+        handler = autoHandler(url, reactor)
+        protocol, transport = accept(handler)
+        return protocol, transport, reactor
+
+    def test_refused(self) -> None:
+        for url in ("auto://:8080?denyPrivate=true", "auto://:8080?bypass=private", "socks5://:1080?denyPrivate=true",
+                    "http://:8080?denyPrivate=true"):
+            for host in ("127.1", "2130706433", "localhost", "0x7f.1", "[::ffff:127.0.0.1]"):
+                if not url.startswith("http:"):
+                    protocol, transport, reactor = self.entry(url)
+                    name = host.strip("[]").encode()
+                    protocol.dataReceived(b"\x05\x01\x00\x05\x01\x00\x03" + bytes([len(name)]) + name + b"\x00\x50")
+                    self.assertEqual(transport.value(), b"\x05\x00" + socks.encodeSocks5Reply(socks.REP_NOT_ALLOWED), (url, host))
+                    self.assertEqual(reactor.tcpClients, [])
+                if not url.startswith("socks5:"):
+                    protocol, transport, reactor = self.entry(url)
+                    protocol.dataReceived(f"CONNECT {host}:80 HTTP/1.1\r\n\r\n".encode())
+                    self.assertTrue(transport.value().startswith(b"HTTP/1.1 403 "), (url, host, transport.value()))
+                    self.assertEqual(reactor.tcpClients, [])
+        protocol, transport, reactor = self.entry("auto://:8080?denyPrivate=true")
+        protocol.dataReceived(b"\x04\x01\x00\x50\x7f\x00\x00\x01\x00")
+        self.assertEqual(transport.value(), socks.encodeSocks4Reply(socks.SOCKS4_REJECTED))
+
+    def test_publicServed(self) -> None:
+        protocol, transport, reactor = self.entry("auto://:8080?denyPrivate=true")
+        protocol.dataReceived(b"CONNECT 93.184.216.34:443 HTTP/1.1\r\n\r\n")
+        self.assertEqual([(h, p) for h, p, *_ in reactor.tcpClients], [("93.184.216.34", 443)])
+
+
+class SocksUDPTests(unittest.SynchronousTestCase):
+    """
+    Regression (issue 19.7): SOCKS5 UDP ASSOCIATE ignored the service
+    bypass; with denyPrivate, datagrams to private addresses are dropped
+    and replies from them too.
+    """
+
+    def associate(self, url: str) -> tuple[Any, FuzzReactor]:
+        reactor = FuzzReactor()
+        reactor.nameResolver = FakeResolver({"localhost": ["127.0.0.1"], "public.example": ["93.184.216.34"]})
+        handler = autoHandler(url, reactor)
+        protocol, transport = accept(handler)
+        protocol.dataReceived(b"\x05\x01\x00" + b"\x05\x03\x00\x01\x00\x00\x00\x00\x00\x00")
+        self.assertEqual(transport.value()[:3], b"\x05\x00\x05", transport.value())
+        self.assertEqual(transport.value()[3:4], b"\x00")
+        local, upstream = reactor.udpPorts
+        return protocol.association, reactor
+
+    def send(self, association: Any, host: str, port: int = 9) -> None:
+        association.fromClient(socks.encodeSocks5Datagram(host, port, b"x"), "198.51.100.7:5555")
+
+    def test_bypass(self) -> None:
+        association, reactor = self.associate("socks5://:1080?udp=true&bypass=10.0.0.0/8,.internal.test")
+        upstream = reactor.udpPorts[1]
+        for host in ("10.0.0.1", "db.internal.test", "167772161"):
+            self.send(association, host)
+        self.send(association, "93.184.216.34")
+        self.assertEqual([addr for _, addr in upstream.sent], [("93.184.216.34", 9)])
+        upstream.protocol.datagramReceived(b"r", ("10.9.9.9", 9))
+        self.assertEqual([addr for _, addr in reactor.udpPorts[0].sent], [])
+
+    def test_denyPrivate(self) -> None:
+        association, reactor = self.associate("socks5://:1080?udp=true&denyPrivate=true")
+        upstream = reactor.udpPorts[1]
+        for host in ("127.0.0.1", "127.1", "2130706433", "localhost", "::1"):
+            self.send(association, host)
+        self.send(association, "public.example")
+        self.assertEqual([addr for _, addr in upstream.sent], [("93.184.216.34", 9)])
+        upstream.protocol.datagramReceived(b"r", ("127.0.0.1", 9))
+        self.assertEqual(reactor.udpPorts[0].sent, [])
+        upstream.protocol.datagramReceived(b"r", ("93.184.216.34", 9))
+        self.assertEqual(len(reactor.udpPorts[0].sent), 1)
+
+
+class BadNameTests(unittest.TestCase):
+    """
+    Regression (issue 19.9): names that are not host names (C{a..b}, a
+    200-character label) in UDP CONNECT, UDP BIND and SOCKS5 UDP raised
+    "Unhandled error in Deferred" inside Twisted's resolver thread, and UDP
+    CONNECT then waited the whole dial timeout; a BIND of C{0.0.0.0::99999}
+    raised outside the request's Deferred.  Now: a defined answer at once,
+    no traceback.  On the real reactor (its resolver is the one that
+    raised).
+    """
+
+    BAD = ("a..b", "x" * 200 + ".example", "\udcff.example")
+
+    def setUp(self) -> None:
+        from twisted.internet import reactor
+
+        self.reactor = reactor
+
+    @defer.inlineCallbacks
+    def test_udpConnect(self):  # type: ignore[no-untyped-def]
+        config = buildConfigFromCommandLine(["relay://:8420?dialTimeout=30s"], [])
+        handler = RelayHandler(self.reactor, config.services[0], BuildContext(self.reactor, config))
+        for name in self.BAD:
+            _, transport = ask(handler, connectRequest(f"{name}:53", "udp").encode())
+            answered = yield waitUntil(self.reactor, lambda t=transport: t.value() != b"", timeout=5)
+            self.assertTrue(answered, f"{name!r}: no answer within 5 s (the dial timeout is 30 s)")
+            self.assertEqual(transport.value(), encodeResponse(Status.NETWORK_UNREACHABLE), ascii(name))
+        errors = self.flushLoggedErrors()
+        self.assertEqual(errors, [], "\n".join(e.getTraceback() for e in errors))
+
+    @defer.inlineCallbacks
+    def test_udpBind(self):  # type: ignore[no-untyped-def]
+        reactor = FuzzReactor()
+        reactor.resolve = self.reactor.resolve  # type: ignore[method-assign]
+        for url in ("relay://:8420?bind=true", "relay://:8420?bind=true&denyPrivate=true"):
+            reactor.nameResolver = self.reactor.nameResolver
+            config = buildConfigFromCommandLine([url], [])
+            handler = RelayHandler(reactor, config.services[0], BuildContext(reactor, config))
+            protocol, transport = ask(handler, bindRequest("0.0.0.0", 0, udp=True))
+            self.assertTrue(isOK(transport.value()))
+            protocol.dataReceived(b"".join(encodeTunnelDatagram(name, 53, b"x") for name in self.BAD))
+            dropped = yield waitUntil(self.reactor, lambda p=protocol: p.bound.dropped == len(self.BAD), timeout=5)
+            self.assertTrue(dropped, protocol.bound.dropped)
+        errors = self.flushLoggedErrors()
+        self.assertEqual(errors, [], "\n".join(e.getTraceback() for e in errors))
+
+    @defer.inlineCallbacks
+    def test_socksUDP(self):  # type: ignore[no-untyped-def]
+        reactor = FuzzReactor()
+        reactor.resolve = self.reactor.resolve  # type: ignore[method-assign]
+        handler = autoHandler("socks5://:1080?udp=true", reactor)
+        protocol, transport = accept(handler)
+        protocol.dataReceived(b"\x05\x01\x00" + b"\x05\x03\x00\x01\x00\x00\x00\x00\x00\x00")
+        association = protocol.association
+        for name in self.BAD:
+            association.fromClient(socks.encodeSocks5Datagram(name, 53, b"x"), "198.51.100.7:5555")
+        upstream = association.upstream
+        dropped = yield waitUntil(self.reactor, lambda: upstream.dropped == len(self.BAD), timeout=5)
+        self.assertTrue(dropped, upstream.dropped)
+        errors = self.flushLoggedErrors()
+        self.assertEqual(errors, [], "\n".join(e.getTraceback() for e in errors))
+
+    def test_bindPortOutOfRange(self) -> None:
+        handler, reactor, _ = relay("relay://:8420?bind=true")
+        request = Request(int(Command.BIND), (AddrFeature("0.0.0.0::99999", 0),)).encode()
+        _, transport = ask(handler, request)
+        self.assertEqual(transport.value(), encodeResponse(Status.BAD_REQUEST))
+        self.assertEqual(reactor.tcpServers, [])
+
+
+class LogEscapingTests(unittest.SynchronousTestCase):
+    """
+    Regression (issue 19.10): target names reached the log raw: a newline
+    wrote a fake log line, terminal escapes reached the operator's
+    terminal, and invalid UTF-8 (a lone surrogate after decoding) made a
+    strict UTF-8 stdout lose the line.  Peer-supplied strings are logged
+    C{repr}-style when not printable, and the observer escapes whatever
+    slips through.
+    """
+
+    EVIL = ("evil\n2026-01-01T00.00.00+0000 [x#info] fake line", "\x1b[2J\x1b]0;pwned\x07", "\udcff\udcfe.example", "a\u202eb")
+
+    def test_escape(self) -> None:
+        self.assertEqual(logs.escape("example.com:80"), "example.com:80")
+        self.assertEqual(logs.escape("bücher.example:80"), "bücher.example:80")
+        for text in self.EVIL:
+            escaped = logs.escape(text)
+            self.assertTrue(escaped.isprintable(), escaped)
+            self.assertEqual(escaped, repr(text))
+
+    def test_relayTargets(self) -> None:
+        captured = captureLogs(self)
+        for name in self.EVIL:
+            handler, _, route = relay("relay://:8420?bypass=*")
+            ask(handler, connectRequest(f"{name}:80").encode())
+            handler, _, route = relay("relay://:8420")
+            ask(handler, connectRequest(f"{name}:80").encode())
+            route.dials[-1].deferred.errback(DialError(f"dial {name}:80: connection refused"))
+        for line in captured.lines:
+            self.assertTrue(line.isprintable(), repr(line))
+        self.assertTrue(captured.matching(re.escape(repr(self.EVIL[0] + ":80"))), captured.text)
+
+    def test_proxyTargets(self) -> None:
+        captured = captureLogs(self)
+        for name in self.EVIL:
+            handler = autoHandler("socks5://:1080?bypass=*")
+            protocol, _ = accept(handler)
+            raw = name.encode("utf-8", "surrogateescape")
+            protocol.dataReceived(b"\x05\x01\x00\x05\x01\x00\x03" + bytes([len(raw)]) + raw + b"\x00\x50")
+        self.assertEqual(len(captured.lines), len(self.EVIL))
+        for line in captured.lines:
+            self.assertTrue(line.isprintable(), repr(line))
+
+    def test_observer(self) -> None:
+        """
+        The observer of C{-D}/C{--logger} writes a strict UTF-8 stream
+        without losing a line, and no control character raw.
+        """
+        import io
+
+        from twisted.logger import Logger
+
+        raw = io.BytesIO()
+        stream = io.TextIOWrapper(raw, encoding="utf-8", errors="strict", write_through=True)
+        logs.configure(0, stream)
+        self.addCleanup(logs.configure, 0)
+        log = Logger(observer=logs.observer(), namespace="t")
+        for text in self.EVIL:
+            log.info("target {t}", t=text)
+        written = raw.getvalue().decode("utf-8")
+        lines = written.splitlines()
+        self.assertEqual(len(lines), len(self.EVIL) + 1, written)  # the first one's newline stays a newline here
+        self.assertNotIn("\x1b", written)
+        self.assertIn("\\udcff", written)
 
 
 # =====================================================================

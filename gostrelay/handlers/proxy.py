@@ -1,6 +1,7 @@
 """
 The local proxy entry: handlers C{auto}, C{http}, C{socks5} (alias
-C{socks}) and C{socks4} (alias C{socks4a}) (spec-relay.md section 11).
+C{socks}) and C{socks4} (alias C{socks4a}) (spec-relay.md section 11).  C{denyPrivate} (ours) refuses private
+targets as on the relay handler (L{gostrelay.guard}).
 
 C{-L :8080} serves all three on one port: the first byte decides (0x04
 SOCKS4, 0x05 SOCKS5, 0x16 a TLS ClientHello, which we do not forward by SNI
@@ -22,10 +23,11 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from gostrelay import metrics
+from gostrelay import logs, metrics
 from gostrelay.auth import Authenticator, authenticatorFor
 from gostrelay.config.model import ServiceConfig
 from gostrelay.connectors.relay import RelayRefused
+from gostrelay.guard import TargetGuard, TargetRefused
 from gostrelay.handlers.relay import _outcome, describeAddress, serviceBypass
 from gostrelay.interfaces import IHandler
 from gostrelay.pipe import DEFAULT_HALF_CLOSE_TIMEOUT, A, B, Pipe, PipeSideFactory
@@ -219,6 +221,7 @@ class ProxyEntryProtocol(Protocol):
         association = UDPAssociation(
             self.reactor, self.handler.router, self.log, self.peer,
             getattr(peer, "host", ""), self.handler.udpTTL,
+            bypass=self.handler.bypass, guard=self.handler.guard,
         )
         self.association = association
         association.onClose = lambda: self.transport.loseConnection()  # type: ignore[union-attr]
@@ -317,14 +320,19 @@ class ProxyEntryProtocol(Protocol):
             return False
         return bool(bypass.contains(host, port))
 
+    def _refusal(self) -> bytes:
+        """
+        The protocol's "not allowed" answer (a bypassed or private target).
+        """
+        return {
+            HTTP: httpproxy.encodeResponse(403),
+            SOCKS5: socks.encodeSocks5Reply(socks.REP_NOT_ALLOWED),
+            SOCKS4: socks.encodeSocks4Reply(socks.SOCKS4_REJECTED),
+        }[self.mode or HTTP]
+
     def _connect(self, onConnected: Any, onFailed: Any) -> None:
         if self._bypassed():
-            refusal = {
-                HTTP: httpproxy.encodeResponse(403),
-                SOCKS5: socks.encodeSocks5Reply(socks.REP_NOT_ALLOWED),
-                SOCKS4: socks.encodeSocks4Reply(socks.SOCKS4_REJECTED),
-            }[self.mode or HTTP]
-            self.transport.write(refusal)  # type: ignore[union-attr]
+            self.transport.write(self._refusal())  # type: ignore[union-attr]
             self._close(f"{self.target}: target matches the service bypass")
             return
         self._cancelTimeout()
@@ -345,7 +353,7 @@ class ProxyEntryProtocol(Protocol):
         self._onConnected(protocol)
         self.log.info(
             "{peer} {mode} {target} user={user!r}: connected",
-            peer=self.peer, mode=self.mode, target=self.target, user=self.user,
+            peer=self.peer, mode=self.mode, target=logs.escape(self.target), user=self.user,
         )
         assert self.pipe is not None
         self.pipe.attach(A, self.transport)  # type: ignore[arg-type]
@@ -360,6 +368,10 @@ class ProxyEntryProtocol(Protocol):
         self._dial = None
         if self.state != "dialing":
             return
+        if reason.check(TargetRefused):
+            self.transport.write(self._refusal())  # type: ignore[union-attr]
+            self._close(f"{self.target}: {reason.value}")
+            return
         self._onFailed(reason)
         why = reason.getErrorMessage() if reason.check(DialError, RelayRefused) else str(reason.value)
         self._close(f"{self.target}: {why}")
@@ -369,7 +381,7 @@ class ProxyEntryProtocol(Protocol):
         self.log.info(
             "{peer} {mode} {target} user={user!r}: closed, {up} bytes up, {down} bytes down, "
             "{duration:.3f}s, {outcome}",
-            peer=self.peer, mode=self.mode, target=self.target, user=self.user,
+            peer=self.peer, mode=self.mode, target=logs.escape(self.target), user=self.user,
             up=pipe.transferred[A], down=pipe.transferred[B],
             duration=self.reactor.seconds() - self._started,
             outcome="idle timeout" if pipe.idleTimedOut else _outcome(reason),
@@ -382,7 +394,7 @@ class ProxyEntryProtocol(Protocol):
         self.transport.loseConnection()  # type: ignore[union-attr]
         self.log.info(
             "{peer} {mode} {target}: closed: {why}",
-            peer=self.peer, mode=self.mode or "proxy", target=self.target or "-", why=why,
+            peer=self.peer, mode=self.mode or "proxy", target=logs.escape(self.target or "-"), why=logs.escape(why),
         )
 
     def readConnectionLost(self) -> None:
@@ -444,6 +456,10 @@ class ProxyEntryHandler(Factory):
         self._reloadArgs = (handler, context.config, where)
         self.router: Router = context.router(service, handler.chain, where)
         self.bypass = serviceBypass(service, context.config, where)
+        # Ours, as on the relay handler: refuse targets on private addresses.
+        self.denyPrivate = md.getBool("denyPrivate")
+        self.guard = TargetGuard.forHandler(reactor, self.denyPrivate, self.bypass)
+        self.router.guard = self.guard
 
     def buildProtocol(self, addr: IAddress | None) -> ProxyEntryProtocol:
         return ProxyEntryProtocol(self)

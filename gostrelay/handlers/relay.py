@@ -29,6 +29,7 @@ from gostrelay.auth import Authenticator, authenticatorFor
 from gostrelay.config.model import ConfigError, ServiceConfig
 from gostrelay.datagram import DropWhenPaused
 from gostrelay.errors import describeFailure
+from gostrelay.guard import TargetGuard, TargetRefused
 from gostrelay.interfaces import IDatagramReceiver, IHandler
 from gostrelay.mux import MuxConfig
 from gostrelay.pipe import DEFAULT_HALF_CLOSE_TIMEOUT, A, B, Pipe, PipeProtocol, PipeSideFactory
@@ -54,17 +55,12 @@ _BIND_NETWORKS = frozenset({"tcp", "tcp4", "tcp6", "unix", "udp", "udp4", "udp6"
 
 
 def isPrivate(host: str) -> bool:
-    import ipaddress
+    """
+    Whether C{host} as written is private (see L{gostrelay.bypass.isPrivateHost}).
+    """
+    from gostrelay.bypass import isPrivateHost
 
-    from gostrelay.bypass import Matcher
-
-    try:
-        ip = ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        return False
-    if ip.version == 6 and ip.ipv4_mapped is not None:  # type: ignore[union-attr]
-        ip = ip.ipv4_mapped  # type: ignore[union-attr]
-    return Matcher("private", None).matches(host, 0, ip)
+    return isPrivateHost(host)
 
 
 def serviceBypass(service: ServiceConfig, config: Any, where: str) -> Any:
@@ -228,11 +224,8 @@ class RelayServerProtocol(Protocol):
         if self.handler.bypass and self.handler.bypass.contains(request.addr.host, request.addr.port):
             self._reply(Status.FORBIDDEN, "target matches the service bypass")
             return
-        if self.handler.denyPrivate and (isPrivate(request.addr.host) or request.addr.host == ""):
-            # An address literal is refused before dialing; a name is
-            # checked on the address it connects to.
-            self._reply(Status.FORBIDDEN, "target is a private address (denyPrivate)")
-            return
+        # denyPrivate (and a bypass's private matcher) are the router's
+        # guard: it resolves, checks every address and dials a checked one.
         if self.network == "udp":
             self._dialUDP(self.target, Status.NETWORK_UNREACHABLE)
             return
@@ -270,7 +263,11 @@ class RelayServerProtocol(Protocol):
             return
         from gostrelay.handlers.relaybind import TCPBind, UDPBind, bindAddress, portAllowed
 
-        host, port = bindAddress(request.addr)
+        try:
+            host, port = bindAddress(request.addr)
+        except ValueError as e:
+            self._reply(Status.BAD_REQUEST, f"bad BIND address: {e}")
+            return
         self.target = joinHostPort(host, port)
         if not portAllowed(port, self.handler.bindPorts):
             self._reply(Status.FORBIDDEN, f"BIND of port {port} is not allowed by bindPorts")
@@ -288,7 +285,7 @@ class RelayServerProtocol(Protocol):
             self._state = "bound"
             self.log.info(
                 "{peer} BIND {target}/{network} user={user!r}: bound on {bound}",
-                peer=self.peer, target=self.target, network=self.network, user=self.user, bound=bind.bound,
+                peer=self.peer, target=logs.escape(self.target), network=self.network, user=self.user, bound=bind.bound,
             )
             rest, self.parser.remainder = self.parser.remainder, b""
             if rest:
@@ -328,6 +325,9 @@ class RelayServerProtocol(Protocol):
             self._dial = None
             if self._state != "dialing":
                 return
+            if reason.check(TargetRefused):
+                self._reply(Status.FORBIDDEN, str(reason.value))
+                return
             if node is not None:
                 self.handler.forwarder.markFailed(node)  # type: ignore[union-attr]
             why = reason.getErrorMessage() if reason.check(DialError) else str(reason.value)
@@ -337,21 +337,13 @@ class RelayServerProtocol(Protocol):
 
     def _established(self) -> None:
         assert self.pipe is not None
-        target = self.pipe.transports[B]
-        if self.handler.denyPrivate and isPrivate(getattr(target.getPeer(), "host", "") if target else ""):
-            # Checked on the address actually connected, so that a name
-            # resolving to a private address is refused too.
-            if target is not None:
-                target.abortConnection()  # type: ignore[attr-defined]
-            self._reply(Status.FORBIDDEN, "target is a private address (denyPrivate)")
-            return
         self._state = "piping"
         self.transport.write(_OK)  # type: ignore[union-attr]
         self.log.info(
             "{peer} {command} {target}/{network} user={user!r}: connected",
             peer=self.peer,
             command=self.command,
-            target=self.target,
+            target=logs.escape(self.target),
             network=self.network,
             user=self.user,
         )
@@ -371,7 +363,7 @@ class RelayServerProtocol(Protocol):
             "{up} bytes up, {down} bytes down, {duration:.3f}s, {outcome}",
             peer=self.peer,
             command=self.command,
-            target=self.target,
+            target=logs.escape(self.target),
             network=self.network,
             user=self.user,
             up=pipe.transferred[A],
@@ -394,17 +386,15 @@ class RelayServerProtocol(Protocol):
             if self._state != "dialing":
                 channel.close()
                 return
-            peer = getattr(channel, "peer", None)
-            if self.handler.denyPrivate and peer is not None and isPrivate(peer[0]):
-                channel.close()
-                self._reply(Status.FORBIDDEN, "target is a private address (denyPrivate)")
-                return
             self.channel = channel
             self._udpEstablished()
 
         def failed(reason: Failure) -> None:
             self._dial = None
             if self._state != "dialing":
+                return
+            if reason.check(TargetRefused):
+                self._reply(Status.FORBIDDEN, str(reason.value))
                 return
             if node is not None:
                 self.handler.forwarder.markFailed(node)  # type: ignore[union-attr]
@@ -422,7 +412,7 @@ class RelayServerProtocol(Protocol):
         self.transport.write(_OK)  # type: ignore[union-attr]
         self.log.info(
             "{peer} {command} {target}/udp user={user!r}: connected",
-            peer=self.peer, command=self.command, target=self.target, user=self.user,
+            peer=self.peer, command=self.command, target=logs.escape(self.target), user=self.user,
         )
         rest, self.parser.remainder = self.parser.remainder, b""
         if rest:
@@ -462,7 +452,7 @@ class RelayServerProtocol(Protocol):
         self.log.info(
             "{peer} {command} {target}/udp user={user!r}: closed, {du} datagrams ({bu} bytes) up, "
             "{dd} datagrams ({bd} bytes) down, {dropped} dropped, {duration:.3f}s, {outcome}",
-            peer=self.peer, command=self.command, target=self.target, user=self.user,
+            peer=self.peer, command=self.command, target=logs.escape(self.target), user=self.user,
             du=counts[0], bu=counts[1], dd=counts[2], bd=counts[3], dropped=self.sendGate.dropped,
             duration=self.reactor.seconds() - self._started, outcome=_outcome(reason),
         )
@@ -481,11 +471,11 @@ class RelayServerProtocol(Protocol):
             "{peer} {command} {target}/{network} user={user!r}: refused with {status}: {why}",
             peer=self.peer,
             command=self.command or "request",
-            target=self.target or "-",
+            target=logs.escape(self.target or "-"),
             network=self.network,
             user=self.user,
             status=statusText(status),
-            why=why,
+            why=logs.escape(why),
         )
 
     def _closeSilently(self, why: str) -> None:
@@ -493,7 +483,7 @@ class RelayServerProtocol(Protocol):
         self.error = why
         self._cancelTimeout()
         self.transport.loseConnection()  # type: ignore[union-attr]
-        self.log.info("{peer}: closed without reply: {why}", peer=self.peer, why=why)
+        self.log.info("{peer}: closed without reply: {why}", peer=self.peer, why=logs.escape(why))
 
     def readConnectionLost(self) -> None:
         self._clientEOF = True
@@ -521,7 +511,7 @@ class RelayServerProtocol(Protocol):
         elif state == "dialing":
             self.log.info(
                 "{peer} {command} {target}/{network}: peer left while dialing",
-                peer=self.peer, command=self.command, target=self.target, network=self.network,
+                peer=self.peer, command=self.command, target=logs.escape(self.target), network=self.network,
             )
             if self._dial is not None:
                 self._dial.cancel()
@@ -575,6 +565,8 @@ class RelayHandler(Factory):
         # Ours: refuse targets on loopback, private and link-local addresses.
         self.denyPrivate = md.getBool("denyPrivate")
         self.bypass = serviceBypass(service, context.config, where)
+        self.guard = TargetGuard.forHandler(reactor, self.denyPrivate, self.bypass)
+        self.router.guard = self.guard
         self.muxConfig = MuxConfig.fromMetadata(md, where)
         self.bindPorts: list[tuple[int, int]] | None = None
         if md.getString("bindPorts"):

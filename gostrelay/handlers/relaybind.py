@@ -31,8 +31,9 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from gostrelay import metrics
+from gostrelay import logs, metrics
 from gostrelay.datagram import DropWhenPaused, UDPSocketChannel, _ipText, listenUDP
+from gostrelay.guard import resolveFirst
 from gostrelay.interfaces import IDatagramReceiver
 from gostrelay.mux import MuxSession, MuxStream
 from gostrelay.pipe import A, B, Pipe, PipeProtocol
@@ -49,6 +50,8 @@ def bindAddress(addr: AddrFeature | None) -> tuple[str, int]:
     The host and port a BIND asks for.  No address is C{0.0.0.0:0}; GOST's
     buggy empty-host form, the domain C{"0.0.0.0::2222"} with port 0, is
     C{0.0.0.0:2222}.
+
+    @raise ValueError: that form with a port beyond 65535.
     """
     if addr is None:
         return "0.0.0.0", 0
@@ -63,6 +66,8 @@ def bindAddress(addr: AddrFeature | None) -> tuple[str, int]:
             except ValueError:
                 pass
             else:
+                if int(m.group("port")) > 0xFFFF:
+                    raise ValueError(f"port out of range in {host!r}")
                 return candidate or "0.0.0.0", int(m.group("port"))
     return host, port
 
@@ -143,9 +148,11 @@ class TCPBind:
         self.bound = ""
 
     def start(self) -> defer.Deferred[Any]:
-        address = joinHostPort(self.host if self.host not in ("0.0.0.0",) else "", self.requestedPort)
-        endpoint = serverEndpoint(self.reactor, address, where="BIND")
-        return defer.maybeDeferred(endpoint.listen, _BoundPortFactory(self)).addCallback(self._listening)
+        def listen() -> Any:
+            address = joinHostPort(self.host if self.host not in ("0.0.0.0",) else "", self.requestedPort)
+            return serverEndpoint(self.reactor, address, where="BIND").listen(_BoundPortFactory(self))
+
+        return defer.maybeDeferred(listen).addCallback(self._listening)
 
     def _listening(self, port: Any) -> Any:
         self.port = port
@@ -261,21 +268,32 @@ class UDPBind:
             self._sendTo(host, port, payload)
 
     def _sendTo(self, host: str, port: int, payload: bytes) -> None:
-        try:
-            ipaddress.ip_address(host)
-        except ValueError:
-            d = self.reactor.resolve(host) if host else defer.succeed("127.0.0.1")
+        """
+        Send to C{host:port}: a name is resolved first; with the handler's
+        guard (denyPrivate), every address is checked and only a checked
+        one is sent to (gostrelay.guard).
+        """
+        guard = self.protocol.handler.guard
+        address = joinHostPort(host, port)
+        if guard is not None:
+            d = guard.resolve(address)
+        else:
+            try:
+                ipaddress.ip_address(host)
+            except ValueError:
+                d = defer.Deferred.fromCoroutine(resolveFirst(self.reactor, host)).addCallback(joinHostPort, port)
+            else:
+                self.channel.sendDatagram(payload, address)
+                return
 
-            def resolved(ip: str) -> None:
-                self.channel.sendDatagram(payload, joinHostPort(ip, port))
+        def failed(f: Failure) -> None:
+            self.dropped += 1
+            self.log.debug(
+                "BIND {bound}/udp: datagram to {target} dropped: {e}",
+                bound=self.bound, target=logs.escape(address), e=f.getErrorMessage(),
+            )
 
-            def failed(f: Failure) -> None:
-                self.dropped += 1
-                self.log.debug("BIND {bound}/udp: cannot resolve {host}: {e}", bound=self.bound, host=host, e=f.value)
-
-            d.addCallbacks(resolved, failed)
-            return
-        self.channel.sendDatagram(payload, joinHostPort(host, port))
+        d.addCallbacks(lambda checked: self.channel.sendDatagram(payload, checked), failed)
 
     def datagramReceived(self, data: bytes, addr: str) -> None:
         if not data or self.gate is None or self.gate.paused:
@@ -283,7 +301,8 @@ class UDPBind:
             return
         host, port = splitHostPort(addr)
         bypass = self.protocol.handler.bypass
-        if bypass and bypass.contains(host, port):
+        guard = self.protocol.handler.guard
+        if (bypass and bypass.contains(host, port)) or (guard is not None and guard.refusesSource(host, port)):
             self.dropped += 1
             return
         self.counts[2] += 1

@@ -20,6 +20,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from gostrelay import logs
 from gostrelay.datagram import UDPSocketChannel, _ipText, listenUDP
 from gostrelay.interfaces import IDatagramReceiver
 from gostrelay.wire import socks
@@ -44,9 +45,16 @@ class UDPAssociation:
     One SOCKS5 UDP association.
     """
 
-    def __init__(self, reactor: Any, router: Any, log: Logger, peer: str, clientHost: str, ttl: float) -> None:
+    def __init__(
+        self, reactor: Any, router: Any, log: Logger, peer: str, clientHost: str, ttl: float,
+        bypass: Any = None, guard: Any = None,
+    ) -> None:
         self.reactor = reactor
         self.router = router
+        #: The service bypass and target guard (denyPrivate): a datagram to
+        #: or from what they refuse is dropped, as on a relay UDP BIND.
+        self.bypass = bypass
+        self.guard = guard
         self.log = log
         self.peer = peer
         self.clientHost = _ipText(clientHost)
@@ -122,16 +130,42 @@ class UDPAssociation:
             # Fragmentation is optional in RFC 1928; GOST drops fragments too.
             self.dropped += 1
             return
+        if self.bypass and self.bypass.contains(datagram.host, datagram.port):
+            self.dropped += 1
+            return
         self._last = self.reactor.seconds()
         self.counts[0] += 1
         self.counts[1] += len(datagram.data)
-        self.upstream.sendDatagram(datagram.data, joinHostPort(datagram.host, datagram.port))
+        address = joinHostPort(datagram.host, datagram.port)
+        if self.guard is None:
+            self.upstream.sendDatagram(datagram.data, address)
+            return
+        # Through a chain the relay server resolves (and its own
+        # denyPrivate judges); directly, only a checked address is sent to.
+        d = self.guard.resolve(address, chained=self.router.route is not None)
+        d.addCallbacks(lambda checked: self._send(datagram.data, checked), self._refused, errbackArgs=(address,))
+
+    def _send(self, data: bytes, address: str) -> None:
+        if self.upstream is not None:
+            self.upstream.sendDatagram(data, address)
+
+    def _refused(self, reason: Failure, address: str) -> None:
+        self.dropped += 1
+        self.log.debug(
+            "{peer} socks5 UDP datagram to {target} dropped: {why}",
+            peer=self.peer, target=logs.escape(address), why=reason.getErrorMessage(),
+        )
 
     def datagramReceived(self, data: bytes, addr: str) -> None:
         if self.clientAddr is None:
             self.dropped += 1
             return
         host, port = splitHostPort(addr)
+        if (self.bypass and self.bypass.contains(host, port)) or (
+            self.guard is not None and self.guard.refusesSource(host, port)
+        ):
+            self.dropped += 1
+            return
         self._last = self.reactor.seconds()
         self.counts[2] += 1
         self.counts[3] += len(data)
