@@ -19,7 +19,8 @@ from typing import Any
 from twisted.internet import defer
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.interfaces import IHostnameResolver
-from twisted.internet.protocol import DatagramProtocol
+from twisted.internet.protocol import DatagramProtocol, Factory, Protocol
+from twisted.internet.task import Clock
 from twisted.trial import unittest
 from zope.interface import implementer
 
@@ -54,6 +55,8 @@ from tests.test_reliability import (
     accept,
     autoHandler,
     captureLogs,
+    pendingCalls,
+    udpTable,
     waitUntil,
 )
 
@@ -978,6 +981,113 @@ class LogEscapingTests(unittest.SynchronousTestCase):
         self.assertEqual(len(lines), len(self.EVIL) + 1, written)  # the first one's newline stays a newline here
         self.assertNotIn("\x1b", written)
         self.assertIn("\\udcff", written)
+
+
+class WebSocketCapTests(unittest.SynchronousTestCase):
+    """
+    Regression (issue 19.4): the opening handshake was buffered without a
+    cap before any auth, and autobahn rescans its buffer on every read:
+    one client streaming an endless header took a core and +33 MiB for
+    the 15 s handshake timeout.  Now it is dropped past 32 KiB, before
+    parsing; a normal handshake with large headers still opens.
+    """
+
+    HEAD = b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" \
+           b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+
+    def server(self) -> tuple[Any, TCPLikeTransport]:
+        import txaio
+
+        from gostrelay.transports.ws import serverFactory
+
+        clock = Clock()
+        self.patch(txaio.config, "loop", clock)
+        self.addCleanup(clock.advance, 100)
+        factory = serverFactory(Factory.forProtocol(Protocol))
+        transport = TCPLikeTransport()
+        protocol = factory.buildProtocol(None)
+        protocol.makeConnection(transport)
+        return protocol, transport
+
+    def test_endlessHeader(self) -> None:
+        from gostrelay.transports.ws import MAX_HANDSHAKE
+
+        self.assertTrue(16 * 1024 <= MAX_HANDSHAKE <= 64 * 1024)
+        captured = captureLogs(self)
+        protocol, transport = self.server()
+        protocol.dataReceived(self.HEAD + b"X-Endless: ")
+        sent = len(self.HEAD) + 11
+        while not transport.aborted and sent < 10 * MAX_HANDSHAKE:
+            protocol.dataReceived(b"a" * 1024)
+            sent += 1024
+        self.assertTrue(transport.aborted, "an endless header is dropped")
+        self.assertLessEqual(sent, MAX_HANDSHAKE + 1024)
+        self.assertEqual(protocol.data, b"", "nothing is held once dropped")
+        self.assertEqual(transport.value(), b"")
+        self.assertTrue(captured.matching(r"opening handshake larger than 32768 bytes; dropping"), captured.text)
+
+    def test_largeButFinite(self) -> None:
+        protocol, transport = self.server()
+        protocol.dataReceived(self.HEAD + b"Cookie: " + b"c" * 8000 + b"\r\n\r\n")
+        self.assertTrue(transport.value().startswith(b"HTTP/1.1 101 "), transport.value()[:40])
+        self.assertFalse(transport.aborted)
+
+    def test_writesChopped(self) -> None:
+        """
+        Our writes are messages of at most 32 KiB, as GOST's, well inside
+        the 64 KiB a reader (ours or GOST's) assembles.
+        """
+        from gostrelay.transports.ws import MAX_MESSAGE, WRITE_CHUNK, WebSocketStream
+
+        sent: list[int] = []
+
+        class FakeWS:
+            transport = None
+
+            def sendMessage(self, data: bytes, isBinary: bool = False) -> None:
+                sent.append(len(data))
+
+        WebSocketStream(FakeWS()).write(b"z" * (100 * 1024))
+        self.assertEqual(sent, [WRITE_CHUNK] * 3 + [4 * 1024])
+        self.assertEqual((WRITE_CHUNK, MAX_MESSAGE), (32 * 1024, 64 * 1024))
+
+
+class UDPPerSourceTests(unittest.SynchronousTestCase):
+    """
+    Regression (issue 19.11): each new UDP source port opened a session
+    (an upstream socket or relay connection) for 60 s: 600 spoofable
+    one-byte datagrams from one address held 594 sessions.  Now one
+    address has at most C{maxSessionsPerIP} (64): its least recently used
+    session makes room; other addresses keep theirs.
+    """
+
+    def test_capped(self) -> None:
+        from gostrelay.transports.udp import DEFAULT_MAX_SESSIONS_PER_IP
+
+        self.assertEqual(DEFAULT_MAX_SESSIONS_PER_IP, 64)
+        clock, listener, table, handler = udpTable("udp://127.0.0.1:5353/192.0.2.1:53")
+        table.datagramReceived(b"q", ("192.0.2.99", 7))
+        table.datagramReceived(b"q", ("203.0.113.5", 1))
+        for port in range(2, 601):
+            table.datagramReceived(b"x", ("203.0.113.5", port))
+            if port % 32 == 0:
+                table.datagramReceived(b"q", ("203.0.113.5", 1))  # a live session stays
+        ours = [c for c in table.sessions if c.startswith("203.0.113.5:")]
+        self.assertEqual(len(ours), 64)
+        self.assertIn("203.0.113.5:1", ours)
+        self.assertIn("192.0.2.99:7", table.sessions, "another address keeps its session")
+        self.assertEqual(len(table.sessions), 65)
+        self.assertEqual(sum(1 for u in handler.upstreams.values() if not u.closed), 65)
+        self.assertEqual(len(pendingCalls(clock)), 65)
+        table.closeAll()
+        self.assertEqual((table.byIP, pendingCalls(clock)), ({}, []))
+
+    def test_option(self) -> None:
+        clock, listener, table, handler = udpTable("udp://127.0.0.1:5353/192.0.2.1:53?maxSessionsPerIP=2")
+        for port in (1, 2, 3):
+            table.datagramReceived(b"x", ("::1", port))
+        self.assertEqual(list(table.sessions), ["[::1]:2", "[::1]:3"])
+        self.assertTrue(handler.upstreams["[::1]:1"].closed)
 
 
 # =====================================================================

@@ -8,7 +8,11 @@ C{ttl} 60 s (GOST 5 s), C{keepAlive} on (GOST off: one reply per session),
 C{readBufferSize} 65535 (GOST 4096, which truncates larger datagrams).
 C{keepAlive=false} keeps GOST's one-reply semantics for those who ask.
 Sessions are capped (C{maxSessions}, ours): a new client evicts the least
-recently used session.
+recently used session; and per source address (C{maxSessionsPerIP}, ours,
+64): a new port of an address with that many sessions evicts that
+address's least recently used one, so that one host (or one spoofed
+address: UDP sources are not verified) cannot take every session, each
+of which holds an upstream socket or relay connection.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ DEFAULT_TTL = 60.0
 DEFAULT_READ_BUFFER = 65535
 DEFAULT_READ_QUEUE = 128
 DEFAULT_MAX_SESSIONS = 4096
+DEFAULT_MAX_SESSIONS_PER_IP = 64
 
 
 class UDPSessionTable(DatagramProtocol):
@@ -47,26 +52,37 @@ class UDPSessionTable(DatagramProtocol):
         self.log = listener.log
         self.reactor = listener.reactor
         self.sessions: OrderedDict[str, _Session] = OrderedDict()
+        #: The sessions of each source address, least recently used first.
+        self.byIP: dict[str, OrderedDict[str, None]] = {}
         self.evicted = 0
         self.expired = 0
 
     def datagramReceived(self, data: bytes, addr: Any) -> None:
-        client = joinHostPort(_ipText(addr[0]), addr[1])
+        ip = _ipText(addr[0])
+        client = joinHostPort(ip, addr[1])
         session = self.sessions.get(client)
         if session is None:
+            same = self.byIP.get(ip)
+            if same is not None and len(same) >= self.listener.maxSessionsPerIP:
+                oldest = next(iter(same))
+                self.evicted += 1
+                self.log.debug("udp session {client} evicted (maxSessionsPerIP reached)", client=oldest)
+                self.closeSession(oldest)
             if len(self.sessions) >= self.listener.maxSessions:
                 oldest = next(iter(self.sessions))
                 self.evicted += 1
                 self.log.debug("udp session {client} evicted (maxSessions reached)", client=oldest)
                 self.closeSession(oldest)
-            session = _Session(self, client, addr)
+            session = _Session(self, client, addr, ip)
             self.sessions[client] = session
+            self.byIP.setdefault(ip, OrderedDict())[client] = None
             metrics.gauge("udpSessions", self.listener.serviceName, 1)
             session.upstream = self.handler.openSession(self, client)
             if self.sessions.get(client) is not session:
                 return  # the session failed as it opened
         else:
             self.sessions.move_to_end(client)
+            self.byIP[session.ip].move_to_end(client)
         session.touch()
         session.upstream.clientDatagram(data)
 
@@ -89,6 +105,11 @@ class UDPSessionTable(DatagramProtocol):
     def closeSession(self, client: str) -> None:
         session = self.sessions.pop(client, None)
         if session is not None:
+            same = self.byIP.get(session.ip)
+            if same is not None:
+                same.pop(client, None)
+                if not same:
+                    del self.byIP[session.ip]
             metrics.gauge("udpSessions", self.listener.serviceName, -1)
             session.cancel()
             if session.upstream is not None:
@@ -100,9 +121,10 @@ class UDPSessionTable(DatagramProtocol):
 
 
 class _Session:
-    def __init__(self, table: UDPSessionTable, client: str, addr: Any) -> None:
+    def __init__(self, table: UDPSessionTable, client: str, addr: Any, ip: str = "") -> None:
         self.table = table
         self.client = client
+        self.ip = ip
         self.addr = addr
         self.upstream: Any = None
         self.lastActivity = 0.0
@@ -156,7 +178,7 @@ class UDPListener:
     """
     Options (listener metadata, GOST names): C{ttl} (60 s), C{keepAlive}
     (true), C{readBufferSize} (65535), C{readQueueSize} (128); ours:
-    C{maxSessions} (4096).
+    C{maxSessions} (4096), C{maxSessionsPerIP} (64).
     """
 
     datagram = True
@@ -179,6 +201,7 @@ class UDPListener:
         self.readBufferSize = md.getInt("readBufferSize", "udp.bufferSize") or DEFAULT_READ_BUFFER
         self.readQueueSize = md.getInt("readQueueSize", "recvQueueSize") or DEFAULT_READ_QUEUE
         self.maxSessions = md.getInt("maxSessions") or DEFAULT_MAX_SESSIONS
+        self.maxSessionsPerIP = md.getInt("maxSessionsPerIP") or DEFAULT_MAX_SESSIONS_PER_IP
 
     def listen(self, handler: Any) -> defer.Deferred[Any]:
         if not hasattr(handler, "openSession"):

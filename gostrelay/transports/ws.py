@@ -52,9 +52,23 @@ from gostrelay.wire.address import joinHostPort, splitHostPort
 DEFAULT_PATH = "/ws"
 DEFAULT_PING_INTERVAL = 15.0
 
-#: The largest message we assemble (autobahn buffers a whole message);
-#: GOST writes at most 32 KiB per message.
-MAX_MESSAGE = 4 * 1024 * 1024
+#: The most data we put in one message: GOST writes at most 32 KiB per
+#: message (its copy buffer), and so do we.
+WRITE_CHUNK = 32 * 1024
+
+#: The largest message we assemble (autobahn buffers a whole message
+#: before delivering it): GOST's 32 KiB with 2x headroom, which also
+#: takes the 64 KiB messages of earlier gostrelay versions (one TCP read
+#: each).  Past it, in one frame or in fragments, the connection is
+#: dropped.
+MAX_MESSAGE = 64 * 1024
+
+#: The most bytes of an opening handshake (request or response head) we
+#: hold before it is complete: autobahn rescans its whole buffer for the
+#: blank line on every read, so an endless header would cost CPU and
+#: memory until the handshake timeout.  Past it the connection is dropped
+#: with a log line, before any parsing.
+MAX_HANDSHAKE = 32 * 1024
 
 _log = Logger(namespace="gostrelay.ws")
 
@@ -91,7 +105,8 @@ class WebSocketStream:
     def write(self, data: bytes) -> None:
         if data and not self.disconnecting and not self._lost:
             try:
-                self.ws.sendMessage(data, isBinary=True)
+                for i in range(0, len(data), WRITE_CHUNK):
+                    self.ws.sendMessage(data[i : i + WRITE_CHUNK], isBinary=True)
             except Disconnected:
                 pass  # the carrier is gone; so is the stream, shortly
 
@@ -175,8 +190,33 @@ def _rewriteHost(request: bytes, host: str) -> bytes:
     return b"\r\n".join(out) + sep + rest
 
 
+def _handshakeTooLarge(ws: Any, data: bytes) -> bool:
+    """
+    Whether C{data} would take an unfinished opening handshake past
+    L{MAX_HANDSHAKE}; if so the connection is dropped (with a log line)
+    before autobahn parses (rescans) anything.
+    """
+    if ws.state not in (ws.STATE_CONNECTING, ws.STATE_PROXY_CONNECTING):
+        return False
+    if len(ws.data) + len(data) <= MAX_HANDSHAKE:
+        return False
+    transport = ws.transport
+    _log.info(
+        "WebSocket peer {peer}: opening handshake larger than {cap} bytes; dropping",
+        peer=transport.getPeer() if transport is not None else None, cap=MAX_HANDSHAKE,
+    )
+    ws.data = b""
+    if transport is not None:
+        transport.abortConnection()
+    return True
+
+
 class _ServerProtocol(WebSocketServerProtocol):
     stream: WebSocketStream | None = None
+
+    def _dataReceived(self, data: bytes) -> None:
+        if not _handshakeTooLarge(self, data):
+            super()._dataReceived(data)
 
     def onConnect(self, request: Any) -> Any:
         if request.path != self.factory.path:
@@ -295,6 +335,10 @@ class _TLSServerEndpoint:
 
 class _ClientProtocol(WebSocketClientProtocol):
     stream: WebSocketStream | None = None
+
+    def _dataReceived(self, data: bytes) -> None:
+        if not _handshakeTooLarge(self, data):
+            super()._dataReceived(data)
     _hostRewritten = False
 
     def sendData(self, data: bytes, sync: bool = False, chopsize: Any = None) -> None:
