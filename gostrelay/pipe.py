@@ -36,7 +36,13 @@ B = 1
 #: How long one direction of a pipe may go on once the other finished.
 DEFAULT_HALF_CLOSE_TIMEOUT = 60.0
 
+#: Bytes a pipe moves in userspace before it splices (gostrelay.splice):
+#: a connection carrying a web request never takes kernel pipes.
+DEFAULT_SPLICE_THRESHOLD = 64 * 1024
+
 _log = Logger(namespace="gostrelay.pipe")
+
+_NEVER = float("inf")
 
 
 def setNoDelay(transport: object) -> None:
@@ -72,12 +78,17 @@ class Pipe:
         label: str = "",
         splice: bool = False,
         halfCloseTimeout: float = 0.0,
+        spliceThreshold: int = 0,
     ) -> None:
         self.reactor = reactor
         self.halfCloseTimeout = halfCloseTimeout
         self._lingerCall: IDelayedCall | None = None
         self.splice = splice
         self.spliced: Any = None
+        #: Bytes moved in userspace before the pipe tries to splice.
+        self.spliceThreshold = max(0, spliceThreshold)
+        # The byte count (both directions) at which to try next.
+        self._spliceAt = _NEVER
         self.idleTimeout = idleTimeout
         self.onDone = onDone
         self.label = label
@@ -117,9 +128,24 @@ class Pipe:
                 self._lastActivity = self.reactor.seconds()
                 self._idleCall = self.reactor.callLater(self.idleTimeout, self._checkIdle)
             if self.splice and not self._done:
-                from gostrelay.splice import trySplice
+                self._spliceAt = self.transferred[A] + self.transferred[B] + self.spliceThreshold
+                if self.spliceThreshold == 0:
+                    self._trySplice()
 
-                trySplice(self.reactor, self)
+    def _trySplice(self) -> None:
+        from gostrelay.splice import trySplice
+
+        self._spliceAt = _NEVER
+        trySplice(self.reactor, self)
+
+    def unspliced(self) -> None:
+        """
+        The pipe is (back) in userspace after a splice ended early or gave
+        its kernel pipes back: try again after another C{spliceThreshold}
+        bytes.
+        """
+        if self.splice and not self._done:
+            self._spliceAt = self.transferred[A] + self.transferred[B] + max(self.spliceThreshold, 1)
 
     def touch(self) -> None:
         """
@@ -152,6 +178,9 @@ class Pipe:
                 size=len(data),
             )
         other.write(data)
+        if self.transferred[A] + self.transferred[B] >= self._spliceAt:
+            # After the write: the splice waits for Twisted to flush it.
+            self._trySplice()
 
     def readEOF(self, side: int) -> None:
         """

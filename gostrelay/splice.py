@@ -3,24 +3,39 @@ Zero-copy relaying for plain TCP pipes on Linux: splice(2) through a kernel
 pipe, driven by the reactor's readiness events.
 
 A userspace Twisted pipe costs about a CPU second per gigabyte per hop; once
-a relay (or forward) connection is established and both of its sides are
+a relay (or forward) connection carries bulk data and both of its sides are
 plain kernel TCP sockets, the bytes need not enter Python at all.  A
-L{Pipe} hands itself over when both transports are plain TCP and their
-Twisted write buffers are empty; from then on each direction moves
-C{socket → pipe → socket} in the kernel.  Back-pressure is the kernel's (a
-direction stops reading while its destination cannot take more), half-close
-is passed on (C{shutdown(SHUT_WR)} once a direction's source hit EOF and its
-pipe drained), byte counts and the idle timeout carry on as before.  TLS,
-WebSocket, smux and relay-connector streams are not kernel sockets and stay
-in userspace.  C{splice=false} (handler option) turns it off.
+L{Pipe} starts in userspace and hands itself over once it has moved
+C{spliceThreshold} bytes (64 KiB by default), when both transports are
+plain TCP and their Twisted write buffers are empty; from then on each
+direction moves C{socket → pipe → socket} in the kernel.  Back-pressure is
+the kernel's (a direction stops reading while its destination cannot take
+more), half-close is passed on (C{shutdown(SHUT_WR)} once a direction's
+source hit EOF and its pipe drained), byte counts and the idle timeout carry
+on as before.  TLS, WebSocket, smux and relay-connector streams are not
+kernel sockets and stay in userspace.  C{splice=false} (handler option)
+turns it off.
 
-Each spliced connection holds two extra pipe file descriptors per
-direction (four per connection); they count against RLIMIT_NOFILE.
+Descriptors.  A kernel pipe is two descriptors, and a spliced connection
+needs one per direction: four more than its two sockets.  So that short and
+idle connections cost two descriptors, as GOST's do:
+
+  - a connection that carries a few KiB (a web request) never splices;
+  - kernel pipes come from one L{PipePool} per process, bounded to a
+    quarter of C{RLIMIT_NOFILE}; with none to spare a connection stays in
+    userspace (slower, same bytes);
+  - a spliced connection that has been idle for L{IDLE_RETURN} seconds
+    gives its (empty) pipes back and returns to userspace, and may splice
+    again past the threshold;
+  - any failure while setting up (C{EMFILE} from C{pipe2}, C{epoll_ctl}
+    refusing) releases what was taken and leaves the connection in
+    userspace, untouched.
 """
 
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import socket
 from typing import Any
@@ -37,8 +52,118 @@ _FLAGS = (getattr(os, "SPLICE_F_MOVE", 0) | getattr(os, "SPLICE_F_NONBLOCK", 0))
 _PIPE_SIZE = 1 << 20
 _F_SETPIPE_SZ = 1031
 
+#: Seconds without a byte after which a spliced connection gives its
+#: kernel pipes back (checked every L{IDLE_RETURN} seconds, so it happens
+#: after one to two periods).
+IDLE_RETURN = 5.0
+
 #: Bytes moved by splice in this process (for metrics and benchmarks).
 splicedBytes = 0
+
+
+def _fileLimit() -> int:
+    try:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    except (ImportError, OSError, ValueError):  # pragma: no cover - not POSIX
+        return 1024
+    return soft if soft != getattr(resource, "RLIM_INFINITY", -1) else 1 << 20
+
+
+class PipePool:
+    """
+    The kernel pipes of one process: at most C{limit} at a time (in use or
+    kept for reuse), at most C{keep} empty ones kept open for the next
+    connection (so a busy relay does not pay C{pipe2} and C{fcntl} per
+    splice).
+
+    @param limit: the most pipes open at once; by default a quarter of the
+        descriptor limit (each pipe is two descriptors), read when first
+        needed, so that sockets always keep three quarters.
+    """
+
+    def __init__(self, limit: int | None = None, keep: int = 64) -> None:
+        self._limit = limit
+        self.keep = keep
+        self.free: list[tuple[int, int]] = []
+        #: Pipes open now (in use and free).
+        self.open = 0
+        #: Times a pipe was wanted and none could be had (limit or error).
+        self.refused = 0
+        self._lastWarning = ""
+
+    @property
+    def limit(self) -> int:
+        if self._limit is None:
+            self._limit = max(0, _fileLimit() // 8)
+        return self._limit
+
+    @limit.setter
+    def limit(self, value: int | None) -> None:
+        self._limit = value
+
+    def acquire(self) -> tuple[int, int] | None:
+        """
+        An empty pipe C{(read fd, write fd)}, or C{None} when the pool is at
+        its limit or the system has no descriptor or memory to spare.
+        """
+        if self.free:
+            return self.free.pop()
+        if self.open >= self.limit:
+            self.refused += 1
+            return None
+        try:
+            fds = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError as e:
+            self.refused += 1
+            self._warn(e)
+            return None
+        try:
+            fcntl.fcntl(fds[1], _F_SETPIPE_SZ, _PIPE_SIZE)
+        except OSError:
+            pass  # over the per-user pipe buffer limit: the default size works
+        self.open += 1
+        return fds
+
+    def release(self, fds: tuple[int, int], empty: bool = True) -> None:
+        """
+        Give back a pipe from L{acquire}: kept for reuse when it is
+        C{empty}, closed otherwise or when enough are kept.
+        """
+        if empty and len(self.free) < self.keep and self.open <= self.limit:
+            self.free.append(fds)
+            return
+        self.open -= 1
+        for fd in fds:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+    def clear(self) -> None:
+        """
+        Close the pipes kept for reuse.
+        """
+        while self.free:
+            fds = self.free.pop()
+            self.open -= 1
+            for fd in fds:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+
+    def _warn(self, e: OSError) -> None:
+        # One line per kind of failure, not one per connection.
+        why = errno.errorcode.get(e.errno or 0, str(e.errno))
+        if why != self._lastWarning:
+            self._lastWarning = why
+            _log.warn("splice: no kernel pipe ({e}); connections stay in userspace while this lasts", e=e)
+
+
+#: The process's pool.
+pool = PipePool()
 
 
 def spliceable(transport: Any) -> bool:
@@ -95,20 +220,17 @@ class _Direction:
     One direction: C{src} socket → kernel pipe → C{dst} socket.
     """
 
-    def __init__(self, splicer: Splicer, side: int, src: Any, dst: Any, reader: _Descriptor, writer: _Descriptor) -> None:
+    def __init__(
+        self, splicer: Splicer, side: int, src: Any, dst: Any, reader: _Descriptor, writer: _Descriptor, fds: tuple[int, int]
+    ) -> None:
         self.splicer = splicer
         self.side = side
         self.src = src
         self.dst = dst
         self.srcFd = src.fileno()
         self.dstFd = dst.fileno()
-        self.pipeRead, self.pipeWrite = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        try:
-            import fcntl
-
-            fcntl.fcntl(self.pipeWrite, _F_SETPIPE_SZ, _PIPE_SIZE)
-        except OSError:
-            pass
+        self.fds = fds
+        self.pipeRead, self.pipeWrite = fds
         self.inPipe = 0
         self.eof = False
         self.done = False
@@ -198,13 +320,13 @@ class _Direction:
         self.splicer.directionDone()
 
     def stop(self) -> None:
+        """
+        Leave the reactor and give the pipe back (reused only if empty).
+        """
         self._stopReading()
         self._stopWriting()
-        for fd in (self.pipeRead, self.pipeWrite):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+        if self.pipeRead != -1:
+            pool.release(self.fds, empty=self.inPipe == 0)
         self.pipeRead = self.pipeWrite = -1
 
 
@@ -223,8 +345,25 @@ class Splicer:
         self.aborted = False
         #: Why a direction failed (a reset, ...), for the pipe's log line.
         self.reason: Failure | None = None
+        #: Bytes moved when the idle sweep last looked.
+        self._seen = -1
 
-    def start(self) -> None:
+    def start(self) -> bool:
+        """
+        Take the sockets over.  Kernel pipes are taken first: without them
+        (or if the reactor refuses the descriptors) nothing is changed and
+        the pipe stays in userspace.
+
+        @return: whether the pipe is spliced now.
+        """
+        first = pool.acquire()
+        if first is None:
+            return False
+        second = pool.acquire()
+        if second is None:
+            pool.release(first)
+            _sweep.discard(self)  # closes it if nothing else is spliced
+            return False
         a, b = self.transports
         for transport in (*self.pipe.transports, a, b):
             transport.unregisterProducer()
@@ -232,12 +371,57 @@ class Splicer:
             transport.stopReading()
             transport.stopWriting()
         fa, fb = _Descriptor(a.fileno(), self), _Descriptor(b.fileno(), self)
-        self.directions = [_Direction(self, 0, a, b, fa, fb), _Direction(self, 1, b, a, fb, fa)]
-        for direction in self.directions:
-            direction.start()
+        self.directions = [_Direction(self, 0, a, b, fa, fb, first), _Direction(self, 1, b, a, fb, fa, second)]
+        try:
+            for direction in self.directions:
+                direction.start()
+        except Exception as e:  # noqa: BLE001 - e.g. epoll_ctl out of memory: undo, stay in userspace
+            _log.warn("splice: cannot watch the sockets ({e}); the connection stays in userspace", e=e)
+            self._returnToUserspace()
+            return False
+        _watch(self)
+        return True
 
     def activity(self) -> None:
         self.pipe.touch()
+
+    def idle(self) -> bool:
+        """
+        Whether no byte moved since the last call (the idle sweep's view).
+        """
+        moved = self.pipe.transferred[0] + self.pipe.transferred[1]
+        idle, self._seen = moved == self._seen, moved
+        return idle
+
+    def giveBack(self) -> bool:
+        """
+        Return an idle connection to userspace, its pipes to the pool.  Only
+        when both pipes are empty and neither direction has ended.
+
+        @return: whether it was done.
+        """
+        if self.finished or any(d.inPipe or d.eof or d.done for d in self.directions):
+            return False
+        if any(_outputPending(t) or not spliceable(t) for t in self.transports):
+            return False
+        self._returnToUserspace()
+        return True
+
+    def _returnToUserspace(self) -> None:
+        self.finished = True
+        for direction in self.directions:
+            direction.stop()
+        self.directions = []
+        _sweep.discard(self)
+        pipe = self.pipe
+        if pipe.spliced is self:
+            pipe.spliced = None
+        a, b = pipe.transports
+        a.registerProducer(b, True)
+        b.registerProducer(a, True)
+        for transport in self.transports:
+            transport.startReading()
+        pipe.unspliced()
 
     def directionDone(self) -> None:
         if all(d.done for d in self.directions):
@@ -263,11 +447,70 @@ class Splicer:
         self.aborted = abort
         for direction in self.directions:
             direction.stop()
+        _sweep.discard(self)
         for transport in self.transports:
             if abort:
                 transport.abortConnection()
             else:
                 transport.loseConnection()
+
+
+class _IdleSweep:
+    """
+    One timer per process (not one per connection): every L{IDLE_RETURN}
+    seconds, spliced connections that moved nothing since the last look
+    give their pipes back.
+    """
+
+    def __init__(self) -> None:
+        self.splicers: set[Splicer] = set()
+        self.call: Any = None
+        self.reactor: Any = None
+
+    def add(self, splicer: Splicer) -> None:
+        self.splicers.add(splicer)
+        splicer.idle()
+        if self.call is None or not self.call.active():
+            self.reactor = splicer.reactor
+            self.call = self.reactor.callLater(IDLE_RETURN, self.sweep)
+
+    def discard(self, splicer: Splicer) -> None:
+        """
+        C{splicer} has ended: when it was the last one, cancel the timer
+        and close the pipes kept for reuse (an idle process holds none).
+        """
+        self.splicers.discard(splicer)
+        if not self.splicers:
+            if self.call is not None and self.call.active():
+                self.call.cancel()
+            self.call = None
+            pool.clear()
+
+    def sweep(self) -> None:
+        self.call = None
+        for splicer in list(self.splicers):
+            if splicer.finished:
+                self.splicers.discard(splicer)
+            elif splicer.idle():
+                splicer.giveBack()
+        if self.splicers:
+            self.call = self.reactor.callLater(IDLE_RETURN, self.sweep)
+
+    def stop(self) -> None:
+        """
+        Forget every connection and cancel the timer (tests, shutdown).
+        """
+        if self.call is not None and self.call.active():
+            self.call.cancel()
+        self.call = None
+        self.splicers.clear()
+
+
+_sweep = _IdleSweep()
+
+
+def _watch(splicer: Splicer) -> None:
+    _sweep.add(splicer)
 
 
 def kernelSocket(transport: Any) -> tuple[Any, bool]:
@@ -296,7 +539,8 @@ def trySplice(reactor: Any, pipe: Any) -> None:
     """
     Hand C{pipe} to a L{Splicer} as soon as both sides are plain TCP
     sockets with nothing left in Twisted's write buffers; a side that
-    cannot become one (TLS, WebSocket, smux) leaves the pipe in userspace.
+    cannot become one (TLS, WebSocket, smux), or no kernel pipe to spare,
+    leaves the pipe in userspace.
     """
     if not AVAILABLE:
         return
@@ -312,7 +556,10 @@ def trySplice(reactor: Any, pipe: Any) -> None:
             if attempt < len(_RETRY_DELAYS):
                 reactor.callLater(_RETRY_DELAYS[attempt], check, attempt + 1)
             return
-        pipe.spliced = Splicer(reactor, pipe, tuple(sockets))
-        pipe.spliced.start()
+        splicer = Splicer(reactor, pipe, (sockets[0], sockets[1]))
+        pipe.spliced = splicer
+        if not splicer.start():
+            pipe.spliced = None
+            pipe.unspliced()
 
     check(0)

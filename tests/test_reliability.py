@@ -1992,6 +1992,11 @@ class HalfCloseTests(LabTestCase):
         yield server.waitForLine(r"closed, 5 bytes up, 8 bytes down, .*done", timeout=5)
 
     def test_splice(self):  # type: ignore[no-untyped-def]
+        # Threshold 0: spliced at once, so the FIN passes through the kernel path.
+        return self.check("?spliceThreshold=0")
+
+    def test_spliceAfterThreshold(self):  # type: ignore[no-untyped-def]
+        # The default: 5 bytes stay in userspace.
         return self.check("")
 
     def test_noSplice(self):  # type: ignore[no-untyped-def]

@@ -23,7 +23,7 @@ from gostrelay import metrics
 from gostrelay.config.model import ServiceConfig
 from gostrelay.handlers.relay import describeAddress, forwarderSelector, hostOf, serviceBypass
 from gostrelay.interfaces import IHandler
-from gostrelay.pipe import DEFAULT_HALF_CLOSE_TIMEOUT, A, B, Pipe, PipeSideFactory
+from gostrelay.pipe import DEFAULT_HALF_CLOSE_TIMEOUT, DEFAULT_SPLICE_THRESHOLD, A, B, Pipe, PipeSideFactory
 from gostrelay.router import DialError, Router
 from gostrelay.selector import Node
 
@@ -54,7 +54,7 @@ class ForwardProtocol(Protocol):
         self.handler = handler
         self.reactor = handler.reactor
         self.log = handler.log
-        self.pipe = Pipe(self.reactor, handler.idleTimeout, self._pipeDone, splice=handler.splice, halfCloseTimeout=handler.halfCloseTimeout)
+        self.pipe = Pipe(self.reactor, handler.idleTimeout, self._pipeDone, splice=handler.splice, halfCloseTimeout=handler.halfCloseTimeout, spliceThreshold=handler.spliceThreshold)
         self.target = EMPTY_TARGET
         self.node: Node | None = None
         self.peer = ""
@@ -161,6 +161,8 @@ class TCPForwardHandler(Factory):
         self.idleTimeout = max(0.0, handler.md.getDuration("idleTimeout"))
         # Ours: move plain TCP pipes with splice(2) (gostrelay.splice).
         self.splice = handler.md.getBool("splice", default=True)
+        # Ours: bytes a pipe moves in userspace before it splices.
+        self.spliceThreshold = max(0, handler.md.getInt("spliceThreshold", default=DEFAULT_SPLICE_THRESHOLD))
         # Ours: how long one direction may go on after the other finished.
         self.halfCloseTimeout = handler.md.getDuration("halfCloseTimeout", default=DEFAULT_HALF_CLOSE_TIMEOUT)
         self.forwarder = forwarderSelector(service, reactor)

@@ -30,7 +30,7 @@ from gostrelay.connectors.relay import RelayRefused
 from gostrelay.guard import TargetGuard, TargetRefused
 from gostrelay.handlers.relay import _outcome, describeAddress, serviceBypass
 from gostrelay.interfaces import IHandler
-from gostrelay.pipe import DEFAULT_HALF_CLOSE_TIMEOUT, A, B, Pipe, PipeSideFactory
+from gostrelay.pipe import DEFAULT_HALF_CLOSE_TIMEOUT, DEFAULT_SPLICE_THRESHOLD, A, B, Pipe, PipeSideFactory
 from gostrelay.router import DialError, Router
 from gostrelay.wire import httpproxy, socks
 from gostrelay.wire.address import joinHostPort, splitHostPort
@@ -339,7 +339,7 @@ class ProxyEntryProtocol(Protocol):
         self.state = "dialing"
         self.transport.pauseProducing()  # type: ignore[union-attr]
         self._onConnected, self._onFailed = onConnected, onFailed
-        self.pipe = Pipe(self.reactor, self.handler.idleTimeout, self._pipeDone, label=self.peer, splice=self.handler.splice, halfCloseTimeout=self.handler.halfCloseTimeout)
+        self.pipe = Pipe(self.reactor, self.handler.idleTimeout, self._pipeDone, label=self.peer, splice=self.handler.splice, halfCloseTimeout=self.handler.halfCloseTimeout, spliceThreshold=self.handler.spliceThreshold)
         d = self.handler.router.connect("tcp", self.target, PipeSideFactory(self.pipe, B))
         self._dial = d
         d.addCallbacks(self._connected, self._failed)
@@ -446,6 +446,8 @@ class ProxyEntryHandler(Factory):
         self.idleTimeout = max(0.0, md.getDuration("idleTimeout"))
         # Ours: move plain TCP pipes with splice(2) (gostrelay.splice).
         self.splice = handler.md.getBool("splice", default=True)
+        # Ours: bytes a pipe moves in userspace before it splices.
+        self.spliceThreshold = max(0, handler.md.getInt("spliceThreshold", default=DEFAULT_SPLICE_THRESHOLD))
         # Ours: how long one direction may go on after the other finished.
         self.halfCloseTimeout = handler.md.getDuration("halfCloseTimeout", default=DEFAULT_HALF_CLOSE_TIMEOUT)
         self.realm = md.getString("authBasicRealm", default="gost") or "gost"

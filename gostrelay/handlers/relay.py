@@ -32,7 +32,15 @@ from gostrelay.errors import describeFailure
 from gostrelay.guard import TargetGuard, TargetRefused
 from gostrelay.interfaces import IDatagramReceiver, IHandler
 from gostrelay.mux import MuxConfig
-from gostrelay.pipe import DEFAULT_HALF_CLOSE_TIMEOUT, A, B, Pipe, PipeProtocol, PipeSideFactory
+from gostrelay.pipe import (
+    DEFAULT_HALF_CLOSE_TIMEOUT,
+    DEFAULT_SPLICE_THRESHOLD,
+    A,
+    B,
+    Pipe,
+    PipeProtocol,
+    PipeSideFactory,
+)
 from gostrelay.router import DialError, Router
 from gostrelay.selector import Node, Selector
 from gostrelay.wire.address import joinHostPort, splitHostPort
@@ -308,7 +316,7 @@ class RelayServerProtocol(Protocol):
             self._reply(failure, f"bad target {address!r}: {e}")
             return
         self._state = "dialing"
-        self.pipe = Pipe(self.reactor, self.handler.idleTimeout, self._pipeDone, label=self.peer, splice=self.handler.splice, halfCloseTimeout=self.handler.halfCloseTimeout)
+        self.pipe = Pipe(self.reactor, self.handler.idleTimeout, self._pipeDone, label=self.peer, splice=self.handler.splice, halfCloseTimeout=self.handler.halfCloseTimeout, spliceThreshold=self.handler.spliceThreshold)
         d = self.handler.router.connect("tcp", address, PipeSideFactory(self.pipe))
         self._dial = d
 
@@ -556,6 +564,8 @@ class RelayHandler(Factory):
         where = service.source or service.name
         # Ours: move plain TCP pipes with splice(2) (gostrelay.splice).
         self.splice = handler.md.getBool("splice", default=True)
+        # Ours: bytes a pipe moves in userspace before it splices.
+        self.spliceThreshold = max(0, handler.md.getInt("spliceThreshold", default=DEFAULT_SPLICE_THRESHOLD))
         # Ours: how long one direction may go on after the other finished.
         self.halfCloseTimeout = handler.md.getDuration("halfCloseTimeout", default=DEFAULT_HALF_CLOSE_TIMEOUT)
         self.authenticator: Authenticator | None = authenticatorFor(handler, context.config, where)
