@@ -19,7 +19,6 @@ from __future__ import annotations
 import socket
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from twisted.web.resource import Resource
 
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15, 30, 60)
@@ -33,6 +32,9 @@ class Metrics:
     """
 
     def __init__(self, host: str | None = None) -> None:
+        # Imported here: a process without -metrics does not load it.
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
         self.host = host or socket.gethostname()
         self.registry = CollectorRegistry()
         r = self.registry
