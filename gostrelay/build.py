@@ -124,7 +124,7 @@ def checkConfig(config: Config) -> list[str]:
 
 #: GOST features we recognise and do not implement: refused by name rather
 #: than silently ignored (the access-control ones above all).
-_SERVICE_FIELDS = ("admission", "admissions", "limiter", "rlimiter", "resolver", "hosts", "interface", "observer", "logger", "loggers")
+_SERVICE_FIELDS = ("admission", "admissions", "resolver", "hosts", "interface", "observer", "logger", "loggers")
 _SERVICE_METADATA = ("interface", "so_mark", "netns", "netns.out", "proxyProtocol", "sniffing", "mitm.certFile", "mitm.keyFile")
 _HANDLER_METADATA = ("skipauth", "sniffing", "proxyProtocol", "mitm.certFile", "mitm.keyFile", "probeResist", "knock")
 
@@ -271,6 +271,9 @@ def buildServices(reactor: Any, config: Config) -> service.MultiService:
         try:
             handler = handlerPlugin.load()(reactor, svc, context)
             listener = listenerPlugin.load()(reactor, svc, context)
+            # GOST's limiter and rlimiter: back-pressure on the handler's
+            # client connections (gostrelay.limiter).
+            handler = _limited(reactor, handler, listener, svc, config, where)
         except ConfigError as e:
             problems.append(str(e) if str(e).startswith(where) else f"{where}: {e}")
             continue
@@ -287,6 +290,16 @@ def buildServices(reactor: Any, config: Config) -> service.MultiService:
     if metrics.current is not None:
         metrics.current.services.labels(metrics.current.host).set(len(built))
     return top
+
+
+def _limited(reactor: Any, handler: Any, listener: Any, svc: ServiceConfig, config: Config, where: str) -> Any:
+    if not (svc.limiter or svc.rlimiter):
+        return handler
+    if getattr(listener, "datagram", False):
+        raise ConfigError(f"{where}: service limiter and rlimiter are implemented for stream listeners, not UDP")
+    from gostrelay.limiter import wrapHandler
+
+    return wrapHandler(reactor, handler, svc, config, where)
 
 
 def connectionLimits(svc: ServiceConfig, config: Config, where: str) -> tuple[int, int]:

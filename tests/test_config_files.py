@@ -527,8 +527,7 @@ class RefusalTests(unittest.SynchronousTestCase):
             ("relay+quic://:2", "'quic'"),
             ("tcp://:3/a:1,b:2?strategy=parallel", "'parallel'"),
             ("relay+grpc://h:1", "'grpc'"),
-            ("ssh://h:2", "'ssh'"),  # the ssh dialer (the connector fell back to http)
-            ("ssh://h:2", "'http'"),
+            ("ssh://h:2", "'ssh'"),  # the ssh dialer (the connector falls back to http, implemented)
         ]
         self.assertLines(checkConfig(cfg), expected)
         e = self.assertRaises(RefusedConfiguration, buildServices, reactor, cfg)
