@@ -1008,3 +1008,123 @@ class DialerTests(SynchronousTestCase):
         self.assertEqual(self.reactor.activeCalls(), [])
         self.assertEqual(self.reactor.udp, {})
 
+
+
+class UnverifiedPeerTests(SynchronousTestCase):
+    """
+    Issue 19.6: the default key is empty, so anyone builds valid packets,
+    from any source address.  Regression: one spoofed 52-byte datagram
+    drew 18 datagrams (1,378 bytes, 26x) over 30 s (keepalives,
+    retransmissions); 1,100 datagrams from distinct source ports cost 3.1 s
+    of CPU and evicted a live session.  Now a session whose peer never
+    acknowledged anything gets its 1:1 answer (the acknowledgement) and
+    nothing else it has not paid for byte by byte; new sessions are
+    rate-limited per source address; eviction takes unverified sessions
+    first.
+    """
+
+    def setUp(self) -> None:
+        self.reactor = UDPReactor()
+        self.cipher = crypt.newBlockCrypt("", "")
+
+    def listen(self, md: dict[str, Any] | None = None) -> Listening:
+        listening = Listening(self, self.reactor, md or {})
+        self.addCleanup(listening.stop)
+        return listening
+
+    def datagram(self, conv: int, sn: int, seqid: int, data: bytes) -> bytes:
+        segment = arq.Segment(conv, arq.CMD_PUSH, 0, 32, 1000, sn, 0, data).encode()
+        return crypt.encryptPacket(self.cipher, fec.encodeDataPacket(seqid, segment))
+
+    def sentTo(self, listening: Listening, addr: Any) -> list[bytes]:
+        return [data for data, to in listening.udp.written if to == addr]
+
+    def commands(self, datagram: bytes) -> set[Any]:
+        payload = crypt.decryptPacket(self.cipher, datagram)
+        packet = fec.parseFECPacket(payload)
+        if not packet.isData:
+            return {"parity"}
+        return {s.cmd for s in arq.decodeSegments(packet.kcp)}
+
+    def test_spoofedDatagram(self) -> None:
+        listening = self.listen()
+        probe = self.datagram(0x11111111, 0, 0, b"\xff\x06\x00\x00sNaPpY")
+        listening.sockets.datagramReceived(probe, OTHER)
+        self.reactor.blackhole.add(OTHER[1])
+        self.reactor.run(30.0, step=0.05)
+        sent = self.sentTo(listening, OTHER)
+        self.assertEqual(len(sent), 1, "the acknowledgement only")
+        self.assertLessEqual(len(sent[0]), len(probe))
+        self.assertEqual(self.commands(sent[0]), {arq.CMD_ACK})
+
+    def test_blindRequestAnsweredWithinCredit(self) -> None:
+        """
+        A blind smux SYN and request (a spoofer guessing the protocol, or a
+        real client before it acknowledged anything): the handler's answer
+        goes out as far as the peer's bytes pay for it; keepalives and
+        retransmissions wait for an acknowledgement that never comes.
+        """
+        listening = self.listen()
+        received = 0
+        for sn, data in enumerate((b"\xff\x06\x00\x00sNaPpY", b"\x01\x0c\x00\x00D9\xac/\x01\x00\x00\x00\x03\x00\x00\x00")):
+            d = self.datagram(0x11111111, sn, sn, data)
+            received += len(d)
+            listening.sockets.datagramReceived(d, OTHER)
+        self.reactor.blackhole.add(OTHER[1])
+        self.reactor.run(30.0, step=0.05)
+        sent = self.sentTo(listening, OTHER)
+        paid = [d for d in sent if self.commands(d) != {arq.CMD_ACK}]
+        self.assertLessEqual(sum(len(d) for d in paid), received)
+        self.assertLessEqual(len(sent), 4)
+        (connection,) = listening.sockets.sessions.values()
+        self.assertFalse(connection.verified)
+
+    def test_realClientVerified(self) -> None:
+        """
+        A real client (our dialer) acknowledges the server's first segment:
+        the session is verified and the exchange completes at once.
+        """
+        listening = self.listen()
+        dialer = KCPDialer(self.reactor, nodeConfig({}), None)
+        d = dialer.endpoint("127.0.0.1:8443", None, 5).connect(RecordingFactory())
+        self.reactor.run(0.5)
+        recorder = self.successResultOf(d)
+        recorder.transport.write(b"request")  # type: ignore[union-attr]
+        self.reactor.run(0.5)
+        self.assertEqual(recorder.received, RESPONSE)
+        (connection,) = listening.sockets.sessions.values()
+        self.assertTrue(connection.verified)
+        self.assertEqual(connection.held, [])
+        recorder.transport.loseConnection()  # type: ignore[union-attr]
+        for client in list(dialer.clients.values()):
+            client.close()
+        self.reactor.run(0.1)
+
+    def test_newSessionsRateLimited(self) -> None:
+        from gostrelay.transports.kcp import NEW_SESSION_BURST, NEW_SESSION_RATE
+
+        listening = self.listen()
+        for port in range(1000, 2100):
+            listening.sockets.datagramReceived(self.datagram(port, 0, 0, b"\xff\x06\x00\x00sNaPpY"), ("127.0.0.1", port))
+        self.assertEqual(len(listening.sockets.sessions), NEW_SESSION_BURST)
+        self.reactor.advance(1.0)
+        for port in range(3000, 3010):
+            listening.sockets.datagramReceived(self.datagram(port, 0, 0, b"\xff\x06\x00\x00sNaPpY"), ("127.0.0.1", port))
+        self.assertEqual(len(listening.sockets.sessions), NEW_SESSION_BURST + int(NEW_SESSION_RATE))
+        listening.sockets.datagramReceived(self.datagram(7, 0, 0, b"\xff\x06\x00\x00sNaPpY"), ("127.0.0.2", 1))
+        self.assertIn(("127.0.0.2", 1), listening.sockets.sessions, "another address is not limited")
+
+    def test_evictsUnverifiedFirst(self) -> None:
+        listening = self.listen({"maxSessions": 3})
+        sockets = listening.sockets
+        for i, host in enumerate(("10.0.0.1", "10.0.0.2", "10.0.0.3")):
+            sockets.datagramReceived(self.datagram(i + 1, 0, 0, b"\xff\x06\x00\x00sNaPpY"), (host, 1))
+        live = sockets.sessions[("10.0.0.1", 1)]
+        live.verified = True  # as if it had acknowledged our first segment
+        sockets.datagramReceived(self.datagram(9, 0, 0, b"\xff\x06\x00\x00sNaPpY"), ("10.0.0.4", 1))
+        self.assertEqual(list(sockets.sessions), [("10.0.0.1", 1), ("10.0.0.3", 1), ("10.0.0.4", 1)])
+        self.assertFalse(live.closed)
+        sockets.datagramReceived(self.datagram(1, 1, 1, b"\xff\x06\x00\x00sNaPpY"), ("10.0.0.3", 1))  # 3 used now
+        sockets.datagramReceived(self.datagram(10, 0, 0, b"\xff\x06\x00\x00sNaPpY"), ("10.0.0.5", 1))
+        self.assertEqual(list(sockets.sessions), [("10.0.0.1", 1), ("10.0.0.3", 1), ("10.0.0.5", 1)])
+        self.assertEqual(sockets.evicted, 2)

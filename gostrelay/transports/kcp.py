@@ -52,6 +52,21 @@ _log = Logger(namespace="gostrelay.kcp")
 CHECKSUM_LOG_PERIOD = 10.0
 DEFAULT_MAX_SESSIONS = 1024
 
+#: An unverified session (the peer never acknowledged anything we sent:
+#: its source address may be spoofed, and the default key is public) may
+#: send what the peer sent it, byte for byte, up to this much banked...
+MAX_UNVERIFIED_CREDIT = 64 * 1024
+#: ... and holds at most this many datagrams waiting for credit or for the
+#: peer's first acknowledgement (more are dropped; KCP retransmits them).
+MAX_UNVERIFIED_HELD = 16
+
+#: New sessions per source address: a burst of this many, then this many
+#: per second (a GOST client opens one per node, and a new one when it dies).
+NEW_SESSION_BURST = 8
+NEW_SESSION_RATE = 2.0
+#: Source addresses whose rate we remember (least recently seen forgotten).
+MAX_RATE_ENTRIES = 4096
+
 
 @dataclass
 class KCPConfig:
@@ -149,7 +164,10 @@ class KCPConnection:
 
     disconnecting = False
 
-    def __init__(self, reactor: Any, config: KCPConfig, conv: int, send: Any, peer: Any, host: Any, label: str) -> None:
+    def __init__(
+        self, reactor: Any, config: KCPConfig, conv: int, send: Any, peer: Any, host: Any, label: str,
+        verified: bool = True,
+    ) -> None:
         self.reactor = reactor
         self.config = config
         self.conv = conv
@@ -177,6 +195,11 @@ class KCPConnection:
         self._lastChecksumLog = -CHECKSUM_LOG_PERIOD
         self._timer: Any = None
         self._onClose: Any = None
+        #: The listener's sessions start unverified (see L{_send}).
+        self.verified = verified
+        self.credit = 0
+        self.held: list[bytes] = []
+        self.unverifiedDropped = 0
 
     def now(self) -> int:
         return int(self.reactor.seconds() * 1000) & 0xFFFFFFFF
@@ -202,19 +225,29 @@ class KCPConnection:
             return
         self.payloadReceived(payload)
 
-    def payloadReceived(self, payload: bytes) -> None:
+    def payloadReceived(self, payload: bytes, size: int = 0) -> None:
         """
         One datagram, already decrypted (the listener decrypts once to
-        find the conversation, then hands the payload over).
+        find the conversation, then hands the payload over); C{size}: its
+        size on the wire (what an unverified peer's credit grows by).
         """
         if self.closed:
             return
+        if not self.verified:
+            self.credit = min(self.credit + (size or len(payload)), MAX_UNVERIFIED_CREDIT)
         now = self.now()
         try:
             for out in self.decoder.decode(payload):
                 self.kcp.input(out.data, now, regular=not out.recovered)
         except (arq.KCPInputError, fec.FECError) as e:
             _log.debug("{label}: bad KCP datagram: {e}", label=self.label, e=e)
+        if not self.verified:
+            if self.kcp.sndUna != 0:
+                # The peer acknowledged our first segment: it receives at
+                # the address it claims.
+                self.verified = True
+                _log.debug("{label}: peer verified", label=self.label)
+            self._release()
         self._deliver()
         self._checkWritable()
         self._schedule()
@@ -238,8 +271,37 @@ class KCPConnection:
 
     def _output(self, segment: bytes) -> None:
         packets = self.encoder.encode(segment) if self.encoder is not None else [segment]
-        for packet in packets:
-            self.send(crypt.encryptPacket(self.cipher, packet))
+        answer = not self.verified and _onlyAcks(segment)
+        for i, packet in enumerate(packets):
+            self._send(crypt.encryptPacket(self.cipher, packet), answer=answer and i == 0)
+
+    def _send(self, datagram: bytes, answer: bool = False) -> None:
+        """
+        Send C{datagram}; to an unverified peer (one that never
+        acknowledged anything of ours: a spoofed source, maybe) only the
+        1:1 answer goes freely, the acknowledgement of what it sent; any
+        other datagram (data, keepalives, retransmissions, FEC parity) is
+        paid byte for byte by what the peer sent, or held (at most
+        L{MAX_UNVERIFIED_HELD}) until it pays or acknowledges.
+        """
+        if self.verified or answer:
+            self.send(datagram)
+            return
+        if not self.held and len(datagram) <= self.credit:
+            self.credit -= len(datagram)
+            self.send(datagram)
+            return
+        if len(self.held) < MAX_UNVERIFIED_HELD:
+            self.held.append(datagram)
+        else:
+            self.unverifiedDropped += 1
+
+    def _release(self) -> None:
+        while self.held and (self.verified or len(self.held[0]) <= self.credit):
+            datagram = self.held.pop(0)
+            if not self.verified:
+                self.credit -= len(datagram)
+            self.send(datagram)
 
     def _schedule(self) -> None:
         if self.closed:
@@ -336,6 +398,16 @@ class KCPConnection:
     abortConnection = loseConnection
 
 
+def _onlyAcks(buffer: bytes) -> bool:
+    """
+    Whether a flushed KCP buffer carries acknowledgements only.
+    """
+    try:
+        return all(segment.cmd == arq.CMD_ACK for segment in arq.decodeSegments(buffer))
+    except arq.KCPInputError:
+        return False
+
+
 class ConnectionClosed(Exception):
     def __str__(self) -> str:
         return "KCP session closed"
@@ -363,6 +435,11 @@ class _KCPServerSocket(DatagramProtocol):
         self.cipher = crypt.newBlockCrypt(listener.config.crypt, listener.config.key)
         self.checksumFailures = 0
         self._lastChecksumLog = -CHECKSUM_LOG_PERIOD
+        #: Token buckets of new sessions per source address: (tokens, when).
+        self.newSessions: OrderedDict[str, tuple[float, float]] = OrderedDict()
+        self.rateLimited = 0
+        self.evicted = 0
+        self._lastRateLog = -CHECKSUM_LOG_PERIOD
 
     def datagramReceived(self, data: bytes, addr: Any) -> None:
         key = (addr[0], addr[1])
@@ -383,12 +460,38 @@ class _KCPServerSocket(DatagramProtocol):
             connection.loseConnection()
             connection = None
         if connection is None:
-            if convSn is None:
+            if convSn is None or not self._mayOpen(addr[0]):
                 return
             connection = self._open(key, addr, convSn[0])
             if connection is None:
                 return
-        connection.payloadReceived(payload)
+        else:
+            self.sessions.move_to_end(key)
+        connection.payloadReceived(payload, len(data))
+
+    def _mayOpen(self, host: str) -> bool:
+        """
+        Whether C{host} may open a new session now: a token bucket per
+        source address (L{NEW_SESSION_BURST}, L{NEW_SESSION_RATE}).
+        """
+        now = self.listener.reactor.seconds()
+        tokens, when = self.newSessions.pop(host, (float(NEW_SESSION_BURST), now))
+        tokens = min(float(NEW_SESSION_BURST), tokens + (now - when) * NEW_SESSION_RATE)
+        allowed = tokens >= 1.0
+        if allowed:
+            tokens -= 1.0
+        self.newSessions[host] = (tokens, now)
+        if len(self.newSessions) > MAX_RATE_ENTRIES:
+            self.newSessions.popitem(last=False)
+        if not allowed:
+            self.rateLimited += 1
+            if now - self._lastRateLog >= CHECKSUM_LOG_PERIOD:
+                self._lastRateLog = now
+                _log.info(
+                    "kcp {host}: new sessions over {rate:g}/s, dropped ({n} so far)",
+                    host=_ipText(host), rate=NEW_SESSION_RATE, n=self.rateLimited,
+                )
+        return allowed
 
     def _checksumFailed(self, addr: Any) -> None:
         self.checksumFailures += 1
@@ -411,8 +514,14 @@ class _KCPServerSocket(DatagramProtocol):
     def _open(self, key: tuple[str, int], addr: Any, conv: int) -> KCPConnection | None:
         listener = self.listener
         if len(self.sessions) >= listener.maxSessions:
-            oldest = next(iter(self.sessions))
-            self.sessions[oldest].loseConnection()
+            # The least recently used unverified session goes first (a
+            # spoofed one, likely), else the least recently used.
+            victim = next((c for c in self.sessions.values() if not c.verified), None)
+            if victim is None:
+                victim = next(iter(self.sessions.values()))
+            self.evicted += 1
+            _log.debug("{label}: evicted (maxSessions reached)", label=victim.label)
+            victim.loseConnection()
         host = self.transport.getHost()  # type: ignore[union-attr]
         peer = _address(addr[0], addr[1])
         label = f"kcp {joinHostPort(peer.host, peer.port)}"
@@ -424,7 +533,8 @@ class _KCPServerSocket(DatagramProtocol):
                 pass
 
         connection = KCPConnection(
-            listener.reactor, listener.config, conv, send, peer, _address(host.host, host.port), label
+            listener.reactor, listener.config, conv, send, peer, _address(host.host, host.port), label,
+            verified=False,
         )
         self.sessions[key] = connection
 
