@@ -46,3 +46,24 @@ class SourceTCPDialer:
         host, port = splitHostPort(address)
         return HostnameEndpoint(self.reactor, host.encode("idna") if host else b"127.0.0.1", port,
                                 timeout=timeout, bindAddress=(self.source, 0))
+
+
+def parseSourceTCPClient(reactor: Any, *args: str, **kwargs: str) -> IStreamClientEndpoint:
+    """
+    The C{srctcp:} client endpoint string: C{srctcp:HOST:PORT:source=ADDR}
+    (or C{host=}, C{port=}), C{timeout} in seconds (15).  Bad input is a
+    C{ValueError}, as Twisted's own parsers raise.
+    """
+    host = args[0] if args else kwargs.pop("host", "")
+    port = args[1] if len(args) > 1 else kwargs.pop("port", "")
+    source = kwargs.pop("source", "")
+    timeout = float(kwargs.pop("timeout", DEFAULT_DIAL_TIMEOUT))
+    if kwargs or len(args) > 2:
+        raise ValueError(f"srctcp: unknown arguments {sorted(kwargs) or list(args[2:])}")
+    if not host or not str(port).isdigit():
+        raise ValueError("srctcp: needs HOST:PORT")
+    try:
+        ipaddress.ip_address(source)
+    except ValueError:
+        raise ValueError(f"srctcp: needs source=IP, not {source!r}") from None
+    return HostnameEndpoint(reactor, host.encode("idna"), int(port), timeout=timeout, bindAddress=(source, 0))

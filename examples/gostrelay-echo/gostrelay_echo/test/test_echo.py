@@ -8,6 +8,7 @@ on the path).
 from __future__ import annotations
 
 from twisted.internet.address import IPv4Address
+from twisted.internet.endpoints import clientFromString
 from twisted.internet.protocol import Factory
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.trial.unittest import SynchronousTestCase
@@ -101,3 +102,16 @@ class RegistryTests(SynchronousTestCase):
         self.assertIsNotNone(dialer)
         self.assertIs(handler.load(), EchoHandler)  # type: ignore[union-attr]
         self.assertIs(dialer.load(), SourceTCPDialer)  # type: ignore[union-attr]
+
+
+class EndpointStringTests(SynchronousTestCase):
+    def test_srctcp(self) -> None:
+        reactor = MemoryReactorClock()
+        endpoint = clientFromString(reactor, "srctcp:127.0.0.1:8420:source=127.0.0.2:timeout=3")
+        endpoint.connect(Factory())
+        [(host, port, factory, timeout, bindAddress)] = reactor.tcpClients
+        self.assertEqual((host, port, timeout, bindAddress), ("127.0.0.1", 8420, 3, ("127.0.0.2", 0)))
+
+    def test_srctcpErrors(self) -> None:
+        for description in ("srctcp:127.0.0.1:1", "srctcp:127.0.0.1:1:source=127.0.0.2:colour=red", "srctcp:x:source=127.0.0.2"):
+            self.assertRaises(ValueError, clientFromString, MemoryReactorClock(), description)

@@ -1,11 +1,31 @@
 """
-The types of gostrelay-echo, found by name through twisted.plugin.
+The plugins of gostrelay-echo, found through twisted.plugin:
 
-Import-light: only gostrelay.registry is imported here; each factory is
-named by a dotted string and imported when a configuration uses the type.
+  - two gostrelay types by name: handler C{echo}, dialer C{srctcp};
+  - one endpoint string: C{srctcp:HOST:PORT:source=ADDR} (client).
+
+Import-light: only gostrelay.registry and Twisted's interfaces are imported
+here; each factory is named by a dotted string and imported when used.
 """
+
+from twisted.internet.interfaces import IStreamClientEndpointStringParserWithReactor
+from twisted.plugin import IPlugin
+from zope.interface import implementer
 
 from gostrelay.registry import TypePlugin
 
 echoHandler = TypePlugin("handler", "echo", "gostrelay_echo.handler.EchoHandler")
 srctcpDialer = TypePlugin("dialer", "srctcp", "gostrelay_echo.dialer.SourceTCPDialer")
+
+
+@implementer(IPlugin, IStreamClientEndpointStringParserWithReactor)
+class _SourceTCPParser:
+    prefix = "srctcp"
+
+    def parseStreamClient(self, reactor, *args, **kwargs):  # type: ignore[no-untyped-def]
+        from gostrelay_echo.dialer import parseSourceTCPClient
+
+        return parseSourceTCPClient(reactor, *args, **kwargs)
+
+
+srctcpClientParser = _SourceTCPParser()
