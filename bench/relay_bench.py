@@ -39,6 +39,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import signal
 import socket
 import statistics
@@ -143,6 +144,7 @@ class Processes:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+        shutil.rmtree(self.tmp, ignore_errors=True)
 
 
 def echoServer(port: int) -> socket.socket:
@@ -190,6 +192,7 @@ def nginx(procs: Processes, count: int) -> list[int]:
     ports = [freePort() for _ in range(count)]
     base = os.path.join(procs.tmp, "nginx")
     os.makedirs(os.path.join(base, "www"), exist_ok=True)
+    os.chmod(procs.tmp, 0o755)  # nginx's worker (nobody) reads the page
     with open(os.path.join(base, "www", "index.html"), "wb") as f:
         f.write(b"x" * 1024)
     conf = os.path.join(base, "nginx.conf")
