@@ -64,6 +64,24 @@ def _usersOf(auths: Iterable[AuthConfig]) -> dict[str, str]:
     return {a.username: a.password for a in auths}
 
 
+def emptyUserWarning(handler: HandlerConfig) -> str | None:
+    """
+    The start-up warning for a password given with an empty user name
+    (C{relay://:secret@:8420}): as in GOST that means no authentication,
+    which the person who wrote a password surely did not intend.  C{None}
+    when it does not apply.  The password is not part of the text.
+    """
+    if handler.auther or any(handler.authers):
+        return None
+    auth = handler.auth
+    if auth is None or auth.file or auth.username or not auth.password:
+        return None
+    return (
+        "a password is given with an empty user name (\":PASSWORD@\"): as in GOST, "
+        "that means NO authentication; every client is served. Give a user name to require one"
+    )
+
+
 def authenticatorFor(handler: HandlerConfig, config: Config, where: str) -> Authenticator | None:
     """
     The authenticator a handler configuration asks for, or C{None} when it

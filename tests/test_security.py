@@ -21,6 +21,7 @@ from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.interfaces import IHostnameResolver
 from twisted.internet.protocol import DatagramProtocol, Factory, Protocol
 from twisted.internet.task import Clock
+from twisted.logger import LogLevel
 from twisted.trial import unittest
 from zope.interface import implementer
 
@@ -1088,6 +1089,48 @@ class UDPPerSourceTests(unittest.SynchronousTestCase):
             table.datagramReceived(b"x", ("::1", port))
         self.assertEqual(list(table.sessions), ["[::1]:2", "[::1]:3"])
         self.assertTrue(handler.upstreams["[::1]:1"].closed)
+
+
+class StartWarningTests(unittest.SynchronousTestCase):
+    """
+    One warning line at start for two configurations that look safe and
+    are not (issue 19.8, 19.12); neither names the password.
+    """
+
+    def warnings(self, serve: list[str], forward: list[str] = ()) -> list[str]:  # type: ignore[assignment]
+        captured = captureLogs(self)
+        reactor = FuzzReactor()
+        buildServices(reactor, buildConfigFromCommandLine(serve, list(forward)))
+        lines = [line for line, e in zip(captured.lines, captured.events) if e.get("log_level") == LogLevel.warn]
+        for line in lines:
+            self.assertNotIn(SECRET, line)
+        return lines
+
+    def test_emptyUser(self) -> None:
+        """
+        C{relay://:secret@:8420}: as in GOST, no authentication at all;
+        said once at start.
+        """
+        for url in (f"relay://:{SECRET}@127.0.0.1:0", f"socks5://:{SECRET}@127.0.0.1:0", f"auto://:{SECRET}@127.0.0.1:0"):
+            (line,) = self.warnings([url])
+            self.assertIn("NO authentication", line)
+        self.assertEqual(self.warnings([f"relay://alice:{SECRET}@127.0.0.1:0"]), [])
+        self.assertEqual(self.warnings(["relay://127.0.0.1:0"]), [])
+
+    def test_credentialsOverUnverifiedTLS(self) -> None:
+        """
+        A chain sending credentials over TLS that does not verify the
+        server (GOST's default): any certificate is accepted, so a fake
+        server gets them.  Said once at start, with the remedy.
+        """
+        serve = ["tcp://127.0.0.1:0/192.0.2.1:22"]
+        for hop in (f"relay+tls://alice:{SECRET}@127.0.0.1:8443", f"relay+wss://alice:{SECRET}@127.0.0.1:8443"):
+            (line,) = self.warnings(serve, [hop])
+            self.assertIn("does not verify the server", line)
+            self.assertIn("secure=true", line)
+        for hop in (f"relay+tls://alice:{SECRET}@localhost:8443?secure=true", "relay+tls://127.0.0.1:8443",
+                    f"relay://alice:{SECRET}@127.0.0.1:8420"):
+            self.assertEqual(self.warnings(serve, [hop]), [], hop)
 
 
 # =====================================================================

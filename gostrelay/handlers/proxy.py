@@ -24,7 +24,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from gostrelay import logs, metrics
-from gostrelay.auth import Authenticator, authenticatorFor
+from gostrelay.auth import Authenticator, authenticatorFor, emptyUserWarning
 from gostrelay.config.model import ServiceConfig
 from gostrelay.connectors.relay import RelayRefused
 from gostrelay.guard import TargetGuard, TargetRefused
@@ -455,6 +455,10 @@ class ProxyEntryHandler(Factory):
         self.udpTTL = md.getDuration("ttl") or 60.0
         where = service.source or service.name
         self.authenticator: Authenticator | None = authenticatorFor(handler, context.config, where)
+        warning = emptyUserWarning(handler)
+        if warning:
+            # The service name, not its source: the URL holds the password.
+            self.log.warn("service {name}: {text}", name=service.name, text=warning)
         self._reloadArgs = (handler, context.config, where)
         self.router: Router = context.router(service, handler.chain, where)
         self.bypass = serviceBypass(service, context.config, where)

@@ -25,7 +25,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from gostrelay import logs, metrics
-from gostrelay.auth import Authenticator, authenticatorFor
+from gostrelay.auth import Authenticator, authenticatorFor, emptyUserWarning
 from gostrelay.config.model import ConfigError, ServiceConfig
 from gostrelay.datagram import DropWhenPaused
 from gostrelay.errors import describeFailure
@@ -569,6 +569,10 @@ class RelayHandler(Factory):
         # Ours: how long one direction may go on after the other finished.
         self.halfCloseTimeout = handler.md.getDuration("halfCloseTimeout", default=DEFAULT_HALF_CLOSE_TIMEOUT)
         self.authenticator: Authenticator | None = authenticatorFor(handler, context.config, where)
+        warning = emptyUserWarning(handler)
+        if warning:
+            # The service name, not its source: the URL holds the password.
+            self.log.warn("service {name}: {text}", name=service.name, text=warning)
         self._reloadArgs = (handler, context.config, where)
         self.forwarder = forwarderSelector(service, reactor)
         self.router: Router = context.router(service, handler.chain, where)

@@ -310,6 +310,27 @@ def clientCreator(tls: TLSConfig | None, nodeHost: str, where: str) -> Any:
     return _GostClientCreator(serverName, caCerts, clientCertificate, verifyName=tls.secure)
 
 
+def warnUnverifiedCredentials(node: NodeConfig, tls: TLSConfig | None) -> None:
+    """
+    One warning at start when a node sends credentials (its connector's
+    user and password) over TLS that does not verify the server (GOST's
+    default: no C{secure}, no C{caFile}): any server, or anything in the
+    path, can then present a certificate and read them.
+    """
+    connector = node.connector
+    auth = connector.auth if connector is not None else None
+    if auth is None or not (auth.username or auth.file):
+        return
+    if tls is not None and (tls.secure or tls.caFile):
+        return
+    _log.warn(
+        "node {name}: credentials go to {addr} over TLS that does not verify the server "
+        "(GOST's default): anyone who can intercept the connection can read them; "
+        "set secure=true (and serverName) or caFile",
+        name=node.name, addr=node.addr,
+    )
+
+
 @implementer(IDialer)
 class TLSDialer:
     """
@@ -327,6 +348,7 @@ class TLSDialer:
             tls = node.tls
         host = _nodeHost(node.addr)
         self.creator = clientCreator(tls, host, where)
+        warnUnverifiedCredentials(node, tls)
 
     def endpoint(
         self, address: str, through: IStreamClientEndpoint | None = None, timeout: float = DEFAULT_DIAL_TIMEOUT

@@ -46,7 +46,7 @@ from gostrelay.interfaces import IDialer, IListener
 from gostrelay.layering import connectLayered
 from gostrelay.router import DEFAULT_DIAL_TIMEOUT, directEndpoint
 from gostrelay.transports.tcp import DEFAULT_BACKLOG, serverEndpoint
-from gostrelay.transports.tls import _nodeHost, clientCreator, serverContextFactory
+from gostrelay.transports.tls import _nodeHost, clientCreator, serverContextFactory, warnUnverifiedCredentials
 from gostrelay.wire.address import joinHostPort, splitHostPort
 
 DEFAULT_PATH = "/ws"
@@ -501,6 +501,7 @@ class WSDialer:
         if self.secure:
             tls = dialer.tls if dialer is not None and dialer.tls is not None else node.tls
             self.creator = clientCreator(tls, _nodeHost(node.addr), where)
+            warnUnverifiedCredentials(node, tls)
 
     def endpoint(
         self, address: str, through: IStreamClientEndpoint | None = None, timeout: float = DEFAULT_DIAL_TIMEOUT
