@@ -431,12 +431,13 @@ class HTTPTests(ProxyTestCase):
         router.dials[0].accept()
         self.assertTrue(tr.value().startswith(b"HTTP/1.1 200 Connection established"))
 
-    def test_tlsFirstByteClosed(self) -> None:
+    def test_tlsFirstByteWithUsersClosed(self) -> None:
         """
-        A TLS ClientHello (0x16) is not forwarded by SNI: closed, no reply,
-        nothing dialed.
+        A TLS ClientHello (0x16) on an entry with users is not forwarded by
+        SNI (it carries no credentials): closed, no reply, nothing dialed.
+        (Without users it is: tests/test_sni.py.)
         """
-        reactor, handler, router = makeHandler(":0")
+        reactor, handler, router = makeHandler("auto://user:pass@:0")
         proto, tr = connectClient(handler)
         proto.dataReceived(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03")
         self.assertEqual(tr.value(), b"")

@@ -4,8 +4,11 @@ C{socks}) and C{socks4} (alias C{socks4a}) (spec-relay.md section 11).  C{denyPr
 targets as on the relay handler (L{gostrelay.guard}).
 
 C{-L :8080} serves all three on one port: the first byte decides (0x04
-SOCKS4, 0x05 SOCKS5, 0x16 a TLS ClientHello, which we do not forward by SNI
-and close with a log line, anything else HTTP).  Every target is reached
+SOCKS4, 0x05 SOCKS5, 0x16 a TLS ClientHello, forwarded by its server name
+to port 443 as GOST's C{sni} handler does (L{gostrelay.wire.tlshello};
+not on an entry with users: a ClientHello carries no credentials),
+anything else HTTP).  The C{sni} handler is the same entry with TLS and
+HTTP only.  Every target is reached
 through the service's router, so through its chain when it has one.
 
 Codecs are sans-IO (L{gostrelay.wire.socks}, L{gostrelay.wire.httpproxy});
@@ -32,7 +35,7 @@ from gostrelay.handlers.relay import _outcome, describeAddress, serviceBypass
 from gostrelay.interfaces import IHandler
 from gostrelay.pipe import DEFAULT_HALF_CLOSE_TIMEOUT, DEFAULT_SPLICE_THRESHOLD, A, B, Pipe, PipeSideFactory
 from gostrelay.router import DialError, Router
-from gostrelay.wire import httpproxy, socks
+from gostrelay.wire import httpproxy, socks, tlshello
 from gostrelay.wire.address import joinHostPort, splitHostPort
 from gostrelay.wire.relay import Status
 
@@ -45,6 +48,7 @@ MAX_REQUEST_BUFFER = 128 * 1024
 HTTP = "http"
 SOCKS4 = "socks4"
 SOCKS5 = "socks5"
+SNI = "sni"
 
 
 @implementer(IHalfCloseableProtocol)
@@ -111,6 +115,8 @@ class ProxyEntryProtocol(Protocol):
                 self.mode = SOCKS4
             elif first == 0x05 and SOCKS5 in self.handler.modes:
                 self.mode = SOCKS5
+            elif first == 0x16 and SNI in self.handler.modes:
+                self.mode = SNI
             elif first == 0x16:
                 self._close("TLS ClientHello received: forwarding TLS by SNI is not supported")
                 return
@@ -121,12 +127,16 @@ class ProxyEntryProtocol(Protocol):
                 self._socks5()
             elif self.mode == SOCKS4:
                 self._socks4()
+            elif self.mode == SNI:
+                self._sni()
             else:
                 self._http()
         except socks.SocksError as e:
             if e.reply:
                 self.transport.write(e.reply)  # type: ignore[union-attr]
             self._close(f"bad {self.mode} request: {e}")
+        except tlshello.TLSHelloError as e:
+            self._close(f"bad TLS ClientHello: {e}")
         except httpproxy.HTTPProxyError as e:
             self.transport.write(httpproxy.encodeResponse(e.status))  # type: ignore[union-attr]
             self._close(f"bad HTTP request: {e}")
@@ -308,6 +318,27 @@ class ProxyEntryProtocol(Protocol):
             lambda reason: self.transport.write(httpproxy.encodeResponse(503)),  # type: ignore[union-attr]
         )
 
+    def _sni(self) -> None:
+        """
+        A TLS ClientHello: forward it, untouched, to the name it carries
+        (port 443, or the port in the name), as GOST's C{sni} handler.
+        """
+        if self.handler.authenticator is not None:
+            self._close("TLS ClientHello on an entry with users: not forwarded by SNI (it carries no credentials)")
+            return
+        name = tlshello.serverName(self.buffer)
+        if name is None:
+            return
+        if not name:
+            self._close("TLS ClientHello without a server name")
+            return
+        try:
+            host, port = splitHostPort(name)
+        except ValueError:
+            host, port = name, 0
+        self.target = joinHostPort(host, port or 443)
+        self._connect(lambda protocol: None, lambda reason: None)
+
     # -- dialing and piping
 
     def _bypassed(self) -> bool:
@@ -328,6 +359,7 @@ class ProxyEntryProtocol(Protocol):
             HTTP: httpproxy.encodeResponse(403),
             SOCKS5: socks.encodeSocks5Reply(socks.REP_NOT_ALLOWED),
             SOCKS4: socks.encodeSocks4Reply(socks.SOCKS4_REJECTED),
+            SNI: b"",
         }[self.mode or HTTP]
 
     def _connect(self, onConnected: Any, onFailed: Any) -> None:
@@ -432,7 +464,7 @@ class ProxyEntryHandler(Factory):
     """
 
     noisy = False
-    modes: frozenset[str] = frozenset({HTTP, SOCKS4, SOCKS5})
+    modes: frozenset[str] = frozenset({HTTP, SOCKS4, SOCKS5, SNI})
 
     def __init__(self, reactor: Any, service: ServiceConfig, context: Any) -> None:
         handler = service.handler
@@ -478,7 +510,7 @@ class ProxyEntryHandler(Factory):
 
 
 class AutoHandler(ProxyEntryHandler):
-    modes = frozenset({HTTP, SOCKS4, SOCKS5})
+    modes = frozenset({HTTP, SOCKS4, SOCKS5, SNI})
 
 
 class HTTPHandler(ProxyEntryHandler):
@@ -491,3 +523,12 @@ class SOCKS5Handler(ProxyEntryHandler):
 
 class SOCKS4Handler(ProxyEntryHandler):
     modes = frozenset({SOCKS4})
+
+
+class SNIHandler(ProxyEntryHandler):
+    """
+    GOST's C{sni} handler: a TLS ClientHello is forwarded by its server
+    name, an HTTP request by its C{Host} (port 80).
+    """
+
+    modes = frozenset({HTTP, SNI})
