@@ -25,7 +25,7 @@ from gostrelay.connectors.handshake import ProxyHopRefused
 from gostrelay.endpoints import chainEndpoint
 from tests.processes import CONSOLE, childEnvironment, spawn
 from tests.support.proxies import startMicrosocks, startPproxy, startTinyproxy
-from tests.support.targets import Collector, EchoFactory
+from tests.support.targets import Collector, EchoFactory, UDPClient, UDPEcho
 
 
 class ProxyHopTests(unittest.TestCase):
@@ -287,9 +287,61 @@ class ProxyHopTests(unittest.TestCase):
         bad = clientFromString(reactor, rf"httpconnect:tcp\:127.0.0.1\:{ph}:host=127.0.0.1:port={echo}:username=a:password=x")
         yield self.assertFailure(connectProtocol(bad, Collector()), ProxyHopRefused)
 
-    def test_relayUDPRefusedByName(self) -> None:
+    # -- UDP through a SOCKS5 hop
+
+    @defer.inlineCallbacks
+    def udpService(self, socksURL: str):  # type: ignore[no-untyped-def]
         """
-        C{relay=udp} (standard UDP ASSOCIATE) is refused at start by name.
+        A UDP echo target and C{-L udp://.../target -F socksURL}; fires with
+        the entry's port.
         """
-        e = self.assertRaises(ConfigError, chainEndpoint, reactor, ["socks5://a:1?relay=udp"], "x", 80)
-        self.assertIn("relay=udp", str(e))
+        echo = UDPEcho()
+        port = reactor.listenUDP(0, echo, interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        (entry,) = yield self.startServices([f"udp://127.0.0.1:0/127.0.0.1:{port.getHost().port}"], [socksURL])
+        return entry
+
+    def udpClient(self) -> UDPClient:
+        client = UDPClient()
+        port = reactor.listenUDP(0, client, interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        return client
+
+    @defer.inlineCallbacks
+    def test_udpAssociate(self):  # type: ignore[no-untyped-def]
+        """
+        C{relay=udp}: a standard SOCKS5 UDP ASSOCIATE on a first hop, here
+        against our own SOCKS5 entry with C{udp=true}; datagrams go both
+        ways.
+        """
+        (socksPort,) = yield self.startServices(["socks5://u:p@127.0.0.1:0?udp=true"])
+        entry = yield self.udpService(f"socks5://u:p@127.0.0.1:{socksPort}?relay=udp")
+        client = self.udpClient()
+        for payload in (b"first datagram", b"second", b"x" * 4000):
+            reply = yield client.exchange(payload, ("127.0.0.1", entry))
+            self.assertEqual(reply, payload)
+
+    @defer.inlineCallbacks
+    def test_udpTunnelRefused(self):  # type: ignore[no-untyped-def]
+        """
+        Without C{relay=udp}, UDP goes by GOST's UDP tunnel command (0xF3);
+        a server that does not know it (ours, like any standard one)
+        answers "command not supported", which is logged with the hop.
+        """
+        (socksPort,) = yield self.startServices(["socks5://127.0.0.1:0?udp=true"])
+        entry = yield self.udpService(f"socks5://127.0.0.1:{socksPort}")
+        client = self.udpClient()
+        d = client.exchange(b"dropped", ("127.0.0.1", entry), timeout=2)
+        yield self.assertFailure(d, defer.TimeoutError)
+        self.assertTrue(
+            [line for line in self.logged if "socks5 proxy" in line and "0x07 command not supported" in line], self.logged
+        )
+
+    def test_relayUDPFirstHopOnly(self) -> None:
+        """
+        C{relay=udp} on a later hop is refused at start, naming it.
+        """
+        e = self.assertRaises(ConfigError, chainEndpoint, reactor, ["relay://a:1", "socks5://b:1?relay=udp"], "x", 80)
+        self.assertIn("relay=udp (UDP ASSOCIATE) works on a first hop only", str(e))
+        e = self.assertRaises(ConfigError, chainEndpoint, reactor, ["socks5://b:1?relay=tcp"], "x", 80)
+        self.assertIn("relay=tcp", str(e))

@@ -15,7 +15,10 @@ transport.
 For GOST's UDP tunnel (SOCKS5 command 0xF3, HTTP C{X-Gost-Protocol: udp})
 the protocol also turns the application's C{LEN PAYLOAD} frames (what
 L{gostrelay.router.Router.datagram} speaks to any UDP-capable hop) into
-tunnel datagrams addressed to the target, and back.
+tunnel datagrams addressed to the target, and back.  For a standard SOCKS5
+UDP ASSOCIATE (C{relay=udp}) the frames go instead as RFC 1928 datagrams
+over a UDP socket of ours to the relay address the proxy named; the TCP
+connection only holds the association open.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from twisted.internet.interfaces import (
     ITLSTransport,
     ITransport,
 )
-from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.protocol import DatagramProtocol, Factory, Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import directlyProvides, implementer, providedBy
@@ -41,6 +44,7 @@ from gostrelay.config.model import ConfigError, NodeConfig
 from gostrelay.errors import describeFailure
 from gostrelay.layering import connectLayered
 from gostrelay.wire.address import splitHostPort
+from gostrelay.wire.socks import SocksError, encodeSocks5Datagram, parseSocks5Datagram
 from gostrelay.wire.socksclient import ProxyProtocolError, ProxyRefused
 from gostrelay.wire.udpframe import (
     FrameError,
@@ -70,6 +74,40 @@ class ProxyHopRefused(ConnectError):
         self.target = target
 
 
+class _AssociationSocket(DatagramProtocol):
+    """
+    Our end of a SOCKS5 UDP association: RFC 1928 datagrams to and from
+    the proxy's relay address, as C{LEN PAYLOAD} frames to the application.
+    """
+
+    def __init__(self, owner: HandshakeClientProtocol, relay: tuple[str, int]) -> None:
+        self.owner = owner
+        self.relay = relay
+        self.dropped = 0
+
+    def datagramReceived(self, data: bytes, addr: Any) -> None:
+        if (addr[0], addr[1]) != self.relay:
+            self.dropped += 1  # only the proxy's relay speaks for the target
+            return
+        try:
+            datagram = parseSocks5Datagram(data)
+        except SocksError:
+            self.dropped += 1
+            return
+        if datagram.frag or self.owner.app is None:
+            self.dropped += 1
+            return
+        self.owner.app.dataReceived(encodeLengthFrame(datagram.data))
+
+    def send(self, host: str, port: int, payload: bytes) -> None:
+        if self.transport is None:
+            return
+        try:
+            self.transport.write(encodeSocks5Datagram(host, port, payload), self.relay)
+        except (OSError, ValueError):
+            self.dropped += 1
+
+
 @implementer(IHalfCloseableProtocol, ITransport)
 class HandshakeClientProtocol(Protocol):
     """
@@ -89,6 +127,8 @@ class HandshakeClientProtocol(Protocol):
         self._udp: tuple[str, int] | None = None
         self._fromApp: LengthFrameParser | None = None
         self._fromProxy: TunnelDatagramParser | None = None
+        self._association: _AssociationSocket | None = None
+        self._associationPort: Any = None
 
     # -- carrier side
 
@@ -155,6 +195,8 @@ class HandshakeClientProtocol(Protocol):
             self._udp = self.endpoint.udpTarget
             self._fromApp = LengthFrameParser()
             self._fromProxy = TunnelDatagramParser()
+            if self.endpoint.associate and not self._openAssociation():
+                return False
         try:
             app = self.appFactory.buildProtocol(self.transport.getPeer())  # type: ignore[union-attr]
         except BaseException:
@@ -170,6 +212,38 @@ class HandshakeClientProtocol(Protocol):
         self.ready.callback(app)
         return True
 
+    def _openAssociation(self) -> bool:
+        """
+        Open our UDP socket for a SOCKS5 UDP association; the relay address
+        is the proxy's answer (an unspecified host means the proxy's own
+        address, as clients read RFC 1928).
+        """
+        import ipaddress
+
+        host, port = getattr(self.handshake, "bound", None) or ("", 0)
+        try:
+            unspecified = ipaddress.ip_address(host).is_unspecified
+        except ValueError:
+            unspecified = False
+        if not host or unspecified:
+            host = str(getattr(self.transport.getPeer(), "host", ""))  # type: ignore[union-attr]
+        try:
+            ip = ipaddress.ip_address(host)
+        except ValueError:
+            self._refused(f"UDP relay address {host!r} is not an IP address")
+            self.transport.loseConnection()  # type: ignore[union-attr]
+            return False
+        self._association = _AssociationSocket(self, (str(ip), port))
+        try:
+            self._associationPort = self.endpoint.reactor.listenUDP(
+                0, self._association, interface="::" if ip.version == 6 else "", maxPacketSize=65535
+            )
+        except Exception as e:  # noqa: BLE001 - no UDP socket: the association fails
+            self._refused(f"cannot open a UDP socket: {e}")
+            self.transport.loseConnection()  # type: ignore[union-attr]
+            return False
+        return True
+
     def readConnectionLost(self) -> None:
         if self.app is not None and IHalfCloseableProtocol.providedBy(self.app):
             self.app.readConnectionLost()
@@ -182,6 +256,9 @@ class HandshakeClientProtocol(Protocol):
 
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
         self._cancelTimer()
+        if self._associationPort is not None:
+            port, self._associationPort = self._associationPort, None
+            port.stopListening()
         if self.app is not None:
             app, self.app = self.app, None
             app.connectionLost(reason)
@@ -205,6 +282,10 @@ class HandshakeClientProtocol(Protocol):
 
     def write(self, data: bytes) -> None:
         if not data:
+            return
+        if self._association is not None and self._fromApp is not None and self._udp is not None:
+            for payload in self._fromApp.feed(data):
+                self._association.send(self._udp[0], self._udp[1], payload)
             return
         if self._fromApp is not None and self._udp is not None:
             frames = []
@@ -294,6 +375,19 @@ def nodeCredentials(node: NodeConfig, where: str) -> tuple[str | None, str]:
     return auth.username, auth.password
 
 
+def hopIndex(node: NodeConfig, context: Any) -> int:
+    """
+    The position of C{node}'s hop in its chain (0: the first hop; 0 too
+    when it cannot be told, e.g. a named hop used by several chains).
+    """
+    config = getattr(context, "config", None)
+    for chain in getattr(config, "chains", []):
+        for i, hop in enumerate(chain.hops):
+            if any(n is node for n in hop.nodes):
+                return i
+    return 0
+
+
 def nodeLabel(node: NodeConfig, context: Any, kind: str) -> str:
     """
     How log lines name a proxy node: its hop, its name and its address
@@ -320,6 +414,7 @@ class HandshakeEndpoint:
         take (0: no limit of its own; the dial timeout still applies).
     @param udp: the target is reached by GOST's UDP tunnel: the application
         speaks C{LEN PAYLOAD} frames.
+    @param associate: with C{udp}, by a SOCKS5 UDP association instead.
     """
 
     def __init__(
@@ -332,6 +427,7 @@ class HandshakeEndpoint:
         target: str,
         timeout: float = 0.0,
         udp: bool = False,
+        associate: bool = False,
     ) -> None:
         self.reactor = reactor
         self.through = through
@@ -341,6 +437,8 @@ class HandshakeEndpoint:
         self.target = target
         self.timeout = timeout
         self.udpTarget = splitHostPort(target) if udp else None
+        #: UDP by a standard SOCKS5 UDP ASSOCIATE (C{relay=udp}).
+        self.associate = udp and associate
 
     def connect(self, protocolFactory: IProtocolFactory) -> defer.Deferred[Any]:
         return connectLayered(self.through, lambda ready: _HandshakeFactory(self, protocolFactory, ready))

@@ -7,8 +7,9 @@ SOCKS5 options (GOST's names): C{timeout}; C{notls} is accepted (we never
 offer GOST's TLS methods, so it changes nothing); C{udpBufferSize} is
 accepted.  Credentials (URL userinfo or C{auth}) go by RFC 1929.  UDP goes
 by GOST's UDP tunnel command (0xF3), which GOST's SOCKS5 server serves
-with C{udp=true}; C{relay=udp} (standard UDP ASSOCIATE) is refused at
-start.
+with C{udp=true}; with C{relay=udp}, by a standard UDP ASSOCIATE (any
+SOCKS5 server), which a first hop only can do (our UDP socket must reach
+the proxy's relay address directly).
 
 SOCKS4 options: C{timeout}, C{disable4a} (resolve names here and send
 plain SOCKS4).  The URL's user name is the SOCKS4 user id.
@@ -24,11 +25,11 @@ from twisted.internet.interfaces import IProtocolFactory, IStreamClientEndpoint
 from zope.interface import implementer
 
 from gostrelay.config.model import ConfigError, NodeConfig
-from gostrelay.connectors.handshake import HandshakeEndpoint, nodeCredentials, nodeLabel
+from gostrelay.connectors.handshake import HandshakeEndpoint, hopIndex, nodeCredentials, nodeLabel
 from gostrelay.interfaces import IConnector
 from gostrelay.router import UnsupportedNetwork
 from gostrelay.wire.address import AddressError, splitHostPort
-from gostrelay.wire.socks import CMD_CONNECT
+from gostrelay.wire.socks import CMD_CONNECT, CMD_UDP_ASSOCIATE
 from gostrelay.wire.socksclient import CMD_UDP_TUN, Socks4ClientHandshake, Socks5ClientHandshake
 
 
@@ -45,10 +46,14 @@ class SOCKS5Connector:
         assert node.connector is not None
         where = node.source or node.name
         md = node.connector.md
-        if md.getString("relay"):
+        relay = md.getString("relay")
+        if relay not in ("", "udp"):
+            raise ConfigError(f"{where}: socks5 connector option relay={relay}: only relay=udp (UDP ASSOCIATE) exists")
+        self.associate = relay == "udp"
+        if self.associate and hopIndex(node, context) > 0:
             raise ConfigError(
-                f"{where}: socks5 connector option relay={md.getString('relay')} (UDP ASSOCIATE) is not implemented;"
-                " UDP goes through GOST's UDP tunnel without it"
+                f"{where}: socks5 connector option relay=udp (UDP ASSOCIATE) works on a first hop only"
+                " (the UDP socket must reach the proxy directly); without it UDP goes through GOST's UDP tunnel"
             )
         self.reactor = reactor
         self.proxy = node.addr
@@ -65,7 +70,7 @@ class SOCKS5Connector:
         if not udp and network not in ("tcp", "tcp4", "tcp6"):
             raise UnsupportedNetwork(f"socks5 connector: network {network!r} is not supported")
         host, port = _target("socks5", address)
-        command = CMD_UDP_TUN if udp else CMD_CONNECT
+        command = (CMD_UDP_ASSOCIATE if self.associate else CMD_UDP_TUN) if udp else CMD_CONNECT
         try:
             Socks5ClientHandshake(host, port, self.username, self.password, command)
         except AddressError as e:
@@ -73,7 +78,7 @@ class SOCKS5Connector:
         return HandshakeEndpoint(
             self.reactor, through,
             lambda: Socks5ClientHandshake(host, port, self.username, self.password, command),
-            self.proxy, self.label, address, self.timeout, udp=udp,
+            self.proxy, self.label, address, self.timeout, udp=udp, associate=self.associate,
         )
 
 

@@ -1,0 +1,161 @@
+"""
+GOST's admission (L{gostrelay.admission}): allow and deny lists of IPs,
+CIDRs and names, from the command line and YAML, with files and reload on
+a L{task.Clock}; and, on real sockets, clients bound to 127.0.0.2 and
+127.0.0.3: a refused client is closed without a byte, with a log line, and
+the target is never dialed.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from twisted.internet import task
+from twisted.internet.address import HostnameAddress, IPv4Address
+from twisted.internet.interfaces import IHostnameResolver
+from twisted.trial.unittest import SynchronousTestCase
+from zope.interface import implementer
+
+from gostrelay.admission import Admission, AdmissionList, admissionFor
+from gostrelay.config.model import Config, ConfigError
+from gostrelay.config.url import buildConfigFromCommandLine
+
+
+@implementer(IHostnameResolver)
+class FakeResolver:
+    def __init__(self, answers: dict[str, list[str]]) -> None:
+        self.answers = answers
+        self.asked: list[str] = []
+
+    def resolveHostName(self, receiver: Any, hostName: str, *args: Any, **kwargs: Any) -> Any:
+        self.asked.append(hostName)
+        receiver.resolutionBegan(None)
+        for address in self.answers.get(hostName, []):
+            receiver.addressResolved(IPv4Address("TCP", address, 0))
+        receiver.resolutionComplete()
+        return None
+
+
+class FakeReactor(task.Clock):
+    def __init__(self, answers: dict[str, list[str]] | None = None) -> None:
+        super().__init__()
+        self.nameResolver = FakeResolver(answers or {})
+
+
+def peer(host: str) -> IPv4Address:
+    return IPv4Address("TCP", host, 40000)
+
+
+class ListTests(SynchronousTestCase):
+    def test_denyList(self) -> None:
+        admission = Admission([AdmissionList(FakeReactor(), "a", ["10.0.0.0/8", "192.0.2.7"])])
+        self.assertIsNone(admission(peer("192.0.2.8")))
+        self.assertIn("in the deny list of admission a", admission(peer("10.1.2.3")) or "")
+        self.assertIsNotNone(admission(peer("192.0.2.7")))
+        self.assertIsNotNone(admission(IPv4Address("TCP", "::ffff:10.0.0.1", 1)))
+
+    def test_allowList(self) -> None:
+        admission = Admission([AdmissionList(FakeReactor(), "a", ["127.0.0.2", "2001:db8::/32"], whitelist=True)])
+        self.assertIsNone(admission(peer("127.0.0.2")))
+        self.assertIsNone(admission(peer("2001:db8::1")))
+        self.assertIn("not in the allow list", admission(peer("127.0.0.3")) or "")
+
+    def test_namesResolved(self) -> None:
+        """
+        Names (ours; GOST ignores them) are resolved when the list is
+        loaded, and again at every reload.
+        """
+        clock = FakeReactor({"office.example": ["198.51.100.4"]})
+        lst = AdmissionList(clock, "a", ["office.example"], whitelist=True, reloadPeriod=10)
+        admission = Admission([lst])
+        self.assertIsNone(admission(peer("198.51.100.4")))
+        self.assertIsNotNone(admission(peer("198.51.100.5")))
+        clock.nameResolver.answers["office.example"] = ["198.51.100.5"]
+        admission.start()
+        clock.advance(10)
+        self.assertIsNone(admission(peer("198.51.100.5")))
+        self.assertIsNotNone(admission(peer("198.51.100.4")))
+        admission.stop()
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_fileAndReload(self) -> None:
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write("# office\n10.0.0.0/8  # the LAN\n\n")
+        clock = FakeReactor()
+        lst = AdmissionList(clock, "a", [], whitelist=True, path=path, reloadPeriod=0.2)
+        self.assertEqual(lst.reloadPeriod, 1.0)  # GOST's minimum
+        admission = Admission([lst])
+        admission.start()
+        self.assertIsNone(admission(peer("10.9.9.9")))
+        self.assertIsNotNone(admission(peer("172.16.0.1")))
+        with open(path, "w") as f:
+            f.write("172.16.0.0/12\n")
+        clock.advance(1)
+        self.assertIsNone(admission(peer("172.16.0.1")))
+        self.assertIsNotNone(admission(peer("10.9.9.9")))
+        os.remove(path)
+        clock.advance(1)  # unreadable now: the previous list stays
+        self.assertIsNone(admission(peer("172.16.0.1")))
+        admission.stop()
+
+    def test_groupAllMustAdmit(self) -> None:
+        clock = FakeReactor()
+        admission = Admission(
+            [AdmissionList(clock, "allow", ["10.0.0.0/8"], whitelist=True), AdmissionList(clock, "deny", ["10.0.0.5"])]
+        )
+        self.assertIsNone(admission(peer("10.0.0.4")))
+        self.assertIn("admission deny", admission(peer("10.0.0.5")) or "")
+        self.assertIn("admission allow", admission(peer("11.0.0.1")) or "")
+
+    def test_nonIPClientsAdmitted(self) -> None:
+        admission = Admission([AdmissionList(FakeReactor(), "a", ["10.0.0.0/8"], whitelist=True)])
+        self.assertIsNone(admission(HostnameAddress(b"some-host", 0)))
+
+
+class ConfigTests(SynchronousTestCase):
+    def test_commandLine(self) -> None:
+        """
+        C{?admission=~A,B} is GOST's allow list; without C{~} a deny list.
+        """
+        config = buildConfigFromCommandLine(["relay://:0?admission=~127.0.0.2,10.0.0.0/8", "relay://:0?admission=127.0.0.3"], [])
+        allow = admissionFor(FakeReactor(), config.services[0], config, "s0")
+        deny = admissionFor(FakeReactor(), config.services[1], config, "s1")
+        assert allow is not None and deny is not None
+        self.assertIsNone(allow(peer("127.0.0.2")))
+        self.assertIsNotNone(allow(peer("127.0.0.3")))
+        self.assertIsNone(deny(peer("127.0.0.2")))
+        self.assertIsNotNone(deny(peer("127.0.0.3")))
+
+    def test_yaml(self) -> None:
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write("127.0.0.3\n")
+        config = Config.fromDict(
+            {
+                "services": [{"name": "s", "addr": ":0", "handler": {"type": "relay"}, "admissions": ["a", "b"]}],
+                "admissions": [
+                    {"name": "a", "whitelist": True, "matchers": ["127.0.0.0/8"]},
+                    {"name": "b", "file": {"path": path}, "reload": "10s"},
+                ],
+            }
+        )
+        admission = admissionFor(FakeReactor(), config.services[0], config, "s")
+        assert admission is not None
+        self.assertEqual([lst.reloadPeriod for lst in admission.lists], [0.0, 10.0])
+        self.assertIsNone(admission(peer("127.0.0.2")))
+        self.assertIsNotNone(admission(peer("127.0.0.3")))
+
+    def test_refusals(self) -> None:
+        def config(section: dict[str, Any]) -> Config:
+            return Config.fromDict(
+                {"services": [{"name": "s", "addr": ":0", "handler": {"type": "relay"}, "admission": "a"}], "admissions": [section]}
+            )
+
+        e = self.assertRaises(ConfigError, admissionFor, FakeReactor(), config({"name": "x"}).services[0], config({"name": "x"}), "s")
+        self.assertIn("admission 'a' is not defined", str(e))
+        cfg = config({"name": "a", "redis": {"addr": "127.0.0.1:6379"}})
+        self.assertIn("redis is not implemented", str(self.assertRaises(ConfigError, admissionFor, FakeReactor(), cfg.services[0], cfg, "s")))
+        cfg = config({"name": "a", "file": {"path": "/nonexistent/list"}})
+        self.assertIn("cannot read", str(self.assertRaises(ConfigError, admissionFor, FakeReactor(), cfg.services[0], cfg, "s")))
