@@ -17,6 +17,7 @@ from twisted.logger import Logger
 
 from gostrelay import metrics, registry
 from gostrelay.config.model import Config, ConfigError, ServiceConfig
+from gostrelay.config.options import NODE_OPTIONS, SERVICE_OPTIONS, badValues, typeOptions
 from gostrelay.router import DEFAULT_DIAL_TIMEOUT, Router
 from gostrelay.selector import strategyName
 
@@ -30,6 +31,13 @@ class RefusedConfiguration(ConfigError):
     def __init__(self, problems: list[str]) -> None:
         super().__init__("\n".join(problems))
         self.problems = problems
+
+
+class CannotStart(Exception):
+    """
+    A service cannot listen (a port in use, a socket path not writable):
+    the message is one line naming the service, the address and why.
+    """
 
 
 class BuildContext:
@@ -95,6 +103,7 @@ def checkConfig(config: Config) -> list[str]:
             if chainName and config.chain(chainName) is None:
                 problems.append(f"{where}: chain {chainName!r} is not defined")
         problems.extend(_unsupportedFeatures(svc, where))
+        problems.extend(_badOptionValues(svc, where))
     for c, chain in enumerate(config.chains):
         for h, hop in enumerate(chain.hops):
             hopWhere = f"chains[{c}].hops[{h}] ({chain.name}/{hop.name})"
@@ -117,6 +126,11 @@ def checkConfig(config: Config) -> list[str]:
                     problems.append(f"{nodeWhere}: connector {connector!r} is not implemented")
                 if registry.lookup("dialer", dialer) is None:
                     problems.append(f"{nodeWhere}: dialer {dialer!r} is not implemented")
+                problems.extend(badValues(nodeWhere, node.metadata, NODE_OPTIONS))
+                if node.connector is not None:
+                    problems.extend(badValues(nodeWhere, node.connector.metadata, typeOptions("connector", connector)))
+                if node.dialer is not None:
+                    problems.extend(badValues(nodeWhere, node.dialer.metadata, typeOptions("dialer", dialer)))
     # One line per offending type and place: a port range or a node group
     # repeats the same URL.
     return list(dict.fromkeys(problems))
@@ -127,6 +141,19 @@ def checkConfig(config: Config) -> list[str]:
 _SERVICE_FIELDS = ("admission", "admissions", "resolver", "hosts", "interface", "observer", "logger", "loggers")
 _SERVICE_METADATA = ("interface", "so_mark", "netns", "netns.out", "proxyProtocol", "sniffing", "mitm.certFile", "mitm.keyFile")
 _HANDLER_METADATA = ("skipauth", "sniffing", "proxyProtocol", "mitm.certFile", "mitm.keyFile", "probeResist", "knock")
+
+
+def _badOptionValues(svc: ServiceConfig, where: str) -> list[str]:
+    """
+    Options of a known kind whose value is not of it (C{bind=yes}): GOST
+    reads them as false or zero; we refuse them (docs/differences.md).
+    """
+    problems = badValues(where, svc.metadata, SERVICE_OPTIONS)
+    if svc.handler is not None and svc.handler.type:
+        problems.extend(badValues(where, svc.handler.metadata, typeOptions("handler", svc.handler.type)))
+    if svc.listener is not None:
+        problems.extend(badValues(where, svc.listener.metadata, typeOptions("listener", svc.listener.type or "tcp")))
+    return problems
 
 
 def _unsupportedFeatures(svc: ServiceConfig, where: str) -> list[str]:
@@ -192,6 +219,15 @@ class GostService(service.Service):
                 listener=self.config.listener.type if self.config.listener else "tcp",
                 addr=_hostText(host),
             )
+            if isOpenProxy(self.config, host):
+                self.log.warn(
+                    "{name} ({source}) is an open {kind}: no users, listening on {addr}; anyone who reaches it "
+                    "can use it (add users, e.g. --user NAME:PASS or relay://user:pass@...)",
+                    name=self.name,
+                    source=self.config.source or self.config.addr,
+                    kind="relay" if self.config.handler and self.config.handler.type == "relay" else "proxy",
+                    addr=_hostText(host),
+                )
             self.listening.callback(port)
             return port
 
@@ -202,7 +238,7 @@ class GostService(service.Service):
 
         d.addCallbacks(listened, failed)
         if failures:
-            failures[0].raiseException()
+            raise CannotStart(_cannotListen(self.config, failures[0].value)) from None
 
     def startService(self) -> None:
         if self.port is None and not self.listening.called:
@@ -226,7 +262,72 @@ class GostService(service.Service):
         return defer.gatherResults(waits) if waits else None
 
 
+#: Handlers that take their destination from the client: without users on
+#: a public address, anyone may use them.
+_PROXY_HANDLERS = frozenset({"relay", "auto", "http", "socks", "socks4", "socks4a", "socks5"})
+
+
+def isOpenProxy(svc: ServiceConfig, host: Any) -> bool:
+    """
+    Whether C{svc}, listening on C{host}, lets anyone who reaches it choose
+    where to connect: a proxy handler without users or forward targets on a
+    non-loopback IP address.
+    """
+    import ipaddress
+
+    handler = svc.handler
+    if handler is None or handler.type not in _PROXY_HANDLERS:
+        return False
+    if handler.auth is not None and (handler.auth.username or handler.auth.file):
+        return False
+    if handler.auther or handler.authers:
+        return False
+    if svc.forwarder is not None and svc.forwarder.nodes:
+        return False
+    address = getattr(host, "host", None)
+    if not isinstance(address, str):
+        return False  # unix sockets, stdio: reached only by local users
+    try:
+        return not ipaddress.ip_address(address.split("%")[0]).is_loopback
+    except ValueError:
+        return False
+
+
+def _cannotListen(svc: ServiceConfig, error: BaseException) -> str:
+    """
+    One line for a listening failure: which service, which address, why.
+    """
+    import errno as _errno
+    import os
+
+    from twisted.internet.error import CannotListenError
+
+    where = svc.source or svc.name
+    if isinstance(error, CannotListenError):
+        interface = error.interface or ""
+        if isinstance(error.port, (str, bytes)) and not str(error.port).isdigit():
+            address = error.port.decode("utf-8", "replace") if isinstance(error.port, bytes) else error.port
+        elif ":" in interface:
+            address = f"[{interface}]:{error.port}"
+        else:
+            address = f"{interface}:{error.port}"
+        socketError = error.socketError
+        code = getattr(socketError, "errno", None)
+        if code == _errno.EADDRINUSE:
+            reason = "the address is in use (another process listens there)"
+        elif code is not None:
+            reason = (getattr(socketError, "strerror", None) or os.strerror(code)).lower()
+        else:
+            reason = str(socketError)
+        return f"{where}: cannot listen on {address}: {reason}"
+    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return f"{where}: cannot listen: {text}"
+
+
 def _hostText(host: Any) -> str:
+    name = getattr(host, "name", None)
+    if getattr(host, "host", None) is None and isinstance(name, (str, bytes)):
+        return "unix:" + (name.decode("utf-8", "replace") if isinstance(name, bytes) else name)
     h = getattr(host, "host", None)
     p = getattr(host, "port", None)
     if h is None:

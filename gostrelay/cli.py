@@ -25,11 +25,16 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     from twisted.internet import reactor
 
+    from gostrelay.build import CannotStart
+
     logs.start(options["debug"])
     top = makeService(options, reactor)
     try:
         top.privilegedStartService()
-    except Exception as e:  # a port that cannot be bound, ...
+    except CannotStart as e:  # a port that cannot be bound, ...
+        print(f"gostrelay: {e}", file=sys.stderr)
+        raise SystemExit(1)
+    except Exception as e:
         print(f"gostrelay: cannot start: {e}", file=sys.stderr)
         raise SystemExit(1)
     top.startService()

@@ -124,6 +124,11 @@ class ITypePlugin(Interface):
     kind = Attribute('"handler", "listener", "connector" or "dialer"')
     name = Attribute("The GOST type name, e.g. \"relay\".")
     aliases = Attribute("Other names of the same type.")
+    options = Attribute(
+        "Optional: a mapping of the metadata keys the type reads to the kind of "
+        "value (string, bool, int, float, duration, any); None if undeclared. "
+        "Unknown command-line options are warned about, bad values refused."
+    )
 
     def load():  # type: ignore[no-untyped-def]
         """

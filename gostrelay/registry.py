@@ -4,6 +4,12 @@ Types by name, through L{twisted.plugin}.
 This module is imported by the plugin files in C{twisted/plugins/}, so it
 imports only zope.interface and L{gostrelay.interfaces}: discovering plugins
 must stay cheap.
+
+An editable install (C{pip install -e .}) maps the package through an
+import hook: the source tree's C{twisted/plugins} directory is then on no
+C{sys.path} entry and L{twisted.plugin} would find none of our plugin files.
+L{ensureOwnPlugins} adds that directory to C{twisted.plugins.__path__}, so
+our types and endpoint prefixes are found however the package was installed.
 """
 
 from __future__ import annotations
@@ -25,13 +31,23 @@ class TypePlugin:
     first use.
     """
 
-    def __init__(self, kind: str, name: str, factoryName: str, aliases: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        kind: str,
+        name: str,
+        factoryName: str,
+        aliases: tuple[str, ...] = (),
+        options: dict[str, str] | None = None,
+    ) -> None:
         if kind not in KINDS:
             raise ValueError(f"unknown plugin kind {kind!r}")
         self.kind = kind
         self.name = name
         self.aliases = aliases
         self.factoryName = factoryName
+        #: The metadata keys the type reads, each with its kind of value
+        #: (L{OPTION_KINDS}); C{None}: not declared (nothing is checked).
+        self.options = options
 
     def load(self) -> Callable[..., Any]:
         from twisted.python.reflect import namedAny
@@ -42,13 +58,59 @@ class TypePlugin:
         return f"<TypePlugin {self.kind} {self.name} -> {self.factoryName}>"
 
 
+#: The kinds of option values, checked when a configuration is built.
+OPTION_KINDS = ("string", "bool", "int", "float", "duration", "any")
+
+#: Our plugin files, by which L{ensureOwnPlugins} recognises their directory.
+OWN_PLUGIN_FILES = ("gostrelay_types.py", "gostrelay_twistd.py")
+
 _cache: dict[tuple[str, str], ITypePlugin] | None = None
+
+
+class PluginsMissing(Exception):
+    """
+    gostrelay's plugin files cannot be found: the message says why and what
+    to do.
+    """
+
+
+def ensureOwnPlugins() -> None:
+    """
+    Make sure L{twisted.plugin} sees gostrelay's own plugin files: when no
+    directory of C{twisted.plugins.__path__} holds them (an editable
+    install), add the source tree's C{twisted/plugins}, found next to the
+    package.
+
+    @raise PluginsMissing: when they are nowhere to be found.
+    """
+    import os
+
+    import twisted.plugins
+
+    paths = list(twisted.plugins.__path__)
+    for path in paths:
+        if os.path.isfile(os.path.join(path, OWN_PLUGIN_FILES[0])):
+            return
+    import gostrelay
+
+    tree = os.path.dirname(os.path.dirname(os.path.abspath(gostrelay.__file__)))
+    candidate = os.path.join(tree, "twisted", "plugins")
+    if os.path.isfile(os.path.join(candidate, OWN_PLUGIN_FILES[0])):
+        twisted.plugins.__path__.append(candidate)
+        return
+    raise PluginsMissing(
+        "gostrelay's plugin files (twisted/plugins/gostrelay_*.py) are not installed: "
+        "reinstall with 'pip install .', or for an editable install "
+        "'pip install -e . --config-settings editable_mode=compat'"
+    )
 
 
 def _index() -> dict[tuple[str, str], ITypePlugin]:
     global _cache
     if _cache is None:
         from twisted.plugin import getPlugins
+
+        ensureOwnPlugins()
 
         index: dict[tuple[str, str], ITypePlugin] = {}
         for plugin in getPlugins(ITypePlugin):
@@ -68,6 +130,15 @@ def lookup(kind: str, name: str) -> ITypePlugin | None:
 
 def implemented(kind: str) -> list[str]:
     return sorted(name for (k, name) in _index() if k == kind)
+
+
+def forget() -> None:
+    """
+    Forget what discovery found (for tests that add a plugin package to
+    C{sys.path}).
+    """
+    global _cache
+    _cache = None
 
 
 def register(plugin: ITypePlugin) -> None:

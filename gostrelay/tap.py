@@ -18,15 +18,32 @@ from gostrelay.config.files import dumpConfig, findDefault, loadSource
 from gostrelay.config.model import Config, ConfigError
 from gostrelay.config.url import buildConfigFromCommandLine
 
+SYNOPSIS = """\
+Usage: gostrelay [options]
+       twistd -n --pidfile= relay [options]"""
+
+DESCRIPTION = """\
+Run GOST services (relay servers, forwarding, proxy entries) on Twisted.
+A -L/--listen value is a GOST URL (relay://user:pass@:8420) or a Twisted
+server endpoint description (tcp:8420, ssl:8443:privateKey=key.pem,
+unix:/run/relay.sock); the flags after a description (--handler, --user,
+--users, --target, --option) apply to that service only. See docs/cli.md.
+"""
+
 USAGE_EXAMPLE = """\
-Examples (from GOST's relay page):
-  relay server with a user:    -L relay://username:password@:12345
-  proxy entry through it:      -L :8080 -F relay://username:password@server:12345?nodelay=false
-  relay forward mode:          -L relay://:8420/:53
+Examples, GOST's face:
+  relay server with a user:      gostrelay -L relay://user:pass@:8420
+  proxy entry through it:        gostrelay -L :8080 -F relay://user:pass@server:8420
+  relay forward mode:            gostrelay -L relay://:8420/:53
+Examples, Twisted's face:
+  relay server with a user:      twistd -n --pidfile= relay --listen tcp:8420 --user user:pass
+  over Twisted's TLS:            twistd -n --pidfile= relay --listen ssl:8443:privateKey=key.pem:certKey=cert.pem
+  on a unix socket:              twistd -n --pidfile= relay --listen unix:/run/relay.sock
+  relay forward mode with BIND:  twistd -n --pidfile= relay --listen tcp:8420 --target :53 --option bind=true
 """
 
 #: GOST's long flags, which GOST users type with one dash.
-_LONG_FLAGS = ("metrics", "api", "workers", "output", "listen", "forward", "config", "debug", "version")
+_LONG_FLAGS = ("metrics", "api", "workers", "output", "listen", "forward", "config", "debug", "version", "help")
 _SINGLE_DASH_LONG = re.compile(r"^-(?P<name>[A-Za-z][A-Za-z0-9-]+)(?P<rest>=.*)?$")
 
 
@@ -59,9 +76,19 @@ def versionText() -> str:
     )
 
 
+#: Per-service flags, with how to say the same in a GOST URL.
+_PER_SERVICE_IN_URL = {
+    "handler": "the scheme, relay://",
+    "user": "user info, relay://user:pass@:8420",
+    "users": "a configuration file's auther",
+    "target": "the path, relay://:8420/host:port",
+    "option": "the query, relay://:8420?key=value",
+}
+
+
 class Options(usage.Options):
-    synopsis = "Usage: gostrelay [options]  (or: twistd -n --pidfile= relay [options])"
-    longdesc = "Run GOST services (relay, forwarding, proxy entries) on Twisted.\n\n" + USAGE_EXAMPLE
+    synopsis = SYNOPSIS
+    longdesc = ""
 
     optFlags: list[list[str]] = []
     optParameters = [
@@ -78,11 +105,84 @@ class Options(usage.Options):
         self["config"] = []
         self["debug"] = 0
 
-    def opt_listen(self, url: str) -> None:
-        """A service URL, GOST's -L (repeatable)."""
-        self["listen"].append(url)
+    def getSynopsis(self) -> str:
+        # One synopsis for both faces, also under twistd (which would
+        # otherwise prepend its own).
+        return SYNOPSIS
+
+    def getUsage(self, width: int | None = None) -> str:
+        return DESCRIPTION + "\n" + super().getUsage(width).rstrip("\n") + "\n\n" + USAGE_EXAMPLE
+
+    def opt_help(self) -> None:
+        """Display this help and exit."""
+        print(SYNOPSIS + "\n\n" + self.getUsage())
+        raise SystemExit(0)
+
+    opt_h = opt_help
+
+    def opt_listen(self, value: str) -> None:
+        """A service: a GOST URL (GOST's -L) or an endpoint description (repeatable)."""
+        from gostrelay.config.listen import DESCRIPTION as _DESCRIPTION
+        from gostrelay.config.listen import ListenSpec, classify
+
+        try:
+            kind = classify(value)
+        except ConfigError as e:
+            # Reported when the configuration is built: one line, exit 1.
+            self["listen"].append(ListenSpec(value, error=str(e)))
+            return
+        self["listen"].append(ListenSpec(value) if kind == _DESCRIPTION else value)
 
     opt_L = opt_listen
+
+    def _described(self, flag: str) -> Any:
+        from gostrelay.config.listen import ListenSpec
+
+        if not self["listen"]:
+            raise usage.UsageError(f"--{flag} applies to the --listen DESCRIPTION before it; there is none")
+        last = self["listen"][-1]
+        if not isinstance(last, ListenSpec):
+            raise usage.UsageError(
+                f"--{flag} applies to an endpoint description (--listen tcp:8420 --{flag} ...); "
+                f"{last} is a GOST URL: use {_PER_SERVICE_IN_URL[flag]}"
+            )
+        return last
+
+    def opt_handler(self, name: str) -> None:
+        """After --listen DESCRIPTION: its handler type (default relay)."""
+        spec = self._described("handler")
+        if spec.handler:
+            raise usage.UsageError(f"--handler given twice for {spec.description}")
+        spec.handler = name
+
+    def opt_user(self, value: str) -> None:
+        """After --listen DESCRIPTION: a user NAME:PASS (repeatable)."""
+        spec = self._described("user")
+        if ":" not in value:
+            raise usage.UsageError(f"--user takes NAME:PASS, got {value!r}")
+        spec.users.append(value)
+
+    def opt_users(self, path: str) -> None:
+        """After --listen DESCRIPTION: a users file (one 'name password' a line)."""
+        spec = self._described("users")
+        if spec.usersFile:
+            raise usage.UsageError(f"--users given twice for {spec.description}")
+        spec.usersFile = path
+
+    def opt_target(self, value: str) -> None:
+        """After --listen DESCRIPTION: a forward target HOST:PORT (repeatable)."""
+        spec = self._described("target")
+        if not value or "," in value:
+            raise usage.UsageError(f"--target takes one HOST:PORT, got {value!r}: repeat --target for more")
+        spec.targets.append(value)
+
+    def opt_option(self, value: str) -> None:
+        """After --listen DESCRIPTION: KEY=VALUE, as in a URL query (repeatable)."""
+        spec = self._described("option")
+        key, eq, item = value.partition("=")
+        if not eq or not key:
+            raise usage.UsageError(f"--option takes KEY=VALUE, got {value!r}")
+        spec.options.append((key, item))
 
     def opt_forward(self, url: str) -> None:
         """A chain node URL, GOST's -F: one hop each (repeatable)."""
@@ -113,7 +213,16 @@ class Options(usage.Options):
         if options is None:
             options = sys.argv[1:]
         self.arguments = list(options)
-        super().parseOptions(rewriteGostFlags(options))
+        try:
+            super().parseOptions(rewriteGostFlags(options))
+        except usage.UsageError as e:
+            if getattr(self, "parent", None) is None:
+                raise
+            # Under twistd, which would print its whole usage text: one
+            # line, as from the console script.
+            print(f"twistd relay: {e}", file=sys.stderr)
+            print("Try 'twistd relay --help'.", file=sys.stderr)
+            raise SystemExit(2) from None
 
     def postOptions(self) -> None:
         if self["output"] not in (None, "yaml", "json"):
@@ -138,13 +247,15 @@ class Options(usage.Options):
         if not sources and not self["listen"]:
             found = findDefault()
             if found is None:
-                raise usage.UsageError("no services: give -L or -C\n\n" + USAGE_EXAMPLE)
+                raise usage.UsageError("no services: give -L or -C\n\n" + USAGE_EXAMPLE.rstrip("\n"))
             sources.append(found)
         config = Config()
         for source in sources:
             config.merge(loadSource(source))
         if self["listen"] or self["forward"]:
-            config.merge(buildConfigFromCommandLine(self["listen"], self["forward"]))
+            commandLine = buildConfigFromCommandLine(self["listen"], self["forward"])
+            config.warnings.extend(commandLine.warnings)
+            config.merge(commandLine)
         if self["workers"]:
             try:
                 config.workers = int(self["workers"])
@@ -178,6 +289,22 @@ def _fail(lines: Sequence[str], code: int = 1) -> None:
     raise SystemExit(code)
 
 
+def _refuseWorkers(config: Config) -> None:
+    """
+    C{--workers} shares a listening socket between processes by
+    C{SO_REUSEPORT}, which only our own address listeners can do.
+    """
+    if not config.workers or config.workers <= 1:
+        return
+    described = [svc for svc in config.services if svc.listener is not None and svc.listener.type == "endpoint"]
+    if described:
+        svc = described[0]
+        _fail([
+            f"{svc.source or svc.name}: --workers cannot share an endpoint description's socket: "
+            f"give the service as a GOST URL (-L relay://:PORT) or run without --workers"
+        ])
+
+
 def makeService(options: Options, reactor: Any = None) -> service.IService:
     """
     Build the services, or print why not and exit: C{-O} prints the
@@ -185,6 +312,7 @@ def makeService(options: Options, reactor: Any = None) -> service.IService:
     one line per problem; a command line without services exits 2.
     """
     from gostrelay.build import RefusedConfiguration, buildServices
+    from gostrelay.registry import PluginsMissing
 
     if reactor is None:
         from twisted.internet import reactor as _reactor
@@ -196,6 +324,10 @@ def makeService(options: Options, reactor: Any = None) -> service.IService:
         _fail([str(e)], 2)
     except ConfigError as e:
         _fail([str(e)])
+    except PluginsMissing as e:
+        _fail([str(e)])
+    for warning in config.warnings:
+        print(f"gostrelay: warning: {warning}", file=sys.stderr)
     if options["metrics"]:
         config.metrics = parseMetricsFlag(options["metrics"])
     if options["output"]:
@@ -209,16 +341,24 @@ def makeService(options: Options, reactor: Any = None) -> service.IService:
         _fail(unsupported)
     if not config.services:
         _fail(["the configuration has no services"], 2)
+    _refuseWorkers(config)
     from gostrelay import workers
 
     if (config.workers and config.workers > 1) or workers.INDEX > 0:
         workers.REUSE_PORT = True
+    parent = getattr(options, "parent", None)
+    top = TopService(reactor, underTwistd=parent is not None, daemon=parent is not None and not parent.get("nodaemon"))
     try:
-        top = buildServices(reactor, config)
+        services = buildServices(reactor, config)
     except RefusedConfiguration as e:
         _fail(e.problems)
     except ConfigError as e:
         _fail([str(e)])
+    except PluginsMissing as e:
+        _fail([str(e)])
+    for child in list(services):
+        child.disownServiceParent()
+        child.setServiceParent(top)
     from gostrelay.operations import ReloadService, raiseFileLimit
 
     raiseFileLimit()
@@ -229,6 +369,54 @@ def makeService(options: Options, reactor: Any = None) -> service.IService:
         spawner.setServiceParent(top)
         reloader.workers = spawner.processes
     return top
+
+
+class TopService(service.MultiService):
+    """
+    All of a run's services: a port that cannot be bound is one line (also
+    under twistd, which would print a traceback), and, under twistd, a stop
+    by SIGTERM or SIGINT after a clean shutdown exits 0 as the console
+    script does (twistd would kill itself with the signal: exit 143).
+    """
+
+    def __init__(self, reactor: Any, underTwistd: bool = False, daemon: bool = False) -> None:
+        super().__init__()
+        self.reactor = reactor
+        self.underTwistd = underTwistd
+        self.daemon = daemon
+        self.stoppedCleanly = False
+        if underTwistd:
+            reactor.addSystemEventTrigger("after", "shutdown", self._exitCleanly)
+
+    def privilegedStartService(self) -> None:
+        from gostrelay.build import CannotStart
+
+        try:
+            super().privilegedStartService()
+        except CannotStart as e:
+            if not self.underTwistd or self.daemon:
+                # The console script prints it; a daemonizing twistd hands
+                # it to the waiting parent, which prints it.
+                raise
+            print(f"gostrelay: {e}", file=sys.__stderr__)
+            raise SystemExit(1) from None
+
+    def stopService(self) -> Any:
+        d = super().stopService()
+
+        def stopped(results: Any) -> Any:
+            self.stoppedCleanly = all(ok for ok, _ in results or [])
+            return results
+
+        if d is not None:
+            d.addCallback(stopped)
+        else:
+            self.stoppedCleanly = True
+        return d
+
+    def _exitCleanly(self) -> None:
+        if self.stoppedCleanly and getattr(self.reactor, "_exitSignal", None) is not None:
+            self.reactor._exitSignal = None
 
 
 def _childArguments(arguments: list[str]) -> list[str]:

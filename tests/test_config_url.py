@@ -87,13 +87,26 @@ class ServiceSchemeTests(SynchronousTestCase):
 
     def test_unknownWords(self) -> None:
         """
-        An unknown handler word becomes auto, an unknown listener word tcp.
+        A word no one knows is refused, naming it and the nearest known
+        names, rather than re-meant (GOST makes it auto or tcp: a typo of
+        relay would start an open proxy, relay+tsl plain relay).
         """
-        self.assertTypes("foo://:1", "auto", "tcp")
-        self.assertTypes("relay+foo://:1", "relay", "tcp")
-        self.assertTypes("foo+tls://:1", "auto", "tls")
-        # socks5 is a handler, not a listener.
+        for url, named, hint in (
+            ("foo://:1", "'foo'", None),
+            ("relai://:12390", "'relai'", "relay://"),
+            ("relay+tsl://:1", "listener 'tsl'", "tls"),
+            ("rleay+tls://:1", "handler 'rleay'", "relay"),
+        ):
+            e = self.assertRaises(ConfigError, services, url)
+            self.assertIn(url, str(e))
+            self.assertIn(named, str(e))
+            if hint:
+                self.assertIn(f"did you mean {hint}", str(e))
+        # One word names a handler, a listener or both, as in GOST.
         self.assertTypes("socks5://:1080", "socks5", "tcp")
+        self.assertTypes("tls://:443", "auto", "tls")
+        self.assertTypes("ws://:80", "auto", "ws")
+        self.assertTypes("tcp://:2", "tcp", "tcp")
 
     def test_schemeCaseInsensitive(self) -> None:
         """
@@ -109,9 +122,10 @@ class ServiceSchemeTests(SynchronousTestCase):
 
     def test_tooManyPlusses(self) -> None:
         """
-        C{a+b+c} names nothing: auto on tcp.
+        C{a+b+c} names nothing: refused (GOST: auto on tcp).
         """
-        self.assertTypes("relay+tls+ws://:1", "auto", "tcp")
+        e = self.assertRaises(ConfigError, services, "relay+tls+ws://:1")
+        self.assertIn("more than one '+'", str(e))
 
     def test_emptyURLsSkipped(self) -> None:
         """
@@ -432,13 +446,24 @@ class ChainTests(SynchronousTestCase):
 
     def test_unknownWords(self) -> None:
         """
-        Unknown connector → http, unknown dialer → tcp.
+        An unknown connector or dialer is refused, naming it and the
+        nearest known names (GOST: http, tcp); one word may be either
+        (C{tls://} is http over tls); no scheme at all is http.
         """
         cfg = Config()
-        hop = parseNodeURL(cfg, "foo+bar://h:1", 3)
+        e = self.assertRaises(ConfigError, parseNodeURL, cfg, "foo+bar://h:1", 3)
+        self.assertIn("connector 'foo'", str(e))
+        e = self.assertRaises(ConfigError, parseNodeURL, cfg, "relya://h:1", 3)
+        self.assertIn("'relya'", str(e))
+        self.assertIn("did you mean relay://", str(e))
+        e = self.assertRaises(ConfigError, parseNodeURL, cfg, "relay+wsss://h:1", 3)
+        self.assertIn("dialer 'wsss'", str(e))
+        hop = parseNodeURL(cfg, "tls://h:1", 3)
         self.assertEqual(hop.name, "hop-3")
         node = hop.nodes[0]
-        self.assertEqual((node.connector.type, node.dialer.type), ("http", "tcp"))  # type: ignore[union-attr]
+        self.assertEqual((node.connector.type, node.dialer.type), ("http", "tls"))  # type: ignore[union-attr]
+        hop = parseNodeURL(cfg, "h:1", 3)
+        self.assertEqual((hop.nodes[0].connector.type, hop.nodes[0].dialer.type), ("http", "tcp"))  # type: ignore[union-attr]
         hop = parseNodeURL(cfg, "relay+kcp://h:1", 0)
         self.assertEqual((hop.nodes[0].connector.type, hop.nodes[0].dialer.type), ("relay", "kcp"))  # type: ignore[union-attr]
 

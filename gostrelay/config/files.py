@@ -22,13 +22,32 @@ SEARCH_NAMES = ("gost.yaml", "gost.yml", "gost.json")
 def _parse(text: str, fmt: str, where: str) -> dict[str, Any]:
     try:
         data = json.loads(text) if fmt == "json" else yaml.safe_load(text)
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{where}:{e.lineno}:{e.colno}: cannot parse JSON: {e.msg}") from None
+    except yaml.MarkedYAMLError as e:
+        raise ConfigError(_yamlErrorLine(e, where)) from None
     except (ValueError, yaml.YAMLError) as e:
-        raise ConfigError(f"{where}: cannot parse {fmt.upper()}: {e}") from None
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ConfigError(f"{where}: cannot parse {fmt.upper()}: {first}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: the top level must be a mapping")
     return data
+
+
+def _yamlErrorLine(e: yaml.MarkedYAMLError, where: str) -> str:
+    """
+    PyYAML's several lines (context, problem, marks, a snippet) as one:
+    C{file:line:column: problem (context at line:column)}.
+    """
+    mark = e.problem_mark or e.context_mark
+    position = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
+    problem = e.problem or e.context or "cannot parse YAML"
+    text = f"{where}{position}: cannot parse YAML: {problem}"
+    if e.context and e.problem and e.context_mark is not None:
+        text += f" ({e.context} at {e.context_mark.line + 1}:{e.context_mark.column + 1})"
+    return text
 
 
 def loadSource(source: str, stdin: IO[str] | None = None) -> Config:

@@ -23,7 +23,7 @@ class ConfigError(ValueError):
     """
 
 
-_PRIVATE = frozenset({"extra", "source"})
+_PRIVATE = frozenset({"extra", "source", "warnings"})
 
 
 def _defaultOf(cls: type, name: str) -> Any:
@@ -447,6 +447,9 @@ class Config(_Section):
     metrics: Any = None
     #: Ours: worker processes sharing the listening sockets.
     workers: int = 0
+    #: What the command line got wrong without it being fatal (unknown
+    #: option keys), one line each; never printed by C{-O}.
+    warnings: list[str] = field(default_factory=list, repr=False, compare=False, kw_only=True)
 
     def merge(self, other: Config) -> None:
         """

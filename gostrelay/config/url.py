@@ -9,12 +9,16 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from collections.abc import Sequence
 from urllib.parse import parse_qsl, unquote
 
 from gostrelay.config import names
+from gostrelay.config.listen import ListenSpec
 from gostrelay.config.metadata import Metadata
 from gostrelay.config.model import (
     AuthConfig,
+    AutherConfig,
+    AutherFileConfig,
     BypassConfig,
     ChainConfig,
     Config,
@@ -31,6 +35,14 @@ from gostrelay.config.model import (
     SelectorConfig,
     ServiceConfig,
     TLSConfig,
+)
+from gostrelay.config.options import (
+    NODE_OPTIONS,
+    NODE_URL_KEYS,
+    SERVICE_OPTIONS,
+    SERVICE_URL_KEYS,
+    typeOptions,
+    unknownOptions,
 )
 
 
@@ -213,13 +225,51 @@ def _splitScheme(scheme: str) -> tuple[str, str]:
     return "", ""
 
 
-def _normalise(text: str) -> str:
+def _checkedScheme(scheme: str, text: str, upper: str, lower: str, fallbacks: tuple[str, str]) -> tuple[str, str]:
+    """
+    The C{(upper, lower)} types (handler and listener, or connector and
+    dialer) a written scheme names, as GOST decides, except that a word no
+    one knows is refused rather than re-meant: one word must name either
+    kind, in C{A+B} A must be an C{upper} and B a C{lower}.  Known words are
+    GOST's (implemented or not) and every registered plugin's.
+    """
+    from gostrelay.config.listen import didYouMean, typeNames
+
+    uppers, lowers = typeNames((upper,)), typeNames((lower,))
+    original = scheme
+    scheme = names.SCHEME_ALIASES.get(scheme, scheme)
+    parts = scheme.split("+")
+    if len(parts) == 1:
+        word = parts[0]
+        if word not in uppers and word not in lowers:
+            raise ConfigError(
+                f"{text}: unknown scheme {original!r}: not a {upper} or {lower} type"
+                + didYouMean(word, uppers | lowers, "{}://")
+            )
+        first = word if word in uppers else fallbacks[0]
+        second = word if word in lowers else ("udp" if first == "ssu" else fallbacks[1])
+        return first, second
+    if len(parts) != 2:
+        raise ConfigError(f"{text}: scheme {original!r} has more than one '+' ({upper}+{lower})")
+    first, second = parts
+    if first not in uppers:
+        raise ConfigError(f"{text}: unknown {upper} {first!r}" + didYouMean(first, uppers))
+    if second not in lowers:
+        raise ConfigError(f"{text}: unknown {lower} {second!r}" + didYouMean(second, lowers))
+    return first, second
+
+
+def _normalise(text: str) -> tuple[str, bool]:
+    """
+    The URL with a scheme, and whether the scheme was written (C{:8080} and
+    C{user:pass@:8080} get C{auto://}).
+    """
     text = text.strip()
     if not text:
         raise ConfigError("empty URL")
     if text.startswith(":") or "://" not in text:
-        text = "auto://" + text
-    return text
+        return "auto://" + text, False
+    return text, True
 
 
 def parseServiceURL(cfg: Config, text: str) -> list[ServiceConfig]:
@@ -227,23 +277,79 @@ def parseServiceURL(cfg: Config, text: str) -> list[ServiceConfig]:
     Parse one C{-L} URL into services (several for a port range), adding
     the objects it defines (bypasses, ...) to C{cfg}.
     """
-    url = _URL(_normalise(text))
-    handler, listener = _splitScheme(url.scheme)
+    normalised, written = _normalise(text)
+    url = _URL(normalised)
+    if written:
+        handler, listener = _checkedScheme(url.scheme, text, "handler", "listener", ("auto", "tcp"))
+    else:
+        handler, listener = "auto", "tcp"
     addrs = expandPortRange(url.host)
 
-    if handler not in names.HANDLERS:
-        handler = "auto"
-    if listener not in names.LISTENERS:
-        listener = "udp" if handler == "ssu" else "tcp"
-
-    nodes: list[ForwardNodeConfig] = []
     remotes = url.path.strip("/")
+    if remotes and handler != "relay":
+        handler = listener if listener in names.FORWARD_LISTENERS else "forward"
+    m: dict[str, object] = dict(url.query)
+    auth = _userAuth(url, m, text)
+    return _services(cfg, text, handler, listener, addrs, remotes, auth, m)
+
+
+def parseServiceDescription(cfg: Config, spec: ListenSpec) -> list[ServiceConfig]:
+    """
+    One C{--listen DESCRIPTION} and its per-service flags as a service with
+    the C{endpoint} listener: the same configuration a GOST URL with the
+    same users, targets and query gives, C{addr} being the description.
+    """
+    text = spec.description
+    if spec.error:
+        raise ConfigError(spec.error)
+    handler = spec.handler or "relay"
+    from gostrelay.config.listen import didYouMean, typeNames
+
+    if handler not in typeNames(("handler",)):
+        raise ConfigError(f"{text}: --handler {handler!r}: unknown handler" + didYouMean(handler, typeNames(("handler",))))
+    m: dict[str, object] = {}
+    for key, value in spec.options:
+        m.setdefault(key, value)
+    auth: AuthConfig | None = None
+    if len(spec.users) == 1 and not spec.usersFile:
+        user, _, password = spec.users[0].partition(":")
+        auth = AuthConfig(username=user, password=password)
+    services = _services(cfg, text, handler, "endpoint", [text], ",".join(spec.targets), auth, m)
+    if len(spec.users) > 1 or spec.usersFile:
+        auther = AutherConfig(name=f"auther-{len(cfg.authers)}")
+        for entry in spec.users:
+            user, _, password = entry.partition(":")
+            auther.auths.append(AuthConfig(username=user, password=password))
+        if spec.usersFile:
+            auther.file = AutherFileConfig(path=spec.usersFile)
+        cfg.authers.append(auther)
+        for svc in services:
+            assert svc.handler is not None
+            svc.handler.auther = auther.name
+    return services
+
+
+def _services(
+    cfg: Config,
+    text: str,
+    handler: str,
+    listener: str,
+    addrs: list[str],
+    remotes: str,
+    auth: AuthConfig | None,
+    m: dict[str, object],
+) -> list[ServiceConfig]:
+    scopes = {
+        "handler": typeOptions("handler", handler),
+        "listener": typeOptions("listener", listener),
+        "service": SERVICE_OPTIONS,
+    }
+    cfg.warnings.extend(unknownOptions(text, m, scopes, SERVICE_URL_KEYS))
+    nodes: list[ForwardNodeConfig] = []
     if remotes:
         for target in remotes.split(","):
             for addr in expandPortRange(target):
                 nodes.append(ForwardNodeConfig(name=f"target-{len(nodes)}", addr=addr))
-        if handler != "relay":
-            handler = listener if listener in names.FORWARD_LISTENERS else "forward"
 
     services = [ServiceConfig(addr=addr) for addr in addrs]
     for i, svc in enumerate(services):
@@ -254,8 +360,6 @@ def parseServiceURL(cfg: Config, text: str) -> list[ServiceConfig]:
         elif i < len(nodes):
             svc.forwarder = ForwarderConfig(nodes=[nodes[i]])
 
-    m: dict[str, object] = dict(url.query)
-    auth = _userAuth(url, m, text)
     cert, key, ca = _takeTLSFiles(m)
     tls = TLSConfig(certFile=cert, keyFile=key, caFile=ca) if cert else None
 
@@ -315,8 +419,20 @@ def parseNodeURL(cfg: Config, text: str, index: int) -> HopConfig:
     Parse one C{-F} URL into hop C{hop-<index>} with one node per
     comma-separated address.
     """
-    url = _URL(_normalise(text))
+    normalised, written = _normalise(text)
+    url = _URL(normalised)
+    if written:
+        connector, dialer = _checkedScheme(url.scheme, text, "connector", "dialer", ("http", "tcp"))
+    else:
+        connector, dialer = "http", "tcp"
     m: dict[str, object] = dict(url.query)
+    scopes = {
+        "connector": typeOptions("connector", connector),
+        "dialer": typeOptions("dialer", dialer),
+        "node": NODE_OPTIONS,
+        "hop": {},
+    }
+    cfg.warnings.extend(unknownOptions(text, m, scopes, NODE_URL_KEYS))
     hop = HopConfig(name=f"hop-{index}", selector=_parseSelector(m))
     hop.bypass = _takeBypass(cfg, m)
     md = Metadata(m)
@@ -339,12 +455,6 @@ def parseNodeURL(cfg: Config, text: str, index: int) -> HopConfig:
             continue
         hopMd[k] = v
     hop.metadata = hopMd
-
-    connector, dialer = _splitScheme(url.scheme)
-    if connector not in names.CONNECTORS:
-        connector = "http"
-    if dialer not in names.DIALERS:
-        dialer = "udp" if connector == "ssu" else "tcp"
 
     auth = _userAuth(url, m, text)
     md = Metadata(m)
@@ -433,11 +543,12 @@ def _serviceObjects(cfg: Config, svc: ServiceConfig) -> None:
         svc.rlimiter = _takeNamed(cfg, mh, "rlimiter", "rlimiters", {"limits": [f"$ {md.getFloat('rlimiter'):g}"]})
 
 
-def buildConfigFromCommandLine(services: list[str], nodes: list[str]) -> Config:
+def buildConfigFromCommandLine(services: Sequence[str | ListenSpec], nodes: list[str]) -> Config:
     """
     GOST's C{BuildConfigFromCmd}: one chain C{chain-0} with a hop per C{-F},
     services C{service-N} that use it (on the listener for rtcp/rudp/runix,
-    on the handler otherwise).
+    on the handler otherwise).  C{services} are C{-L} URLs, or
+    L{ListenSpec}s for endpoint descriptions, in command-line order.
     """
     cfg = Config()
     chain = None
@@ -447,9 +558,11 @@ def buildConfigFromCommandLine(services: list[str], nodes: list[str]) -> Config:
         for i, node in enumerate(nodes):
             chain.hops.append(parseNodeURL(cfg, node, i))
     built: list[ServiceConfig] = []
-    for text in services:
-        if text.strip():
-            built.extend(parseServiceURL(cfg, text))
+    for item in services:
+        if isinstance(item, ListenSpec):
+            built.extend(parseServiceDescription(cfg, item))
+        elif item.strip():
+            built.extend(parseServiceURL(cfg, item))
     for i, svc in enumerate(built):
         svc.name = f"service-{i}"
         assert svc.handler is not None and svc.listener is not None

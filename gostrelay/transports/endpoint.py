@@ -1,0 +1,79 @@
+"""
+The endpoint listener: a service listening on any Twisted server endpoint
+description (C{twistd relay --listen tcp:8420}, C{ssl:8443:privateKey=...},
+C{unix:/run/relay.sock}, C{systemd:domain=INET:index=0}, our C{ws:} and
+C{wss:}, or a third party's prefix found through L{twisted.plugin}).
+
+The description is the service's C{addr}; the listener is C{endpoint}.  It
+is a listener like C{tcp}: the service hands it the same wrapped handler
+(connection tracking, limits, metrics, graceful stop), so everything the
+accept path does for tcp it does here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet.interfaces import IProtocolFactory, IStreamServerEndpoint
+from zope.interface import implementer
+
+from gostrelay.config.model import ConfigError, ServiceConfig
+from gostrelay.interfaces import IListener
+
+
+def endpointFromDescription(reactor: Any, description: str, where: str) -> IStreamServerEndpoint:
+    """
+    C{serverFromString}, with every way a description can be wrong (an
+    unknown prefix, a bad argument, an unreadable key or certificate) as
+    one L{ConfigError} line naming it.
+    """
+    from twisted.internet.endpoints import serverFromString
+
+    from gostrelay.registry import ensureOwnPlugins
+
+    ensureOwnPlugins()
+    prefix = "" if where == description else f"{where}: "
+    try:
+        return serverFromString(reactor, description)  # type: ignore[no-any-return]
+    except ConfigError as e:
+        raise ConfigError(f"{prefix}{e}") from None
+    except OSError as e:
+        name = f" {e.filename}" if getattr(e, "filename", None) else ""
+        raise ConfigError(f"{prefix}{description}: cannot read{name}: {e.strerror or e}") from None
+    except Exception as e:
+        raise ConfigError(f"{prefix}{description}: {_reason(e)}") from None
+
+
+def _reason(e: Exception) -> str:
+    import re
+
+    text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    unexpected = re.search(r"unexpected keyword argument '([^']*)'", text)
+    if isinstance(e, TypeError) and unexpected:
+        return f"unknown argument {unexpected.group(1)!r}"
+    if isinstance(e, TypeError) and "missing" in text and "required positional argument" in text:
+        return "missing an argument (an inner description needs its ':' and '=' escaped as '\\:' and '\\=')"
+    if type(e).__module__.startswith("OpenSSL"):
+        # pyOpenSSL's errors are lists of (library, function, reason).
+        args = e.args[0] if e.args else None
+        if isinstance(args, list) and args and isinstance(args[-1], tuple):
+            text = "TLS: " + str(args[-1][-1])
+    return text
+
+
+@implementer(IListener)
+class EndpointListener:
+    """
+    Options: none of its own; the description carries the endpoint's
+    (C{backlog=}, C{interface=}, C{privateKey=}, ...).
+    """
+
+    def __init__(self, reactor: Any, service: ServiceConfig, context: Any) -> None:
+        self.description = service.addr
+        where = service.source or service.name
+        if not self.description:
+            raise ConfigError(f"{where}: the endpoint listener needs the description in addr (e.g. addr: tcp:8420)")
+        self.endpoint = endpointFromDescription(reactor, self.description, where)
+
+    def listen(self, factory: IProtocolFactory) -> Any:
+        return self.endpoint.listen(factory)

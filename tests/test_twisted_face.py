@@ -1,0 +1,475 @@
+"""
+The Twisted face as users run it (issue 16; issue 14 items 5 and 6):
+C{twistd -n --pidfile= relay --listen DESCRIPTION} and the console script
+with Twisted endpoint descriptions (tcp, tcp6, ssl with a key and
+certificate generated here, unix, a nested ws), with and without
+per-service flags, spoken to by a relay client written here from the wire
+codec; C{-O yaml} → C{-C}; a third party's handler by name; one-line errors;
+help; an editable install; a clean SIGTERM exits 0.
+
+Children run from the source tree on 127.0.0.1 / ::1 only, each in its own
+directory, and are stopped at cleanup.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+from typing import Any
+
+import yaml
+from twisted.internet import defer, reactor
+from twisted.internet.endpoints import (
+    SSL4ClientEndpoint,
+    TCP4ClientEndpoint,
+    TCP6ClientEndpoint,
+    UNIXClientEndpoint,
+    clientFromString,
+    connectProtocol,
+)
+from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.ssl import CertificateOptions
+from twisted.python.failure import Failure
+from twisted.trial import unittest
+
+from gostrelay.wire.relay import ResponseParser, Status, connectRequest
+from tests.processes import CONSOLE, ROOT, TWISTD_RELAY, LineProcessProtocol, childEnvironment, spawn
+
+LAUNCHERS = (TWISTD_RELAY, CONSOLE)
+LISTENING_TCP = r"listening on \[?([0-9a-f.:]+?)\]?:(\d+)$"
+LISTENING_UNIX = r"listening on unix:(\S+)$"
+SYNOPSIS_FIRST = "Usage: gostrelay [options]"
+
+
+class Echo(Protocol):
+    def dataReceived(self, data: bytes) -> None:
+        self.transport.write(data)  # type: ignore[union-attr]
+
+
+class RelayProbe(Protocol):
+    """
+    A relay client from the wire codec: send a CONNECT request and a
+    payload at once, read the response, then the echoed payload.
+    """
+
+    def __init__(self, request: bytes, payload: bytes) -> None:
+        self.request = request
+        self.payload = payload
+        self.parser = ResponseParser()
+        self.status: int | None = None
+        self.data = bytearray()
+        self.done: defer.Deferred[RelayProbe] = defer.Deferred()
+        self.lost: defer.Deferred[None] = defer.Deferred()
+
+    def connectionMade(self) -> None:
+        self.transport.write(self.request + self.payload)  # type: ignore[union-attr]
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.status is None:
+            response = self.parser.feed(data)
+            if response is None:
+                return
+            self.status = response.status
+            data = self.parser.remainder
+        self.data += data
+        if len(self.data) >= len(self.payload) and not self.done.called:
+            self.done.callback(self)
+
+    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+        if not self.done.called:
+            self.done.callback(self)
+        self.lost.callback(None)
+
+
+def withTimeout(d: defer.Deferred[Any], seconds: float, what: str) -> defer.Deferred[Any]:
+    def expire() -> None:
+        d.cancel()
+
+    call = reactor.callLater(seconds, expire)  # type: ignore[attr-defined]
+
+    def done(result: Any) -> Any:
+        if call.active():
+            call.cancel()
+        return result
+
+    d.addBoth(done)
+    return d
+
+
+class FaceMixin:
+    """
+    An echo target, children, and the relay conversation.
+    """
+
+    def setUp(self) -> None:
+        self.echo = reactor.listenTCP(0, Factory.forProtocol(Echo), interface="127.0.0.1")  # type: ignore[attr-defined]
+        self.addCleanup(self.echo.stopListening)  # type: ignore[attr-defined]
+        self.echoAddress = f"127.0.0.1:{self.echo.getHost().port}"
+
+    def child(self, launcher: list[str], *args: str, env: dict[str, str] | None = None) -> LineProcessProtocol:
+        return spawn(
+            reactor, [*launcher, *args], os.path.abspath(self.mktemp()),  # type: ignore[attr-defined]
+            env=env, addCleanup=self.addCleanup,  # type: ignore[attr-defined]
+        )
+
+    @defer.inlineCallbacks
+    def started(self, launcher: list[str], *args: str, pattern: str = LISTENING_TCP, env: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
+        proc = self.child(launcher, *args, env=env)
+        match = yield proc.waitForLine(pattern, timeout=30)
+        return proc, match
+
+    @defer.inlineCallbacks
+    def converse(self, endpoint: Any, user: str | None = None, password: str = "", target: str | None = None):  # type: ignore[no-untyped-def]
+        """
+        One relay CONNECT to the echo target through C{endpoint}; returns
+        the probe (status and echoed bytes).
+        """
+        payload = os.urandom(4096)
+        request = connectRequest(self.echoAddress if target is None else target, "tcp", user, password).encode()
+        probe = RelayProbe(request, payload)
+        yield withTimeout(connectProtocol(endpoint, probe), 15, "connect")
+        yield withTimeout(probe.done, 15, "relay conversation")
+        probe.transport.loseConnection()  # type: ignore[union-attr]
+        yield probe.lost
+        return probe, payload
+
+    @defer.inlineCallbacks
+    def assertRelays(self, endpoint: Any, proc: LineProcessProtocol, user: str | None = None, password: str = "", target: str | None = None):  # type: ignore[no-untyped-def]
+        probe, payload = yield self.converse(endpoint, user, password, target)
+        self.assertEqual(probe.status, Status.OK, proc.describe())  # type: ignore[attr-defined]
+        self.assertTrue(bytes(probe.data) == payload, f"echo differs\n{proc.describe()}")  # type: ignore[attr-defined]
+
+    @defer.inlineCallbacks
+    def assertStopsCleanly(self, proc: LineProcessProtocol):  # type: ignore[no-untyped-def]
+        """
+        SIGTERM: exit 0 under twistd as under the console script.
+        """
+        yield proc.stop(grace=10)
+        self.assertEqual((proc.exitCode, proc.signal), (0, None), proc.describe())  # type: ignore[attr-defined]
+
+
+class ServeTests(FaceMixin, unittest.TestCase):
+    @defer.inlineCallbacks
+    def test_tcpWithUser(self):  # type: ignore[no-untyped-def]
+        """
+        C{--listen tcp:... --user u:p}: relay with that user, refuse
+        others; no open-relay warning on loopback; a clean stop exits 0.
+        """
+        for launcher in LAUNCHERS:
+            proc, m = yield self.started(launcher, "--listen", "tcp:0:interface=127.0.0.1", "--user", "u:p")
+            endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", int(m.group(2)))
+            yield self.assertRelays(endpoint, proc, "u", "p")
+            probe, _ = yield self.converse(endpoint, "u", "wrong")
+            self.assertEqual(probe.status, Status.UNAUTHORIZED, proc.describe())
+            self.assertNotIn("open relay", proc.out + proc.err)
+            yield self.assertStopsCleanly(proc)
+
+    @defer.inlineCallbacks
+    def test_tcpWithoutFlags(self):  # type: ignore[no-untyped-def]
+        """
+        The first try of a Twisted user: C{twistd relay --listen tcp:PORT}
+        serves relay.
+        """
+        proc, m = yield self.started(TWISTD_RELAY, "--listen", "tcp:0:interface=127.0.0.1")
+        yield self.assertRelays(TCP4ClientEndpoint(reactor, "127.0.0.1", int(m.group(2))), proc)
+        yield self.assertStopsCleanly(proc)
+
+    @defer.inlineCallbacks
+    def test_tcp6(self):  # type: ignore[no-untyped-def]
+        proc, m = yield self.started(TWISTD_RELAY, "--listen", "tcp6:0:interface=\\:\\:1", "--user", "u:p")
+        self.assertEqual(m.group(1), "::1")
+        yield self.assertRelays(TCP6ClientEndpoint(reactor, "::1", int(m.group(2))), proc, "u", "p")
+
+    @defer.inlineCallbacks
+    def test_ssl(self):  # type: ignore[no-untyped-def]
+        """
+        Twisted's own C{ssl:} with C{privateKey}/C{certKey} (a certificate
+        made here), in relay forward mode (C{--target}).
+        """
+        from gostrelay.transports.tls import generateCertificate
+
+        directory = os.path.abspath(self.mktemp())
+        os.makedirs(directory)
+        certificate, key = generateCertificate("localhost")
+        for name, data in (("cert.pem", certificate), ("key.pem", key)):
+            with open(os.path.join(directory, name), "wb") as f:
+                f.write(data)
+        description = f"ssl:0:interface=127.0.0.1:privateKey={directory}/key.pem:certKey={directory}/cert.pem"
+        for launcher in LAUNCHERS:
+            proc, m = yield self.started(launcher, "--listen", description, "--target", self.echoAddress)
+            endpoint = SSL4ClientEndpoint(reactor, "127.0.0.1", int(m.group(2)), CertificateOptions())
+            yield self.assertRelays(endpoint, proc, target=":0")
+
+    @defer.inlineCallbacks
+    def test_unix(self):  # type: ignore[no-untyped-def]
+        directory = tempfile.mkdtemp(prefix="gostrelay-", dir="/tmp")
+        self.addCleanup(shutil.rmtree, directory, True)
+        path = os.path.join(directory, "relay.sock")
+        proc, m = yield self.started(TWISTD_RELAY, "--listen", f"unix:{path}", pattern=LISTENING_UNIX)
+        self.assertEqual(m.group(1), path)
+        self.assertNotIn("open relay", proc.out + proc.err)
+        yield self.assertRelays(UNIXClientEndpoint(reactor, path), proc)
+        yield self.assertStopsCleanly(proc)
+
+    @defer.inlineCallbacks
+    def test_nestedWebSocket(self):  # type: ignore[no-untyped-def]
+        """
+        A nested description: relay over our C{ws:} over C{tcp:}, with
+        per-service flags.
+        """
+        proc, m = yield self.started(
+            CONSOLE, "--listen", "ws:tcp\\:0\\:interface\\=127.0.0.1:path=/relay", "--user", "u:p",
+            "--option", "readTimeout=5s",
+        )
+        endpoint = clientFromString(reactor, f"ws:tcp\\:127.0.0.1\\:{m.group(2)}:path=/relay")
+        yield self.assertRelays(endpoint, proc, "u", "p")
+
+    @defer.inlineCallbacks
+    def test_outputThenConfig(self):  # type: ignore[no-untyped-def]
+        """
+        C{-O yaml} of a description service, read back with C{-C}, runs it.
+        """
+        printed = self.child(
+            CONSOLE, "-O", "yaml", "--listen", "tcp:0:interface=127.0.0.1", "--user", "a:1", "--user", "b:2",
+        )
+        yield printed.waitForExit(30)
+        self.assertEqual(printed.exitCode, 0, printed.describe())
+        data = yaml.safe_load(printed.out)
+        self.assertEqual(data["services"][0]["addr"], "tcp:0:interface=127.0.0.1")
+        self.assertEqual(data["services"][0]["listener"], {"type": "endpoint"})
+        path = os.path.abspath(self.mktemp() + ".yaml")
+        with open(path, "w") as f:
+            f.write(printed.out)
+        for launcher in LAUNCHERS:
+            proc, m = yield self.started(launcher, "-C", path)
+            yield self.assertRelays(TCP4ClientEndpoint(reactor, "127.0.0.1", int(m.group(2))), proc, "b", "2")
+
+
+ECHO_PACKAGE = '''
+from twisted.internet.protocol import Factory, Protocol
+
+
+class Echo(Protocol):
+    def dataReceived(self, data):
+        self.transport.write(b"echo:" + data)
+
+
+def EchoHandler(reactor, service, context):
+    return Factory.forProtocol(Echo)
+'''
+
+ECHO_PLUGIN = '''
+from gostrelay.registry import TypePlugin
+
+echoHandler = TypePlugin("handler", "echo", "echoplugin.EchoHandler", options={"greeting": "string"})
+'''
+
+
+class Probe(Protocol):
+    def __init__(self, payload: bytes, expected: int) -> None:
+        self.payload = payload
+        self.expected = expected
+        self.data = bytearray()
+        self.done: defer.Deferred[bytes] = defer.Deferred()
+        self.lost: defer.Deferred[None] = defer.Deferred()
+
+    def connectionMade(self) -> None:
+        self.transport.write(self.payload)  # type: ignore[union-attr]
+
+    def dataReceived(self, data: bytes) -> None:
+        self.data += data
+        if len(self.data) >= self.expected and not self.done.called:
+            self.done.callback(bytes(self.data))
+
+    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+        if not self.done.called:
+            self.done.callback(bytes(self.data))
+        self.lost.callback(None)
+
+
+class ThirdPartyTests(FaceMixin, unittest.TestCase):
+    """
+    A handler C{echo} registered by a plugin in its own package, reached by
+    name from C{-L} and C{--handler}, printed by C{-O}.
+    """
+
+    def pluginEnvironment(self) -> dict[str, str]:
+        directory = os.path.abspath(self.mktemp())
+        os.makedirs(os.path.join(directory, "echoplugin"))
+        os.makedirs(os.path.join(directory, "twisted", "plugins"))
+        with open(os.path.join(directory, "echoplugin", "__init__.py"), "w") as f:
+            f.write(ECHO_PACKAGE)
+        with open(os.path.join(directory, "twisted", "plugins", "echoplugin_types.py"), "w") as f:
+            f.write(ECHO_PLUGIN)
+        env = childEnvironment()
+        env["PYTHONPATH"] = os.pathsep.join([ROOT, directory])
+        return env
+
+    @defer.inlineCallbacks
+    def test_echoByName(self):  # type: ignore[no-untyped-def]
+        env = self.pluginEnvironment()
+        printed = spawn(reactor, [*CONSOLE, "-O", "yaml", "-L", "echo://:9999?greeting=hi"], os.path.abspath(self.mktemp()), env=env)
+        yield printed.waitForExit(30)
+        self.assertEqual(printed.exitCode, 0, printed.describe())
+        self.assertEqual(yaml.safe_load(printed.out)["services"][0]["handler"]["type"], "echo", printed.describe())
+        self.assertNotIn("warning", printed.err, printed.describe())
+        for launcher, args in (
+            (CONSOLE, ["-L", "echo://127.0.0.1:0"]),
+            (TWISTD_RELAY, ["--listen", "tcp:0:interface=127.0.0.1", "--handler", "echo"]),
+        ):
+            proc, m = yield self.started(launcher, *args, env=env)
+            probe = Probe(b"hello", len(b"echo:hello"))
+            yield withTimeout(connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", int(m.group(2))), probe), 15, "connect")
+            data = yield withTimeout(probe.done, 15, "echo")
+            self.assertEqual(data, b"echo:hello", proc.describe())
+            probe.transport.loseConnection()  # type: ignore[union-attr]
+            yield probe.lost
+
+
+class ErrorTests(FaceMixin, unittest.TestCase):
+    """
+    One line on standard error, no traceback, the documented exit code,
+    under both entry points.
+    """
+
+    @defer.inlineCallbacks
+    def assertOneLine(self, args: list[str], code: int, *words: str):  # type: ignore[no-untyped-def]
+        procs = [self.child(launcher, *args) for launcher in LAUNCHERS]
+        for proc in procs:
+            yield proc.waitForExit(30)
+            self.assertEqual(proc.exitCode, code, proc.describe())
+            lines = [line for line in proc.lines["err"] if line.strip()]
+            if code == 2:
+                self.assertEqual(len(lines), 2, proc.describe())
+                self.assertIn("--help", lines[1])
+            else:
+                self.assertEqual(len(lines), 1, proc.describe())
+            self.assertNotIn("Traceback", proc.out + proc.err)
+            for word in words:
+                self.assertIn(word, lines[0], proc.describe())
+
+    def test_typeNameAsPrefix(self):  # type: ignore[no-untyped-def]
+        return self.assertOneLine(["-L", "relay:8420"], 1, "did you mean relay://:8420?")
+
+    def test_unknownPrefix(self):  # type: ignore[no-untyped-def]
+        return self.assertOneLine(["--listen", "tpc:8420"], 1, "tcp:8420")
+
+    def test_schemeTypo(self):  # type: ignore[no-untyped-def]
+        return self.assertOneLine(["-L", "relai://127.0.0.1:0"], 1, "'relai'", "relay://")
+
+    def test_forwardTypo(self):  # type: ignore[no-untyped-def]
+        return self.assertOneLine(["-L", "127.0.0.1:0", "-F", "relya://127.0.0.1:1"], 1, "'relya'", "relay://")
+
+    def test_badBoolean(self):  # type: ignore[no-untyped-def]
+        return self.assertOneLine(["-L", "relay://127.0.0.1:0?bind=yes"], 1, "bind", "'yes'")
+
+    def test_unreadableKey(self):  # type: ignore[no-untyped-def]
+        return self.assertOneLine(["--listen", "ssl:0:privateKey=/nonexistent/key.pem"], 1, "cannot read", "/nonexistent/key.pem")
+
+    def test_badDescription(self):  # type: ignore[no-untyped-def]
+        return self.assertOneLine(["--listen", "tcp:0:bogus=1"], 1, "unknown argument 'bogus'")
+
+    def test_workersWithDescription(self):  # type: ignore[no-untyped-def]
+        return self.assertOneLine(["--listen", "tcp:0:interface=127.0.0.1", "--workers", "2"], 1, "--workers")
+
+    def test_flagWithoutDescription(self):  # type: ignore[no-untyped-def]
+        return self.assertOneLine(["-L", "relay://127.0.0.1:0", "--user", "u:p"], 2, "--user", "relay://user:pass@")
+
+    @defer.inlineCallbacks
+    def test_portInUse(self):  # type: ignore[no-untyped-def]
+        """
+        A port in use: one line naming the address and saying it is in use.
+        """
+        busy = reactor.listenTCP(0, Factory.forProtocol(Protocol), interface="127.0.0.1")  # type: ignore[attr-defined]
+        self.addCleanup(busy.stopListening)
+        port = busy.getHost().port
+        yield self.assertOneLine(["--listen", f"tcp:{port}:interface=127.0.0.1"], 1, f"127.0.0.1:{port}", "in use")
+
+    @defer.inlineCallbacks
+    def test_unknownOptionWarned(self):  # type: ignore[no-untyped-def]
+        """
+        An unknown option is one warning line; the service still runs.
+        """
+        proc, _ = yield self.started(CONSOLE, "-L", "relay://127.0.0.1:0?bnid=true")
+        warnings = [line for line in proc.lines["err"] if "warning" in line]
+        self.assertEqual(len(warnings), 1, proc.describe())
+        self.assertIn("did you mean bind?", warnings[0])
+
+    @defer.inlineCallbacks
+    def test_help(self):  # type: ignore[no-untyped-def]
+        """
+        C{--help} and C{-h}: one synopsis showing both commands, exit 0.
+        """
+        for flag in ("--help", "-h"):
+            for launcher in LAUNCHERS:
+                proc = self.child(launcher, flag)
+                yield proc.waitForExit(30)
+                self.assertEqual(proc.exitCode, 0, proc.describe())
+                self.assertTrue(proc.out.startswith(SYNOPSIS_FIRST), proc.describe())
+                self.assertEqual(proc.out.count("Usage:"), 1, proc.describe())
+                self.assertIn("twistd -n --pidfile= relay [options]", proc.out)
+                self.assertIn("--listen tcp:8420 --user", proc.out)
+
+
+BOOTSTRAP = r'''
+import importlib.util
+import sys
+
+root = sys.argv[1]
+
+
+class EditableFinder:
+    """What setuptools' editable install does: map the package, nothing else."""
+
+    @classmethod
+    def find_spec(cls, name, path=None, target=None):
+        if name == "gostrelay":
+            return importlib.util.spec_from_file_location(
+                name, root + "/gostrelay/__init__.py", submodule_search_locations=[root + "/gostrelay"]
+            )
+        return None
+
+
+sys.meta_path.append(EditableFinder)
+sys.argv = ["gostrelay"] + sys.argv[2:]
+from gostrelay.cli import main
+
+main()
+'''
+
+
+class EditableInstallTests(FaceMixin, unittest.TestCase):
+    """
+    With the package mapped by an import hook and the source tree on no
+    path (C{pip install -e .}), our types and endpoint prefixes are still
+    found; without our plugin files at all, one line says what to do.
+    """
+
+    def environment(self) -> dict[str, str]:
+        env = childEnvironment()
+        del env["PYTHONPATH"]
+        return env
+
+    @defer.inlineCallbacks
+    def test_runs(self):  # type: ignore[no-untyped-def]
+        launcher = [sys.executable, "-c", BOOTSTRAP, ROOT]
+        proc, m = yield self.started(launcher, "-L", "relay://127.0.0.1:0", env=self.environment())
+        yield self.assertRelays(TCP4ClientEndpoint(reactor, "127.0.0.1", int(m.group(2))), proc)
+        proc, m = yield self.started(
+            launcher, "--listen", "ws:tcp\\:0\\:interface\\=127.0.0.1", env=self.environment()
+        )
+        endpoint = clientFromString(reactor, f"ws:tcp\\:127.0.0.1\\:{m.group(2)}")
+        yield self.assertRelays(endpoint, proc)
+
+    @defer.inlineCallbacks
+    def test_pluginsMissing(self):  # type: ignore[no-untyped-def]
+        tree = os.path.abspath(self.mktemp())
+        shutil.copytree(os.path.join(ROOT, "gostrelay"), os.path.join(tree, "gostrelay"))
+        proc = self.child([sys.executable, "-c", BOOTSTRAP, tree], "-L", "relay://127.0.0.1:0", env=self.environment())
+        yield proc.waitForExit(30)
+        self.assertEqual(proc.exitCode, 1, proc.describe())
+        lines = [line for line in proc.lines["err"] if line.strip()]
+        self.assertEqual(len(lines), 1, proc.describe())
+        self.assertIn("pip install", lines[0])
