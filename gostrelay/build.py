@@ -36,8 +36,14 @@ class RefusedConfiguration(ConfigError):
 class CannotStart(Exception):
     """
     A service cannot listen (a port in use, a socket path not writable):
-    the message is one line naming the service, the address and why.
+    the message is one line naming the service, the address and why;
+    C{short} says it in few words (a daemonizing twistd passes at most
+    100 bytes to the waiting parent).
     """
+
+    def __init__(self, message: str, short: str = "") -> None:
+        super().__init__(message)
+        self.short = short or message
 
 
 class BuildContext:
@@ -238,7 +244,7 @@ class GostService(service.Service):
 
         d.addCallbacks(listened, failed)
         if failures:
-            raise CannotStart(_cannotListen(self.config, failures[0].value)) from None
+            raise CannotStart(*_cannotListen(self.config, failures[0].value)) from None
 
     def startService(self) -> None:
         if self.port is None and not self.listening.called:
@@ -293,9 +299,10 @@ def isOpenProxy(svc: ServiceConfig, host: Any) -> bool:
         return False
 
 
-def _cannotListen(svc: ServiceConfig, error: BaseException) -> str:
+def _cannotListen(svc: ServiceConfig, error: BaseException) -> tuple[str, str]:
     """
-    One line for a listening failure: which service, which address, why.
+    One line for a listening failure (which service, which address, why),
+    and a short form.
     """
     import errno as _errno
     import os
@@ -314,14 +321,14 @@ def _cannotListen(svc: ServiceConfig, error: BaseException) -> str:
         socketError = error.socketError
         code = getattr(socketError, "errno", None)
         if code == _errno.EADDRINUSE:
-            reason = "the address is in use (another process listens there)"
+            reason, short = "the address is in use (another process listens there)", "address in use"
         elif code is not None:
-            reason = (getattr(socketError, "strerror", None) or os.strerror(code)).lower()
+            reason = short = (getattr(socketError, "strerror", None) or os.strerror(code)).lower()
         else:
-            reason = str(socketError)
-        return f"{where}: cannot listen on {address}: {reason}"
+            reason = short = str(socketError)
+        return f"{where}: cannot listen on {address}: {reason}", f"cannot listen on {address}: {short}"
     text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    return f"{where}: cannot listen: {text}"
+    return f"{where}: cannot listen: {text}", f"cannot listen: {text}"
 
 
 def _hostText(host: Any) -> str:

@@ -124,10 +124,11 @@ class Options(usage.Options):
         """A service: a GOST URL (GOST's -L) or an endpoint description (repeatable)."""
         from gostrelay.config.listen import DESCRIPTION as _DESCRIPTION
         from gostrelay.config.listen import ListenSpec, classify
+        from gostrelay.registry import PluginsMissing
 
         try:
             kind = classify(value)
-        except ConfigError as e:
+        except (ConfigError, PluginsMissing) as e:
             # Reported when the configuration is built: one line, exit 1.
             self["listen"].append(ListenSpec(value, error=str(e)))
             return
@@ -394,10 +395,16 @@ class TopService(service.MultiService):
         try:
             super().privilegedStartService()
         except CannotStart as e:
-            if not self.underTwistd or self.daemon:
-                # The console script prints it; a daemonizing twistd hands
-                # it to the waiting parent, which prints it.
-                raise
+            if not self.underTwistd:
+                raise  # the console script prints it
+            if self.daemon:
+                # A daemonizing twistd hands the first 100 bytes of the
+                # exception to the waiting parent, which prints them: the
+                # short form there, the whole line in the log.
+                from twisted.logger import Logger
+
+                Logger(namespace="gostrelay").error("gostrelay: {line}", line=str(e))
+                raise RuntimeError(e.short) from None
             print(f"gostrelay: {e}", file=sys.__stderr__)
             raise SystemExit(1) from None
 

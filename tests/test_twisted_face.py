@@ -214,6 +214,33 @@ class ServeTests(FaceMixin, unittest.TestCase):
         yield self.assertStopsCleanly(proc)
 
     @defer.inlineCallbacks
+    def test_systemd(self):  # type: ignore[no-untyped-def]
+        """
+        C{systemd:domain=INET:index=0}: the socket comes from the parent
+        (socket activation), as systemd passes it.
+        """
+        import socket
+
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(16)
+        port = sock.getsockname()[1]
+        proto = LineProcessProtocol(reactor, "systemd")
+        args = ["/bin/sh", "-c", 'export LISTEN_PID=$$ LISTEN_FDS=1 LISTEN_FDNAMES=relay; exec "$@"', "sh", *TWISTD_RELAY,
+                "--listen", "systemd:domain=INET:index=0", "--user", "u:p"]
+        directory = os.path.abspath(self.mktemp())
+        os.makedirs(directory)
+        reactor.spawnProcess(  # type: ignore[attr-defined]
+            proto, args[0], args, env=childEnvironment(), path=directory,
+            childFDs={0: "w", 1: "r", 2: "r", 3: sock.fileno()},
+        )
+        self.addCleanup(proto.stop)
+        sock.close()
+        match = yield proto.waitForLine(LISTENING_TCP, timeout=30)
+        self.assertEqual(int(match.group(2)), port, proto.describe())
+        yield self.assertRelays(TCP4ClientEndpoint(reactor, "127.0.0.1", port), proto, "u", "p")
+
+    @defer.inlineCallbacks
     def test_nestedWebSocket(self):  # type: ignore[no-untyped-def]
         """
         A nested description: relay over our C{ws:} over C{tcp:}, with
@@ -388,6 +415,21 @@ class ErrorTests(FaceMixin, unittest.TestCase):
         yield self.assertOneLine(["--listen", f"tcp:{port}:interface=127.0.0.1"], 1, f"127.0.0.1:{port}", "in use")
 
     @defer.inlineCallbacks
+    def test_portInUseDaemon(self):  # type: ignore[no-untyped-def]
+        """
+        Daemonized (no C{-n}), twistd's parent prints the short form in its
+        one error line; the log has the whole line, no traceback needed.
+        """
+        busy = reactor.listenTCP(0, Factory.forProtocol(Protocol), interface="127.0.0.1")  # type: ignore[attr-defined]
+        self.addCleanup(busy.stopListening)
+        port = busy.getHost().port
+        launcher = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()", "relay"]
+        proc = self.child(launcher, "--listen", f"tcp:{port}:interface=127.0.0.1")
+        yield proc.waitForExit(30)
+        self.assertEqual(proc.exitCode, 1, proc.describe())
+        self.assertIn(f"cannot listen on 127.0.0.1:{port}: address in use", proc.err, proc.describe())
+
+    @defer.inlineCallbacks
     def test_unknownOptionWarned(self):  # type: ignore[no-untyped-def]
         """
         An unknown option is one warning line; the service still runs.
@@ -467,9 +509,10 @@ class EditableInstallTests(FaceMixin, unittest.TestCase):
     def test_pluginsMissing(self):  # type: ignore[no-untyped-def]
         tree = os.path.abspath(self.mktemp())
         shutil.copytree(os.path.join(ROOT, "gostrelay"), os.path.join(tree, "gostrelay"))
-        proc = self.child([sys.executable, "-c", BOOTSTRAP, tree], "-L", "relay://127.0.0.1:0", env=self.environment())
-        yield proc.waitForExit(30)
-        self.assertEqual(proc.exitCode, 1, proc.describe())
-        lines = [line for line in proc.lines["err"] if line.strip()]
-        self.assertEqual(len(lines), 1, proc.describe())
-        self.assertIn("pip install", lines[0])
+        for args in (["-L", "relay://127.0.0.1:0"], ["--listen", "tcp:0:interface=127.0.0.1"]):
+            proc = self.child([sys.executable, "-c", BOOTSTRAP, tree], *args, env=self.environment())
+            yield proc.waitForExit(30)
+            self.assertEqual(proc.exitCode, 1, proc.describe())
+            lines = [line for line in proc.lines["err"] if line.strip()]
+            self.assertEqual(len(lines), 1, proc.describe())
+            self.assertIn("pip install", lines[0])

@@ -68,9 +68,12 @@ def serverPrefixes() -> frozenset[str]:
         from twisted.internet.interfaces import IStreamServerEndpointStringParser
         from twisted.plugin import getPlugins
 
-        from gostrelay.registry import ensureOwnPlugins
+        from gostrelay.registry import PluginsMissing, ensureOwnPlugins
 
-        ensureOwnPlugins()
+        try:
+            ensureOwnPlugins()
+        except PluginsMissing:
+            pass  # reported, in one line, when the types are looked up
         found = set(_TWISTED_BUILTIN)
         try:
             from twisted.internet import endpoints

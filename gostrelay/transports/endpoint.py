@@ -41,7 +41,10 @@ def endpointFromDescription(reactor: Any, description: str, where: str) -> IStre
         name = f" {e.filename}" if getattr(e, "filename", None) else ""
         raise ConfigError(f"{prefix}{description}: cannot read{name}: {e.strerror or e}") from None
     except Exception as e:
-        raise ConfigError(f"{prefix}{description}: {_reason(e)}") from None
+        reason = _reason(e)
+        if description.startswith("systemd:") and isinstance(e, (IndexError, KeyError)):
+            reason = "no such inherited socket (LISTEN_FDS, LISTEN_FDNAMES: started by systemd socket activation?)"
+        raise ConfigError(f"{prefix}{description}: {reason}") from None
 
 
 def _reason(e: Exception) -> str:
