@@ -433,6 +433,7 @@ class OneLineErrorTests(SynchronousTestCase):
             ("tcp:0:bogus=1", ["unknown argument 'bogus'"]),
             ("tcp:http", ["tcp:http"]),
             ("ssl:0:privateKey=/nonexistent/key.pem", ["cannot read", "/nonexistent/key.pem"]),
+            ("tls:8443", ["'8443' is not a directory", "port=", "relay+tls://:8443"]),
         ):
             cfg = config("--listen", description)
             e = self.assertRaises(RefusedConfiguration, buildServices, MemoryReactorClock(), cfg)

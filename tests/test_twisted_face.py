@@ -203,6 +203,26 @@ class ServeTests(FaceMixin, unittest.TestCase):
             yield self.assertRelays(endpoint, proc, target=":0")
 
     @defer.inlineCallbacks
+    def test_tlsDirectory(self):  # type: ignore[no-untyped-def]
+        """
+        Twisted's C{tls:} endpoint: a directory of PEM files, one per
+        server name (SNI), and C{port=}.
+        """
+        from twisted.internet.ssl import Certificate, optionsForClientTLS
+
+        from gostrelay.transports.tls import generateCertificate
+
+        directory = os.path.abspath(self.mktemp())
+        os.makedirs(directory)
+        certificate, key = generateCertificate("localhost")
+        with open(os.path.join(directory, "localhost.pem"), "wb") as f:
+            f.write(certificate + key)
+        proc, m = yield self.started(CONSOLE, "--listen", f"tls:{directory}:port=0:interface=127.0.0.1", "--user", "u:p")
+        options = optionsForClientTLS("localhost", trustRoot=Certificate.loadPEM(certificate))
+        endpoint = SSL4ClientEndpoint(reactor, "127.0.0.1", int(m.group(2)), options)
+        yield self.assertRelays(endpoint, proc, "u", "p")
+
+    @defer.inlineCallbacks
     def test_unix(self):  # type: ignore[no-untyped-def]
         directory = tempfile.mkdtemp(prefix="gostrelay-", dir="/tmp")
         self.addCleanup(shutil.rmtree, directory, True)

@@ -33,6 +33,7 @@ def endpointFromDescription(reactor: Any, description: str, where: str) -> IStre
 
     ensureOwnPlugins()
     prefix = "" if where == description else f"{where}: "
+    _checkTLSDirectory(description, prefix)
     try:
         return serverFromString(reactor, description)  # type: ignore[no-any-return]
     except ConfigError as e:
@@ -45,6 +46,31 @@ def endpointFromDescription(reactor: Any, description: str, where: str) -> IStre
         if description.startswith("systemd:") and isinstance(e, (IndexError, KeyError)):
             reason = "no such inherited socket (LISTEN_FDS, LISTEN_FDNAMES: started by systemd socket activation?)"
         raise ConfigError(f"{prefix}{description}: {reason}") from None
+
+
+def _checkTLSDirectory(description: str, prefix: str) -> None:
+    """
+    Twisted's C{tls:} server endpoint takes a directory of PEM files and
+    C{port=} (default 443): C{tls:8443} would listen on 443 with no
+    certificate.  Refuse a first argument that is not a directory.
+    """
+    import os
+
+    from gostrelay.config.listen import firstField
+
+    kind, rest = firstField(description)
+    if kind != "tls":
+        return
+    path, _ = firstField(rest)
+    if "=" in path:
+        return  # path= given as a keyword: Twisted checks it
+    path = path.replace("\\:", ":")
+    if not os.path.isdir(path):
+        raise ConfigError(
+            f"{prefix}{description}: Twisted's tls: endpoint takes a directory of PEM files and port= "
+            f"(tls:/etc/relay/certs:port=8443); {path!r} is not a directory. "
+            "For relay over GOST's tls listener write -L relay+tls://:8443"
+        )
 
 
 def _reason(e: Exception) -> str:

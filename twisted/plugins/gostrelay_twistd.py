@@ -9,6 +9,6 @@ from twisted.application.service import ServiceMaker
 gostrelayRelay = ServiceMaker(
     "gostrelay",
     "gostrelay.tap",
-    "GOST relay services: -L service URLs, -F chain nodes, -C files.",
+    "GOST relay services: --listen DESCRIPTION (tcp:8420, ssl:..., unix:...) or -L URL, -F chain nodes, -C files.",
     "relay",
 )
