@@ -97,6 +97,11 @@ def checkConfig(config: Config) -> list[str]:
         listenerType = svc.listener.type if svc.listener is not None and svc.listener.type else "tcp"
         if registry.lookup("listener", listenerType) is None:
             problems.append(f"{where}: listener {listenerType!r} is not implemented")
+        elif listenerType == "endpoint" and svc.handler is not None and svc.handler.type in ("udp", "rudp"):
+            problems.append(
+                f"{where}: handler {svc.handler.type!r} forwards datagrams; an endpoint description listens "
+                "for streams: use -L udp://:PORT/HOST:PORT"
+            )
         if svc.forwarder is not None and svc.forwarder.selector is not None:
             try:
                 strategyName(svc.forwarder.selector.strategy, f"{where}: forwarder")

@@ -198,6 +198,16 @@ class PerServiceFlagsTests(SynchronousTestCase):
             for word in words:
                 self.assertIn(word, str(e), args)
 
+    def test_datagramHandlerRefused(self) -> None:
+        """
+        A datagram handler cannot serve a stream description: refused, one
+        line, pointing at the udp listener.
+        """
+        cfg = config("--listen", "tcp:0", "--handler", "udp", "--target", ":53")
+        e = self.assertRaises(RefusedConfiguration, buildServices, MemoryReactorClock(), cfg)
+        self.assertEqual(len(e.problems), 1, e.problems)
+        self.assertIn("udp://", e.problems[0])
+
     def test_unknownHandler(self) -> None:
         """
         A --handler no one registers is refused with the nearest names.
