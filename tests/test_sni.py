@@ -44,6 +44,11 @@ def clientHello(name: str | None) -> bytes:
     return out.read()
 
 
+#: One ClientHello for the hypothesis tests (made once: a TLS context per
+#: example would be slow and make the examples' timing unreliable).
+_HELLO = clientHello("a.example")
+
+
 class ParserTests(SynchronousTestCase):
     def test_realHello(self) -> None:
         hello = clientHello("example.com")
@@ -55,7 +60,7 @@ class ParserTests(SynchronousTestCase):
 
     @given(st.integers(0, 600))
     def test_incomplete(self, cut: int) -> None:
-        hello = clientHello("a.example")
+        hello = _HELLO
         if cut < len(hello):
             self.assertIsNone(serverName(hello[:cut]))
 
