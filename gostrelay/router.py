@@ -15,6 +15,7 @@ from typing import Protocol as TypingProtocol
 from twisted.internet import defer, error
 from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint, TCP6ClientEndpoint
 from twisted.internet.interfaces import IProtocolFactory, IStreamClientEndpoint
+from twisted.python.failure import Failure
 
 from gostrelay.wire.address import AddressError, splitHostPort
 
@@ -37,19 +38,34 @@ def directEndpoint(reactor: Any, address: str, timeout: float = DEFAULT_DIAL_TIM
     name resolution; an empty host is this machine (Go's meaning), reached
     on 127.0.0.1.
     """
-    try:
-        host, port = splitHostPort(address)
-    except AddressError as e:
-        raise DialError(str(e)) from None
-    if host == "":
-        return TCP4ClientEndpoint(reactor, "127.0.0.1", port, timeout=timeout)
-    try:
-        ip = ipaddress.ip_address(host)
-    except ValueError:
-        return HostnameEndpoint(reactor, host.encode("idna") if host.isascii() else host, port, timeout=timeout)
-    if ip.version == 4:
+    parsed = _parsedTargets.get(address)
+    if parsed is None:
+        try:
+            host, port = splitHostPort(address)
+        except AddressError as e:
+            raise DialError(str(e)) from None
+        if host == "":
+            parsed = (4, "127.0.0.1", port)
+        else:
+            try:
+                parsed = (ipaddress.ip_address(host).version, host, port)
+            except ValueError:
+                parsed = (0, host, port)
+        if len(_parsedTargets) >= 1024:
+            _parsedTargets.clear()
+        _parsedTargets[address] = parsed
+    version, host, port = parsed
+    if version == 4:
         return TCP4ClientEndpoint(reactor, host, port, timeout=timeout)
-    return TCP6ClientEndpoint(reactor, host, port, timeout=timeout)
+    if version == 6:
+        return TCP6ClientEndpoint(reactor, host, port, timeout=timeout)
+    return HostnameEndpoint(reactor, host.encode("idna") if host.isascii() else host, port, timeout=timeout)
+
+
+#: Targets already parsed by L{directEndpoint} (a forward service, a relay
+#: server in forward mode and a chain's first hop dial the same ones on
+#: every connection).
+_parsedTargets: dict[str, tuple[int, str, int]] = {}
 
 
 class IRoute(TypingProtocol):
@@ -110,8 +126,7 @@ class Router:
             return self.route.endpoint(network, address, self.dialTimeout)
         return directEndpoint(self.reactor, address, self.dialTimeout)
 
-    @defer.inlineCallbacks
-    def connect(self, network: str, address: str, factory: IProtocolFactory):  # type: ignore[no-untyped-def]
+    def connect(self, network: str, address: str, factory: IProtocolFactory) -> defer.Deferred[Any]:
         """
         Connect C{factory}'s protocol to C{address}.
 
@@ -119,38 +134,13 @@ class Router:
             failing with L{DialError} naming the reason.
         """
         if network not in ("tcp", "tcp4", "tcp6"):
-            raise UnsupportedNetwork(f"network {network!r} is not supported here")
-        checked, direct = yield self._checked(address)
-        last: Exception | None = None
-        for _attempt in range(self.retries + 1):
-            if direct:
-                endpoint = directEndpoint(self.reactor, checked, self.dialTimeout)
-            else:
-                endpoint = self.endpoint(network, address)
-            d = endpoint.connect(factory)
-            timedOut: list[bool] = []
-            timer = self.reactor.callLater(self.dialTimeout, _expire, d, timedOut)
-            try:
-                protocol = yield d
-            except (defer.CancelledError, error.ConnectingCancelledError):
-                if not timedOut:
-                    raise defer.CancelledError() from None
-                last = DialError(f"dial {address}: timed out after {self.dialTimeout:g}s")
-            except error.ConnectError as e:
-                if getattr(e, "status", None) is not None:
-                    raise  # a relay server's refusal: callers map its status
-                last = DialError(f"dial {address}: {_reason(e)}")
-            except DialError as e:
-                last = e
-            except Exception as e:  # noqa: BLE001 - any dial failure is a dial error
-                last = DialError(f"dial {address}: {e}")
-            else:
-                return protocol
-            finally:
-                if timer.active():
-                    timer.cancel()
-        assert last is not None
-        raise last
+            return defer.fail(UnsupportedNetwork(f"network {network!r} is not supported here"))
+        if self.guard is None:
+            # No generator, no extra Deferred: this runs once per connection.
+            return _Dial(self, network, address, address, False, factory).start()
+        return self._checked(address).addCallback(
+            lambda checked: _Dial(self, network, address, checked[0], checked[1], factory).start()
+        )
 
     @defer.inlineCallbacks
     def datagram(self, address: str, receiver: Any):  # type: ignore[no-untyped-def]
@@ -242,6 +232,99 @@ class Router:
         except Exception as e:  # noqa: BLE001
             return defer.fail(DialError(f"UDP association: {e}"))
         return defer.succeed(ResolvingChannel(self.reactor, socketChannel))
+
+
+class _Dial:
+    """
+    One L{Router.connect}: up to C{retries + 1} attempts, each bounded by
+    the dial timeout.
+    """
+
+    def __init__(
+        self, router: Router, network: str, address: str, checked: str, direct: bool, factory: IProtocolFactory
+    ) -> None:
+        self.router = router
+        self.network = network
+        self.address = address
+        self.checked = checked
+        self.direct = direct
+        self.factory = factory
+        self.left = router.retries + 1
+        self.attempt: defer.Deferred[Any] | None = None
+        self.timer: Any = None
+        self.timedOut = False
+        self.result: defer.Deferred[Any] = defer.Deferred(lambda _: self._cancel())
+
+    def start(self) -> defer.Deferred[Any]:
+        try:
+            self._next()
+        except Exception:  # noqa: BLE001 - e.g. a chain refusing the target: the caller's failure
+            self.result.errback()
+        return self.result
+
+    def _next(self) -> None:
+        router = self.router
+        self.left -= 1
+        if self.direct or router.route is None:
+            endpoint = directEndpoint(router.reactor, self.checked, router.dialTimeout)
+        else:
+            endpoint = router.endpoint(self.network, self.address)
+        self.timedOut = False
+        d = self.attempt = endpoint.connect(self.factory)
+        self.timer = router.reactor.callLater(router.dialTimeout, self._expire, d)
+        d.addCallbacks(self._connected, self._failed)
+
+    def _expire(self, d: defer.Deferred[Any]) -> None:
+        self.timer = None
+        self.timedOut = True
+        d.cancel()
+
+    def _stopTimer(self) -> None:
+        if self.timer is not None:
+            if self.timer.active():
+                self.timer.cancel()
+            self.timer = None
+
+    def _cancel(self) -> None:
+        self._stopTimer()
+        if self.attempt is not None:
+            attempt, self.attempt = self.attempt, None
+            attempt.cancel()
+
+    def _connected(self, protocol: Any) -> None:
+        self.attempt = None
+        self._stopTimer()
+        if not self.result.called:
+            self.result.callback(protocol)
+
+    def _failed(self, f: Failure) -> None:
+        self._stopTimer()
+        if self.attempt is None or self.result.called:
+            return  # cancelled by the caller
+        self.attempt = None
+        address, timeout = self.address, self.router.dialTimeout
+        e = f.value
+        if isinstance(e, (defer.CancelledError, error.ConnectingCancelledError)):
+            if not self.timedOut:
+                self.result.errback(defer.CancelledError())
+                return
+            last: Exception = DialError(f"dial {address}: timed out after {timeout:g}s")
+        elif isinstance(e, error.ConnectError):
+            if getattr(e, "status", None) is not None:
+                self.result.errback(f)  # a relay server's refusal: callers map its status
+                return
+            last = DialError(f"dial {address}: {_reason(e)}")
+        elif isinstance(e, DialError):
+            last = e
+        else:
+            last = DialError(f"dial {address}: {e}")
+        if self.left <= 0:
+            self.result.errback(last)
+            return
+        try:
+            self._next()
+        except Exception:  # noqa: BLE001
+            self.result.errback()
 
 
 def _expire(d: defer.Deferred[Any], timedOut: list[bool]) -> None:

@@ -81,6 +81,22 @@ class RelayRefused(ConnectError):
         self.target = target
 
 
+#: What a relay stream offers for each kind of carrier (its interfaces but
+#: TLS): worked out once per carrier type, not per connection.
+_offered: dict[Any, tuple[Any, ...]] = {}
+
+
+def _carrierInterfaces(spec: Any) -> tuple[Any, ...]:
+    offered = _offered.get(spec)
+    if offered is None:
+        if len(_offered) >= 256:
+            _offered.clear()
+        offered = _offered[spec] = tuple(
+            i for i in spec if not i.isOrExtends(ISSLTransport) and not i.isOrExtends(ITLSTransport)
+        )
+    return offered
+
+
 @implementer(IHalfCloseableProtocol, ITransport)
 class RelayClientProtocol(Protocol):
     """
@@ -106,9 +122,7 @@ class RelayClientProtocol(Protocol):
     def connectionMade(self) -> None:
         # Offer what the carrier offers (half-close, TCP options), except
         # TLS: the application's peer is the target, not the TLS server.
-        directlyProvides(
-            self, *[i for i in providedBy(self.transport) if not i.isOrExtends(ISSLTransport) and not i.isOrExtends(ITLSTransport)]
-        )
+        directlyProvides(self, *_carrierInterfaces(providedBy(self.transport)))
         ep = self.endpoint
         if ep.nodelay:
             self._sendHeader()
@@ -444,6 +458,9 @@ class RelayConnector:
         self.responseWait = md.getDuration("responseWait", default=DEFAULT_RESPONSE_WAIT)
         self.connectTimeout = md.getDuration("connectTimeout")
         self.username, self.password = _credentials(node, where)
+        # Encoded CONNECT requests by (network, target): a forward service
+        # sends the same one on every connection.
+        self._requests: dict[tuple[str, str], bytes] = {}
         # The BIND session's smux settings, as GOST reads them: the connector's.
         from gostrelay.mux import MuxConfig
 
@@ -470,10 +487,15 @@ class RelayConnector:
             network = "udp"
         if network not in ("tcp", "udp"):
             raise UnsupportedNetwork(f"relay connector: network {network!r} is not supported")
-        try:
-            request = connectRequest(address, network, self.username, self.password).encode()
-        except (RelayEncodeError, ValueError) as e:
-            raise UnsupportedNetwork(f"relay connector: bad target {address!r}: {e}") from None
+        request = self._requests.get((network, address))
+        if request is None:
+            try:
+                request = connectRequest(address, network, self.username, self.password).encode()
+            except (RelayEncodeError, ValueError) as e:
+                raise UnsupportedNetwork(f"relay connector: bad target {address!r}: {e}") from None
+            if len(self._requests) >= 1024:
+                self._requests.clear()
+            self._requests[(network, address)] = request
         return RelayClientEndpoint(
             self.reactor,
             through,
