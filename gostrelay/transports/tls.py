@@ -23,11 +23,13 @@ import os
 from typing import Any
 
 from OpenSSL import SSL, crypto
+from OpenSSL.SSL import Error as TLSError
+from OpenSSL.SSL import WantReadError, ZeroReturnError
 from twisted.internet import ssl
-from twisted.internet.endpoints import wrapClientTLS
 from twisted.internet.interfaces import IOpenSSLClientConnectionCreator, IStreamClientEndpoint
 from twisted.logger import Logger
-from twisted.protocols.tls import TLSMemoryBIOFactory
+from twisted.protocols.policies import ProtocolWrapper
+from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
 from twisted.python.filepath import FilePath
 from zope.interface import implementer
@@ -159,6 +161,115 @@ def serverContextFactory(tls: TLSConfig | None, where: str) -> ssl.CertificateOp
     return ssl.CertificateOptions(**kwargs)
 
 
+class BulkTLSProtocol(TLSMemoryBIOProtocol):
+    """
+    Twisted's TLS protocol with a bulk path that costs fewer Python calls
+    per byte (the TLS work itself is OpenSSL's either way):
+
+      - a write's records go to the socket in one transport write, where
+        Twisted writes each 16 KiB record separately (four writes, four
+        producer checks per 64 KiB), and are cut without copying;
+      - the records decrypted from one socket read reach the application
+        in one C{dataReceived} (up to L{_DELIVER} bytes), not one per
+        record: one pass through the relay pipe per read.
+
+    Byte order, back-pressure (the producer membrane), shutdown and error
+    handling are Twisted's.
+    """
+
+    def _flushSendBIO(self) -> None:
+        chunks = []
+        while True:
+            try:
+                chunks.append(self._tlsConnection.bio_read(_BIO_CHUNK))
+            except WantReadError:
+                break
+        if chunks:
+            self.transport.write(chunks[0] if len(chunks) == 1 else b"".join(chunks))  # type: ignore[union-attr]
+
+    def _write(self, data: bytes) -> None:
+        if self._lostTLSConnection:
+            return
+        # pyOpenSSL turns on partial writes: each SSL_write takes a record.
+        send = self._tlsConnection.send
+        view = memoryview(data)
+        sent, size = 0, len(data)
+        while sent < size:
+            try:
+                sent += send(view[sent:sent + _RECORD] if size - sent > _RECORD else view[sent:])
+            except WantReadError:
+                # A handshake in flight: retried with the same bytes once the
+                # peer has answered, as Twisted does.
+                self._bufferedWrite(data[sent:])
+                break
+            except TLSError:
+                self._tlsShutdownFinished(Failure())
+                return
+        self._flushSendBIO()
+
+    def _flushReceiveBIO(self) -> None:
+        received: list[bytes] = []
+        size = 0
+        while not self._lostTLSConnection:
+            try:
+                data = self._tlsConnection.recv(_RECV_CHUNK)
+            except WantReadError:
+                break
+            except ZeroReturnError:
+                self._deliver(received)
+                received, size = [], 0
+                self._shutdownTLS()
+                self._tlsShutdownFinished(None)
+            except TLSError:
+                failure = Failure()
+                self._deliver(received)
+                received, size = [], 0
+                self._tlsShutdownFinished(failure)
+            else:
+                received.append(data)
+                size += len(data)
+                if size >= _DELIVER:
+                    self._deliver(received)
+                    received, size = [], 0
+        self._deliver(received)
+        self._flushSendBIO()
+
+    def _deliver(self, received: list[bytes]) -> None:
+        if received and not self._aborted:
+            ProtocolWrapper.dataReceived(self, received[0] if len(received) == 1 else b"".join(received))
+
+
+#: Bytes asked of OpenSSL at a time: a record's plaintext is 16 KiB at most.
+_RECV_CHUNK = 1 << 15
+_RECORD = 1 << 14
+_BIO_CHUNK = 1 << 16
+#: Decrypted bytes delivered in one C{dataReceived}, at most.
+_DELIVER = 1 << 18
+
+
+class BulkTLSFactory(TLSMemoryBIOFactory):
+    """
+    L{TLSMemoryBIOFactory} building L{BulkTLSProtocol}s.
+    """
+
+    protocol = BulkTLSProtocol
+
+
+@implementer(IStreamClientEndpoint)
+class _TLSClientEndpoint:
+    """
+    C{wrapClientTLS}, with L{BulkTLSProtocol}.
+    """
+
+    def __init__(self, creator: Any, wrapped: IStreamClientEndpoint) -> None:
+        self.creator = creator
+        self.wrapped = wrapped
+
+    def connect(self, protocolFactory: Any) -> Any:
+        d: Any = self.wrapped.connect(BulkTLSFactory(self.creator, True, protocolFactory))
+        return d.addCallback(lambda protocol: protocol.wrappedProtocol)
+
+
 class _TLSStreamListener:
     """
     TLS over a stream server endpoint.
@@ -169,7 +280,7 @@ class _TLSStreamListener:
         self.contextFactory = contextFactory
 
     def listen(self, factory: Any) -> Any:
-        return self.endpoint.listen(TLSMemoryBIOFactory(self.contextFactory, False, factory))
+        return self.endpoint.listen(BulkTLSFactory(self.contextFactory, False, factory))
 
 
 @implementer(IListener)
@@ -355,7 +466,7 @@ class TLSDialer:
     ) -> IStreamClientEndpoint:
         if through is None:
             through = directEndpoint(self.reactor, address, timeout)
-        return wrapClientTLS(self.creator, through)
+        return _TLSClientEndpoint(self.creator, through)
 
 
 def _nodeHost(addr: str) -> str:
