@@ -153,6 +153,9 @@ def serverContextFactory(tls: TLSConfig | None, where: str) -> ssl.CertificateOp
         "certificate": chain[0],
         "extraCertChain": chain[1:],
         "raiseMinimumTo": ssl.TLSVersion.TLSv1_2,
+        # Session tickets (as Go's, and so GOST's, servers send): a client
+        # that resumes skips the certificate and its signature.
+        "enableSessionTickets": True,
     }
     if tls is not None and tls.caFile:
         kwargs["caCerts"] = _loadCertificates(_read(tls.caFile, "caFile", where), "caFile", where)
@@ -234,8 +237,16 @@ class BulkTLSProtocol(TLSMemoryBIOProtocol):
         self._deliver(received)
         self._flushSendBIO()
 
+    _sessionNoted = False
+    #: Set by a client connection creator that resumes sessions.
+    noteSession: Any = None
+
     def _deliver(self, received: list[bytes]) -> None:
         if received and not self._aborted:
+            if not self._sessionNoted:
+                self._sessionNoted = True
+                if self.noteSession is not None:
+                    self.noteSession(self._tlsConnection)
             ProtocolWrapper.dataReceived(self, received[0] if len(received) == 1 else b"".join(received))
 
 
@@ -268,6 +279,14 @@ class _TLSClientEndpoint:
     def connect(self, protocolFactory: Any) -> Any:
         d: Any = self.wrapped.connect(BulkTLSFactory(self.creator, True, protocolFactory))
         return d.addCallback(lambda protocol: protocol.wrappedProtocol)
+
+
+def tlsClientEndpoint(creator: Any, wrapped: IStreamClientEndpoint) -> IStreamClientEndpoint:
+    """
+    TLS over C{wrapped} with L{BulkTLSProtocol} (C{wrapClientTLS}'s
+    shape), for every client carrier (tls, wss).
+    """
+    return _TLSClientEndpoint(creator, wrapped)
 
 
 class _TLSStreamListener:
@@ -379,19 +398,45 @@ class _GostClientCreator:
         self.context = context
         self.serverName = serverName
         self.verifyName = verifyName
+        #: The session to resume on the next connection (the node's latest).
+        self.session: SSL.Session | None = None
 
     def clientConnectionForTLS(self, tlsProtocol: Any) -> SSL.Connection:
         connection = SSL.Connection(self.context, None)
         if self.serverName and not _isIP(self.serverName):
             connection.set_tlsext_host_name(self.serverName.encode("idna"))
         connection.set_app_data(tlsProtocol)
+        if isinstance(tlsProtocol, BulkTLSProtocol):
+            tlsProtocol.noteSession = self.noteSession
+        if self.session is not None:
+            # Resumption: no certificate, no signature to make or check (the
+            # session was verified when it was made); a server that does not
+            # take it does a full handshake.
+            connection.set_session(self.session)
         if self.verifyName:
-            connection.set_info_callback(self._checkName)
+            connection.set_info_callback(self._handshakeDone)
         return connection
 
-    def _checkName(self, connection: SSL.Connection, where: int, ret: int) -> None:
+    def noteSession(self, connection: SSL.Connection) -> None:
+        """
+        A connection of ours received its first application bytes, so any
+        TLS 1.3 session ticket the server sends (right after the handshake)
+        has arrived: its session is the one to resume next.
+        """
+        session = connection.get_session()
+        if session is not None:
+            self.session = session
+
+    def _handshakeDone(self, connection: SSL.Connection, where: int, ret: int) -> None:
         if not where & SSL.SSL_CB_HANDSHAKE_DONE:
             return
+        tlsProtocol = connection.get_app_data()
+        if not getattr(tlsProtocol, "_gostNameChecked", False):
+            if tlsProtocol is not None:
+                tlsProtocol._gostNameChecked = True
+            self._checkName(connection)
+
+    def _checkName(self, connection: SSL.Connection) -> None:
         from service_identity import VerificationError
         from service_identity.pyopenssl import verify_hostname, verify_ip_address
 

@@ -26,7 +26,6 @@ from autobahn.twisted.websocket import (
 )
 from autobahn.websocket.types import ConnectionDeny
 from twisted.internet import defer
-from twisted.internet.endpoints import wrapClientTLS
 from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.internet.interfaces import (
     IConsumer,
@@ -37,7 +36,6 @@ from twisted.internet.interfaces import (
     ITransport,
 )
 from twisted.logger import Logger
-from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -330,7 +328,9 @@ class _TLSServerEndpoint:
         self.contextFactory = contextFactory
 
     def listen(self, factory: IProtocolFactory) -> defer.Deferred[Any]:
-        return self.inner.listen(TLSMemoryBIOFactory(self.contextFactory, False, factory))
+        from gostrelay.transports.tls import BulkTLSFactory
+
+        return self.inner.listen(BulkTLSFactory(self.contextFactory, False, factory))
 
 
 class _ClientProtocol(WebSocketClientProtocol):
@@ -509,7 +509,9 @@ class WSDialer:
         if through is None:
             through = directEndpoint(self.reactor, address, timeout)
         if self.creator is not None:
-            through = wrapClientTLS(self.creator, through)
+            from gostrelay.transports.tls import tlsClientEndpoint
+
+            through = tlsClientEndpoint(self.creator, through)
         return WebSocketClientEndpoint(
             self.reactor, through, self.host or address, self.path, self.headers, self.pingInterval, self.secure
         )
