@@ -123,16 +123,16 @@ class Processes:
         self.procs: list[subprocess.Popen[bytes]] = []
         self.tmp = tempfile.mkdtemp(prefix="gostrelay-bench-")
 
-    def start(self, args: list[str], wait: int | None = None) -> subprocess.Popen[bytes]:
-        env = dict(os.environ, PYTHONPATH=ROOT, HOME=self.tmp)
+    def start(self, args: list[str], wait: int | None = None, tree: str = ROOT) -> subprocess.Popen[bytes]:
+        env = dict(os.environ, PYTHONPATH=tree, HOME=self.tmp)
         proc = subprocess.Popen(args, cwd=self.tmp, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.procs.append(proc)
         if wait is not None:
             waitPort(wait)
         return proc
 
-    def gostrelay(self, *args: str, wait: int | None = None) -> subprocess.Popen[bytes]:
-        return self.start([sys.executable, "-m", "gostrelay", *args], wait)
+    def gostrelay(self, *args: str, wait: int | None = None, tree: str = ROOT) -> subprocess.Popen[bytes]:
+        return self.start([sys.executable, "-m", "gostrelay", *args], wait, tree)
 
     def stop(self) -> None:
         for proc in self.procs:
@@ -260,6 +260,11 @@ def main() -> None:
     parser.add_argument("--setups", default="direct,bare,tcp,tls,wss")
     parser.add_argument("--tests", default="conn,latency,bulk1,bulk4")
     parser.add_argument("--json", help="also write the raw results here")
+    parser.add_argument(
+        "--baseline",
+        help="another gostrelay source tree (e.g. git worktree add /tmp/base COMMIT): its tcp, tls and wss "
+        "chains are measured in the same rounds, as 'tcp@base', ...",
+    )
     options = parser.parse_args()
     wanted = options.setups.split(",")
     tests = options.tests.split(",")
@@ -284,16 +289,21 @@ def main() -> None:
             second = procs.start([sys.executable, "-c", BARE, str(middle), str(backend)], middle)
             first = procs.start([sys.executable, "-c", BARE, str(front), str(middle)], front)
             setups["bare"][what] = (front, [first.pid, second.pid])
+    trees = [("", ROOT)] + ([("@base", os.path.abspath(options.baseline))] if options.baseline else [])
     for name, scheme in (("tcp", "relay"), ("tls", "relay+tls"), ("wss", "relay+wss")):
         if name not in wanted:
             continue
-        relay = freePort()
-        server = procs.gostrelay("-L", f"{scheme}://127.0.0.1:{relay}", wait=relay)
-        setups[name] = {}
-        for what, backend in (("http", httpPort), ("iperf", iperfPort)):
-            local = freePort()
-            client = procs.gostrelay("-L", f"tcp://127.0.0.1:{local}/127.0.0.1:{backend}", "-F", f"{scheme}://127.0.0.1:{relay}", wait=local)
-            setups[name][what] = (local, [client.pid, server.pid])
+        for suffix, tree in trees:
+            relay = freePort()
+            server = procs.gostrelay("-L", f"{scheme}://127.0.0.1:{relay}", wait=relay, tree=tree)
+            setups[name + suffix] = {}
+            for what, backend in (("http", httpPort), ("iperf", iperfPort)):
+                local = freePort()
+                client = procs.gostrelay(
+                    "-L", f"tcp://127.0.0.1:{local}/127.0.0.1:{backend}", "-F", f"{scheme}://127.0.0.1:{relay}",
+                    wait=local, tree=tree,
+                )
+                setups[name + suffix][what] = (local, [client.pid, server.pid])
     time.sleep(1.0)
 
     keys = ("rps", "p50", "p99", "cpuConn", "errors", "rps1", "p50_1", "p99_1", "bps1", "cpu1", "bps4", "cpu4")
