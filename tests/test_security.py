@@ -57,6 +57,7 @@ from tests.test_reliability import (
     autoHandler,
     captureLogs,
     pendingCalls,
+    sleep,
     udpTable,
     waitUntil,
 )
@@ -1131,6 +1132,69 @@ class StartWarningTests(unittest.SynchronousTestCase):
         for hop in (f"relay+tls://alice:{SECRET}@localhost:8443?secure=true", "relay+tls://127.0.0.1:8443",
                     f"relay://alice:{SECRET}@127.0.0.1:8420"):
             self.assertEqual(self.warnings(serve, [hop]), [], hop)
+
+
+class _Leaver(Protocol):
+    """
+    A local client that closes (FIN) or aborts (RST) after C{delay}.
+    """
+
+    def __init__(self, reactor: Any, delay: float, abort: bool, done: defer.Deferred[None]) -> None:
+        self.reactor, self.delay, self.abort, self.done = reactor, delay, abort, done
+
+    def connectionMade(self) -> None:
+        self.reactor.callLater(self.delay, self.transport.abortConnection if self.abort else self.transport.loseConnection)
+
+    def connectionLost(self, reason: Any = None) -> None:
+        self.done.callback(None)
+
+
+class TLSClientPeerLeavesTests(unittest.TestCase):
+    """
+    Regression (issue 19.9): a tcp forwarder with a relay+tls hop whose
+    local client left during the TLS handshake logged tracebacks (3 of 11
+    tries in the review: an AttributeError on C{bio_read}; here, every
+    few tries: C{ValueError: file descriptor cannot be a negative
+    integer}): Twisted's TLS wrapper claims the socket's half-close and
+    passed the pipe's C{loseWriteConnection} to the socket under TLS,
+    after the handshake had been aborted.  Now the relay client does not
+    offer half-close over TLS (the pipe closes both ways, as over
+    WebSocket), and nothing is logged as an error.  Real sockets on
+    127.0.0.1, in this process.
+    """
+
+    timeout = 60
+
+    @defer.inlineCallbacks
+    def test_localPeerLeaves(self):  # type: ignore[no-untyped-def]
+        import random
+
+        from twisted.internet import reactor
+        from twisted.internet.endpoints import TCP4ClientEndpoint
+
+        lab = Lab(reactor, os.path.abspath(self.mktemp()), self.addCleanup)
+        echoPort = lab.listen(EchoFactory())
+        server = buildServices(reactor, buildConfigFromCommandLine(["relay+tls://alice:pw@127.0.0.1:0"], []))
+        server.startService()
+        self.addCleanup(server.stopService)
+        (svc,) = list(server)
+        serverPort = (yield svc.listening).getHost().port
+        forwarder = buildServices(reactor, buildConfigFromCommandLine(
+            [f"tcp://127.0.0.1:0/127.0.0.1:{echoPort}"], [f"relay+tls://alice:pw@127.0.0.1:{serverPort}"]))
+        forwarder.startService()
+        self.addCleanup(forwarder.stopService)
+        (fsvc,) = list(forwarder)
+        forwardPort = (yield fsvc.listening).getHost().port
+        rng = random.Random(19)
+        for i in range(40):
+            done: defer.Deferred[None] = defer.Deferred()
+            leaver = _Leaver(reactor, rng.uniform(0, 0.005), i % 4 == 3, done)
+            yield TCP4ClientEndpoint(reactor, "127.0.0.1", forwardPort).connect(Factory.forProtocol(lambda p=leaver: p))
+            yield done
+            yield sleep(reactor, 0.02)
+        yield sleep(reactor, 0.3)
+        errors = self.flushLoggedErrors()
+        self.assertEqual(errors, [], "\n".join(e.getTraceback() for e in errors[:2]))
 
 
 # =====================================================================

@@ -29,6 +29,7 @@ from typing import Any
 from twisted.internet import defer
 from twisted.internet.error import ConnectError, ConnectionDone
 from twisted.internet.interfaces import (
+    IHalfCloseableDescriptor,
     IHalfCloseableProtocol,
     IProtocolFactory,
     ISSLTransport,
@@ -38,6 +39,7 @@ from twisted.internet.interfaces import (
 )
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
+from twisted.protocols.tls import TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
 from zope.interface import directlyProvides, implementer, providedBy
 
@@ -86,13 +88,15 @@ class RelayRefused(ConnectError):
 _offered: dict[Any, tuple[Any, ...]] = {}
 
 
-def _carrierInterfaces(spec: Any) -> tuple[Any, ...]:
-    offered = _offered.get(spec)
+def _carrierInterfaces(spec: Any, tls: bool = False) -> tuple[Any, ...]:
+    offered = _offered.get((spec, tls))
     if offered is None:
         if len(_offered) >= 256:
             _offered.clear()
-        offered = _offered[spec] = tuple(
-            i for i in spec if not i.isOrExtends(ISSLTransport) and not i.isOrExtends(ITLSTransport)
+        offered = _offered[(spec, tls)] = tuple(
+            i for i in spec
+            if not i.isOrExtends(ISSLTransport) and not i.isOrExtends(ITLSTransport)
+            and not (tls and i.isOrExtends(IHalfCloseableDescriptor))
         )
     return offered
 
@@ -122,7 +126,13 @@ class RelayClientProtocol(Protocol):
     def connectionMade(self) -> None:
         # Offer what the carrier offers (half-close, TCP options), except
         # TLS: the application's peer is the target, not the TLS server.
-        directlyProvides(self, *_carrierInterfaces(providedBy(self.transport)))
+        # Nor half-close over TLS: Twisted's TLS wrapper claims the TCP
+        # transport's IHalfCloseableDescriptor and passes loseWriteConnection
+        # to the socket under TLS (a FIN inside the TLS stream; once a
+        # handshake was aborted, a write on a closed descriptor).  Without
+        # it the pipe closes both ways, as over WebSocket (issue 19.9).
+        tls = isinstance(self.transport, TLSMemoryBIOProtocol)
+        directlyProvides(self, *_carrierInterfaces(providedBy(self.transport), tls))
         ep = self.endpoint
         if ep.nodelay:
             self._sendHeader()
