@@ -66,7 +66,7 @@ class ParseRuleTests(SynchronousTestCase):
             ("unix:/run/relay.sock", DESCRIPTION),
             ("ssl:8443:privateKey=key.pem:certKey=cert.pem", DESCRIPTION),
             ("systemd:domain=INET:index=0", DESCRIPTION),
-            ("haproxy:tcp\\:8080", DESCRIPTION),
+            ("haproxy:tcp:8080", DESCRIPTION),
             ("stdio:", DESCRIPTION),
             # Twisted's TLS endpoint, not GOST's auto handler over tls.
             ("tls:8443", DESCRIPTION),

@@ -261,6 +261,23 @@ class ServeTests(FaceMixin, unittest.TestCase):
         yield self.assertRelays(TCP4ClientEndpoint(reactor, "127.0.0.1", port), proto, "u", "p")
 
     @defer.inlineCallbacks
+    def test_haproxy(self):  # type: ignore[no-untyped-def]
+        """
+        Twisted's C{haproxy:} wrapper: a PROXY header, then relay.
+        """
+        proc, m = yield self.started(CONSOLE, "--listen", "haproxy:tcp:0:interface=127.0.0.1", "--user", "u:p")
+        header = b"PROXY TCP4 192.0.2.1 127.0.0.1 40000 8420\r\n"
+        payload = os.urandom(1024)
+        probe = RelayProbe(header + connectRequest(self.echoAddress, "tcp", "u", "p").encode(), payload)
+        endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", int(m.group(2)))
+        yield withTimeout(connectProtocol(endpoint, probe), 15, "connect")
+        yield withTimeout(probe.done, 15, "relay conversation")
+        probe.transport.loseConnection()  # type: ignore[union-attr]
+        yield probe.lost
+        self.assertEqual(probe.status, Status.OK, proc.describe())
+        self.assertTrue(bytes(probe.data) == payload, proc.describe())
+
+    @defer.inlineCallbacks
     def test_nestedWebSocket(self):  # type: ignore[no-untyped-def]
         """
         A nested description: relay over our C{ws:} over C{tcp:}, with
