@@ -14,43 +14,29 @@ import json
 import os
 from typing import Any
 
-from twisted.internet import defer, reactor, task
+from twisted.internet import defer, reactor
 from twisted.internet.endpoints import TCP4ClientEndpoint, clientFromString, connectProtocol, serverFromString
-from twisted.internet.protocol import Factory, Protocol
-from twisted.python.failure import Failure
+from twisted.internet.protocol import Protocol
 from twisted.trial import unittest
 
 from gostrelay.build import BuildContext
 from gostrelay.config.url import buildConfigFromCommandLine
 from gostrelay.endpoints.kcp import KCPClientEndpoint, KCPServerEndpoint
 from gostrelay.handlers.relay import RelayHandler
-from gostrelay.transports.kcp import _KCPClientSocket, _KCPServerSocket
 from tests.processes import CONSOLE, LineProcessProtocol, childEnvironment, spawn
+from tests.support.reactor import ReactorSettler, waitUntil, withTimeout
+from tests.support.targets import Collector, EchoFactory
 
 MIB = 1024 * 1024
 
 
-def sleep(seconds: float) -> defer.Deferred[None]:
-    return task.deferLater(reactor, seconds, lambda: None)
-
-
-class Echo(Protocol):
-    def connectionMade(self) -> None:
-        self.factory.open.add(self)  # type: ignore[attr-defined]
-
-    def dataReceived(self, data: bytes) -> None:
-        self.transport.write(data)  # type: ignore[union-attr]
-
-    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
-        self.factory.open.discard(self)  # type: ignore[attr-defined]
-
-
-class EchoFactory(Factory):
-    noisy = False
-    protocol = Echo
+class RecordingEchoFactory(EchoFactory):
+    """
+    An echo that records the address each connection was built for.
+    """
 
     def __init__(self) -> None:
-        self.open: set[Echo] = set()
+        super().__init__()
         self.addresses: list[Any] = []
 
     def buildProtocol(self, addr: Any) -> Protocol | None:
@@ -58,55 +44,12 @@ class EchoFactory(Factory):
         return super().buildProtocol(addr)
 
 
-class Collector(Protocol):
-    """
-    Sends C{payload}, closes once as many bytes came back; C{done} fires
-    with them.
-    """
-
-    def __init__(self, payload: bytes) -> None:
-        self.payload = payload
-        self.received = bytearray()
-        self.done: defer.Deferred[bytes] = defer.Deferred()
-        self.lost = False
-
-    def connectionMade(self) -> None:
-        self.transport.write(self.payload)  # type: ignore[union-attr]
-
-    def dataReceived(self, data: bytes) -> None:
-        self.received += data
-        if len(self.received) >= len(self.payload):
-            self.transport.loseConnection()  # type: ignore[union-attr]
-
-    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
-        self.lost = True
-        if not self.done.called:
-            self.done.callback(bytes(self.received))
-
-
-def kcpSockets() -> list[Any]:
-    """
-    The kcp sockets (client and server) the reactor reads.
-    """
-    return [
-        r for r in reactor.getReaders()  # type: ignore[attr-defined]
-        if isinstance(getattr(r, "protocol", None), (_KCPClientSocket, _KCPServerSocket))
-    ]
-
-
 class KCPEndpointTestCase(unittest.TestCase):
     timeout = 60
 
     def setUp(self) -> None:
-        self.addCleanup(self.waitForNoKCPSockets)
-
-    @defer.inlineCallbacks
-    def waitForNoKCPSockets(self):  # type: ignore[no-untyped-def]
-        for _ in range(200):
-            if not kcpSockets():
-                return
-            yield sleep(0.05)
-        self.fail(f"kcp sockets left open: {kcpSockets()!r}")
+        # Every kcp socket (client sessions included) closed by the end.
+        self.addCleanup(ReactorSettler().settle)
 
     def start(self, *args: str, name: str) -> LineProcessProtocol:
         path = os.path.abspath(self.mktemp())
@@ -146,12 +89,9 @@ class KCPEndpointTestCase(unittest.TestCase):
         payload = os.urandom(size)
         client = Collector(payload)
         yield connectProtocol(endpoint, client)
-        timer = reactor.callLater(timeout, client.transport.abortConnection)  # type: ignore[attr-defined]
-        received = yield client.done
-        if timer.active():
-            timer.cancel()
-        self.assertEqual(len(received), size)
-        self.assertEqual(hashlib.sha256(received).hexdigest(), hashlib.sha256(payload).hexdigest())
+        yield withTimeout(client.done, timeout, "the echo")
+        self.assertEqual(len(client.data), size)
+        self.assertEqual(hashlib.sha256(client.data).hexdigest(), hashlib.sha256(payload).hexdigest())
         return client
 
 
@@ -163,7 +103,7 @@ class KCPEndpointTests(KCPEndpointTestCase):
         echoed back intact, then a second connection on the same session;
         the server's factory gets the client's UDP address.
         """
-        factory = EchoFactory()
+        factory = RecordingEchoFactory()
         port = yield self.listen(serverFromString(reactor, "kcp:0:interface=127.0.0.1:kcp.key=s3cret:crypt=aes-128"), factory)
         self.assertEqual(port.getHost().host, "127.0.0.1")
         client = clientFromString(reactor, f"kcp:127.0.0.1:{port.getHost().port}:key=s3cret:kcp.crypt=aes-128:idle=0.2")
@@ -186,11 +126,7 @@ class KCPEndpointTests(KCPEndpointTestCase):
         client = clientFromString(reactor, f"kcp:host=127.0.0.1:port={port.getHost().port}:idle=0.3")
         yield self.exchange(client, 1000)
         self.assertEqual(len(client.dialer.clients), 1)
-        for _ in range(100):
-            if not client.dialer.clients:
-                break
-            yield sleep(0.05)
-        self.assertEqual(client.dialer.clients, {})
+        yield waitUntil(lambda: not client.dialer.clients, 5, "the idle session closed")
         yield self.exchange(client, 1000)
 
     @defer.inlineCallbacks

@@ -12,17 +12,18 @@ import os
 import socket
 from typing import Any
 
-from twisted.internet import defer, reactor, task
+from twisted.internet import defer, reactor
 from twisted.internet.address import IPv4Address
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol, serverFromString
 from twisted.internet.error import CannotListenError, ConnectError
 from twisted.internet.protocol import Factory, Protocol
-from twisted.python.failure import Failure
 from twisted.trial import unittest
 
 from gostrelay.endpoints import bindEndpoint
 from gostrelay.transports.kcp import _KCPClientSocket
 from tests.processes import CONSOLE, LineProcessProtocol, childEnvironment, spawn
+from tests.support.reactor import ReactorSettler, waitUntil, withTimeout
+from tests.support.targets import Collector, EchoFactory
 
 MIB = 1024 * 1024
 
@@ -36,32 +37,14 @@ def freePort() -> int:
         s.close()
 
 
-def sleep(seconds: float) -> defer.Deferred[None]:
-    return task.deferLater(reactor, seconds, lambda: None)
-
-
-class Echo(Protocol):
-    def connectionMade(self) -> None:
-        self.factory.open.add(self)  # type: ignore[attr-defined]
-
-    def dataReceived(self, data: bytes) -> None:
-        self.transport.write(data)  # type: ignore[union-attr]
-
-    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
-        self.factory.open.discard(self)  # type: ignore[attr-defined]
-
-
-class EchoFactory(Factory):
+class RecordingEchoFactory(EchoFactory):
     """
-    The service the Twisted program exposes; records the address each
+    The echo the Twisted program exposes; records the address each
     visitor's protocol was built for.
     """
 
-    noisy = False
-    protocol = Echo
-
     def __init__(self) -> None:
-        self.open: set[Echo] = set()
+        super().__init__()
         self.addresses: list[Any] = []
 
     def buildProtocol(self, addr: Any) -> Protocol | None:
@@ -69,34 +52,17 @@ class EchoFactory(Factory):
         return super().buildProtocol(addr)
 
 
-class EchoClient(Protocol):
-    """
-    Sends C{payload}, closes once as many bytes came back; C{done} fires
-    with them.
-    """
-
-    def __init__(self, payload: bytes) -> None:
-        self.payload = payload
-        self.received = bytearray()
-        self.done: defer.Deferred[bytes] = defer.Deferred()
-        self.lost = False
-
+class LocalPortCollector(Collector):
     def connectionMade(self) -> None:
         self.localPort = self.transport.getHost().port  # type: ignore[union-attr]
-        self.transport.write(self.payload)  # type: ignore[union-attr]
-
-    def dataReceived(self, data: bytes) -> None:
-        self.received += data
-        if len(self.received) >= len(self.payload):
-            self.transport.loseConnection()  # type: ignore[union-attr]
-
-    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
-        self.lost = True
-        self.done.callback(bytes(self.received))
+        super().connectionMade()
 
 
 class RemoteEndpointTests(unittest.TestCase):
     timeout = 60
+
+    def setUp(self) -> None:
+        self.addCleanup(ReactorSettler().settle)
 
     def start(self, *args: str, name: str) -> LineProcessProtocol:
         path = os.path.abspath(self.mktemp())
@@ -116,13 +82,7 @@ class RemoteEndpointTests(unittest.TestCase):
     @defer.inlineCallbacks
     def listen(self, endpoint: Any, factory: EchoFactory):  # type: ignore[no-untyped-def]
         port = yield endpoint.listen(factory)
-
-        def cleanup() -> Any:
-            for proto in list(factory.open):
-                proto.transport.abortConnection()  # type: ignore[union-attr]
-            return port.stopListening()
-
-        self.addCleanup(cleanup)
+        self.addCleanup(port.stopListening)
         return port
 
     def rtcp(self, remotePort: int, relayPort: int, extra: str = "") -> Any:
@@ -137,22 +97,12 @@ class RemoteEndpointTests(unittest.TestCase):
         client once it is done.
         """
         payload = os.urandom(size)
-        client = EchoClient(payload)
+        client = LocalPortCollector(payload)
         yield connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port, timeout=5), client)
-        timer = reactor.callLater(30, client.transport.abortConnection)  # type: ignore[attr-defined]
-        self.addCleanup(lambda: timer.cancel() if timer.active() else None)
-        received = yield client.done
-        self.assertEqual(len(received), size)
-        self.assertTrue(received == payload, "echoed bytes differ")
+        yield withTimeout(client.done, 30, f"the echo through port {port}")
+        self.assertEqual(len(client.data), size)
+        self.assertTrue(bytes(client.data) == payload, "echoed bytes differ")
         return client
-
-    @defer.inlineCallbacks
-    def waitFor(self, condition: Any, what: str, timeout: float = 15.0):  # type: ignore[no-untyped-def]
-        for _ in range(int(timeout / 0.05)):
-            if condition():
-                return
-            yield sleep(0.05)
-        self.fail(f"not within {timeout:g}s: {what}")
 
     @defer.inlineCallbacks
     def test_echoOnTheRelayServersPort(self):  # type: ignore[no-untyped-def]
@@ -164,7 +114,7 @@ class RemoteEndpointTests(unittest.TestCase):
         """
         relay, relayPort = yield self.startRelay()
         remotePort = freePort()
-        factory = EchoFactory()
+        factory = RecordingEchoFactory()
         port = yield self.listen(self.rtcp(remotePort, relayPort), factory)
         self.assertEqual(port.getHost(), IPv4Address("TCP", "127.0.0.1", remotePort))
         client = yield self.echoThrough(remotePort, MIB)
@@ -184,7 +134,7 @@ class RemoteEndpointTests(unittest.TestCase):
         yield self.echoThrough(remotePort, 1000)
         yield relay.stop()
         yield self.startRelay(relayPort)
-        yield self.waitFor(lambda: port.binds >= 2, f"a second bind:\n{relay.describe()}")
+        yield waitUntil(lambda: port.binds >= 2, 15, "a second bind")
         self.assertEqual(port.getHost(), IPv4Address("TCP", "127.0.0.1", remotePort))
         yield self.echoThrough(remotePort, 200_000)
 
@@ -271,4 +221,4 @@ class RemoteEndpointTests(unittest.TestCase):
 
         # The kcp session (its UDP socket) closes once its last stream, the
         # BIND, is gone.
-        yield self.waitFor(lambda: not kcpSockets(), "the kcp session closed", timeout=5)
+        yield waitUntil(lambda: not kcpSockets(), 5, "the kcp session closed")
