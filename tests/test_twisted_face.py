@@ -178,9 +178,10 @@ class ServeTests(FaceMixin, unittest.TestCase):
 
     @defer.inlineCallbacks
     def test_tcp6(self):  # type: ignore[no-untyped-def]
-        proc, m = yield self.started(TWISTD_RELAY, "--listen", "tcp6:0:interface=\\:\\:1", "--user", "u:p")
-        self.assertEqual(m.group(1), "::1")
-        yield self.assertRelays(TCP6ClientEndpoint(reactor, "::1", int(m.group(2))), proc, "u", "p")
+        for launcher in LAUNCHERS:
+            proc, m = yield self.started(launcher, "--listen", "tcp6:0:interface=\\:\\:1", "--user", "u:p")
+            self.assertEqual(m.group(1), "::1")
+            yield self.assertRelays(TCP6ClientEndpoint(reactor, "::1", int(m.group(2))), proc, "u", "p")
 
     @defer.inlineCallbacks
     def test_ssl(self):  # type: ignore[no-untyped-def]
@@ -226,12 +227,13 @@ class ServeTests(FaceMixin, unittest.TestCase):
     def test_unix(self):  # type: ignore[no-untyped-def]
         directory = tempfile.mkdtemp(prefix="gostrelay-", dir="/tmp")
         self.addCleanup(shutil.rmtree, directory, True)
-        path = os.path.join(directory, "relay.sock")
-        proc, m = yield self.started(TWISTD_RELAY, "--listen", f"unix:{path}", pattern=LISTENING_UNIX)
-        self.assertEqual(m.group(1), path)
-        self.assertNotIn("open relay", proc.out + proc.err)
-        yield self.assertRelays(UNIXClientEndpoint(reactor, path), proc)
-        yield self.assertStopsCleanly(proc)
+        for launcher in LAUNCHERS:
+            path = os.path.join(directory, f"relay-{len(launcher)}.sock")
+            proc, m = yield self.started(launcher, "--listen", f"unix:{path}", pattern=LISTENING_UNIX)
+            self.assertEqual(m.group(1), path)
+            self.assertNotIn("open relay", proc.out + proc.err)
+            yield self.assertRelays(UNIXClientEndpoint(reactor, path), proc)
+            yield self.assertStopsCleanly(proc)
 
     @defer.inlineCallbacks
     def test_systemd(self):  # type: ignore[no-untyped-def]
@@ -283,12 +285,13 @@ class ServeTests(FaceMixin, unittest.TestCase):
         A nested description: relay over our C{ws:} over C{tcp:}, with
         per-service flags.
         """
-        proc, m = yield self.started(
-            CONSOLE, "--listen", "ws:tcp\\:0\\:interface\\=127.0.0.1:path=/relay", "--user", "u:p",
-            "--option", "readTimeout=5s",
-        )
-        endpoint = clientFromString(reactor, f"ws:tcp\\:127.0.0.1\\:{m.group(2)}:path=/relay")
-        yield self.assertRelays(endpoint, proc, "u", "p")
+        for launcher in LAUNCHERS:
+            proc, m = yield self.started(
+                launcher, "--listen", "ws:tcp\\:0\\:interface\\=127.0.0.1:path=/relay", "--user", "u:p",
+                "--option", "readTimeout=5s",
+            )
+            endpoint = clientFromString(reactor, f"ws:tcp\\:127.0.0.1\\:{m.group(2)}:path=/relay")
+            yield self.assertRelays(endpoint, proc, "u", "p")
 
     @defer.inlineCallbacks
     def test_outputThenConfig(self):  # type: ignore[no-untyped-def]
