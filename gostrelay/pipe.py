@@ -70,6 +70,14 @@ class Pipe:
         sides are closed.
     """
 
+    # One per relayed connection: slots keep it small (10,000 idle
+    # connections per process, issue 20).
+    __slots__ = (
+        "reactor", "halfCloseTimeout", "_lingerCall", "splice", "spliced", "spliceThreshold", "_spliceAt",
+        "idleTimeout", "onDone", "label", "transports", "transferred", "_eof", "_lost", "_pending", "_reason",
+        "_done", "_idleCall", "_lastActivity", "idleTimedOut", "halfCloseTimedOut",
+    )
+
     def __init__(
         self,
         reactor: IReactorTime,
@@ -96,7 +104,8 @@ class Pipe:
         self.transferred = [0, 0]
         self._eof = [False, False]
         self._lost = [False, False]
-        self._pending: list[list[bytes]] = [[], []]
+        # Bytes from a side that arrived before both were attached (rare).
+        self._pending: list[list[bytes]] | None = None
         self._reason: Failure | None = None
         self._done = False
         self._idleCall: IDelayedCall | None = None
@@ -116,9 +125,9 @@ class Pipe:
             a, b = self.transports[A], self.transports[B]
             a.registerProducer(b, True)  # type: ignore[union-attr]
             b.registerProducer(a, True)  # type: ignore[union-attr]
+            pendingBoth, self._pending = self._pending, None
             for s in (A, B):
-                pending, self._pending[s] = self._pending[s], []
-                for data in pending:
+                for data in pendingBoth[s] if pendingBoth is not None else ():
                     self.dataReceived(s, data)
                 if self._eof[s]:
                     self._passEOF(s)
@@ -156,7 +165,7 @@ class Pipe:
             self._lastActivity = self.reactor.seconds()
 
     def pendingBytes(self) -> int:
-        return sum(len(d) for side in self._pending for d in side)
+        return 0 if self._pending is None else sum(len(d) for side in self._pending for d in side)
 
     @property
     def connected(self) -> bool:
@@ -165,6 +174,8 @@ class Pipe:
     def dataReceived(self, side: int, data: bytes) -> None:
         other = self.transports[1 - side]
         if other is None or not self.connected:
+            if self._pending is None:
+                self._pending = [[], []]
             self._pending[side].append(data)
             return
         self.transferred[side] += len(data)
