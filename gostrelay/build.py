@@ -209,6 +209,9 @@ class GostService(service.Service):
         self.handler = handler
         self.port: Any = None
         self.listening: defer.Deferred[Any] = defer.Deferred()
+        #: The listener's pending listen() (an endpoint may take a while:
+        #: rtcp: waits for the relay server's answer).
+        self._listen: defer.Deferred[Any] | None = None
 
     def privilegedStartService(self) -> None:
         """
@@ -217,8 +220,11 @@ class GostService(service.Service):
         L{twisted.application.internet.StreamServerEndpointService} does.
         """
         service.Service.privilegedStartService(self)
-        d = defer.maybeDeferred(self.listener.listen, self.handler)
+        if self._listen is not None:
+            return  # listening, or on its way (startService after privilegedStartService)
+        d = self._listen = defer.maybeDeferred(self.listener.listen, self.handler)
         failures: list[Any] = []
+        started = [False]
 
         def listened(port: Any) -> Any:
             self.port = port
@@ -244,15 +250,19 @@ class GostService(service.Service):
 
         def failed(f: Any) -> None:
             failures.append(f)
+            if started[0] and not f.check(defer.CancelledError):
+                # Too late to stop the start: one line, the other services go on.
+                self.log.critical("{line}", line=_cannotListen(self.config, f.value)[0])
             self.listening.errback(f)
             self.listening.addErrback(lambda _: None)
 
         d.addCallbacks(listened, failed)
+        started[0] = True
         if failures:
             raise CannotStart(*_cannotListen(self.config, failures[0].value)) from None
 
     def startService(self) -> None:
-        if self.port is None and not self.listening.called:
+        if self._listen is None:
             self.privilegedStartService()
         service.Service.startService(self)
 
@@ -264,6 +274,8 @@ class GostService(service.Service):
         """
         service.Service.stopService(self)
         waits = []
+        if self._listen is not None and not self._listen.called:
+            self._listen.cancel()
         if self.port is not None:
             port, self.port = self.port, None
             waits.append(defer.maybeDeferred(port.stopListening))

@@ -58,7 +58,7 @@ class LocalPortCollector(Collector):
         super().connectionMade()
 
 
-class RemoteEndpointTests(unittest.TestCase):
+class RemoteEndpointTestCase(unittest.TestCase):
     timeout = 60
 
     def setUp(self) -> None:
@@ -104,6 +104,8 @@ class RemoteEndpointTests(unittest.TestCase):
         self.assertTrue(bytes(client.data) == payload, "echoed bytes differ")
         return client
 
+
+class RemoteEndpointTests(RemoteEndpointTestCase):
     @defer.inlineCallbacks
     def test_echoOnTheRelayServersPort(self):  # type: ignore[no-untyped-def]
         """
@@ -222,3 +224,45 @@ class RemoteEndpointTests(unittest.TestCase):
         # The kcp session (its UDP socket) closes once its last stream, the
         # BIND, is gone.
         yield waitUntil(lambda: not kcpSockets(), 5, "the kcp session closed")
+
+
+class ListenDescriptionTests(RemoteEndpointTestCase):
+    """
+    The same endpoint as a service description:
+    C{gostrelay --listen rtcp:PORT:via=... --handler tcp --target ...}.
+    """
+
+    @defer.inlineCallbacks
+    def test_forwarderOnTheRelayServersPort(self):  # type: ignore[no-untyped-def]
+        echo = EchoFactory()
+        echoPort = reactor.listenTCP(0, echo, interface="127.0.0.1")  # type: ignore[attr-defined]
+        self.addCleanup(echoPort.stopListening)
+        self.addCleanup(lambda: [p.transport.abortConnection() for p in list(echo.open)])  # type: ignore[union-attr]
+        relay, relayPort = yield self.startRelay()
+        remotePort = freePort()
+        client = self.start(
+            "--listen", rf"rtcp:{remotePort}:interface=127.0.0.1:via=tcp\:127.0.0.1\:{relayPort}",
+            "--handler", "tcp", "--target", f"127.0.0.1:{echoPort.getHost().port}",
+            name="gostrelay --listen rtcp:",
+        )
+        _, port = yield client.waitForListening(timeout=20)
+        self.assertEqual(port, remotePort)
+        yield self.echoThrough(remotePort, 300_000)
+        yield client.stop()
+        yield relay.waitForLine(rf"BIND 127\.0\.0\.1:{remotePort}/tcp user='': released", timeout=10)
+        # One BIND, not a second listen() of the same service refused.
+        self.assertEqual(client.out.count("bound 127.0.0.1"), 1, client.describe())
+        self.assertNotIn("Service Unavailable", client.out + client.err, client.describe())
+        self.assertNotIn("Traceback", client.out + client.err, client.describe())
+
+    @defer.inlineCallbacks
+    def test_refusalIsOneLine(self):  # type: ignore[no-untyped-def]
+        relay, relayPort = yield self.startRelay(query="")
+        client = self.start(
+            "--listen", rf"rtcp:{freePort()}:interface=127.0.0.1:via=tcp\:127.0.0.1\:{relayPort}",
+            "--handler", "tcp", "--target", "127.0.0.1:9",
+            name="gostrelay --listen rtcp: (refused)",
+        )
+        yield client.waitForLine(r"refuses BIND \(start it with bind=true\)", timeout=20)
+        self.assertNotIn("Traceback", client.out + client.err)
+        self.assertNotIn("AlreadyCalledError", client.out + client.err)

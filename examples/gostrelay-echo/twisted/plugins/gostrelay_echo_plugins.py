@@ -14,8 +14,10 @@ from zope.interface import implementer
 
 from gostrelay.registry import TypePlugin
 
-echoHandler = TypePlugin("handler", "echo", "gostrelay_echo.handler.EchoHandler")
-srctcpDialer = TypePlugin("dialer", "srctcp", "gostrelay_echo.dialer.SourceTCPDialer")
+# options: the metadata keys each type reads and their kind of value, so
+# that gostrelay warns about a misspelt option and refuses a bad value.
+echoHandler = TypePlugin("handler", "echo", "gostrelay_echo.handler.EchoHandler", options={"idleTimeout": "duration"})
+srctcpDialer = TypePlugin("dialer", "srctcp", "gostrelay_echo.dialer.SourceTCPDialer", options={"source": "string"})
 
 
 @implementer(IPlugin, IStreamClientEndpointStringParserWithReactor)
