@@ -79,6 +79,16 @@ def nodeFor(url: str) -> Any:
 # ---------------------------------------------------------------------------
 
 
+
+def chunks(data: bytes) -> list[bytes]:
+    """
+    C{data} as our WebSocket writer sends it: messages of at most
+    C{WRITE_CHUNK} (32 KiB) bytes.
+    """
+    from gostrelay.transports.ws import WRITE_CHUNK
+
+    return [data[i : i + WRITE_CHUNK] for i in range(0, len(data), WRITE_CHUNK)]
+
 class ClientTests(TransportTestCase):
     """
     L{WSDialer} (and L{WebSocketClientEndpoint}) against L{RawServer}.
@@ -264,7 +274,9 @@ class ClientTests(TransportTestCase):
     @defer.inlineCallbacks
     def test_oneBinaryMessagePerWrite(self):  # type: ignore[no-untyped-def]
         """
-        Each write is one masked binary message with exactly its bytes.
+        Each write is one masked binary message with exactly its bytes, a
+        write larger than 32 KiB several (GOST writes at most 32 KiB per
+        message; readers cap messages at 64 KiB, issue 19.4).
         """
         raw, port = self.rawServer()
         big = os.urandom(100000)
@@ -272,8 +284,9 @@ class ClientTests(TransportTestCase):
         dialer = WSDialer(reactor, nodeFor(f"relay+ws://127.0.0.1:{port}"), None)
         app = yield self.dial(dialer.endpoint(f"127.0.0.1:{port}"), writes=writes)
         conn = raw.connections[0]
-        yield waitUntil(lambda: len(messages(conn.frames)) >= 4, 5, "four messages")
-        self.assertEqual(summary(messages(conn.frames)), summary([(BINARY, w) for w in writes]))
+        expected = [(BINARY, piece) for w in writes for piece in chunks(w)]
+        yield waitUntil(lambda: len(messages(conn.frames)) >= len(expected), 5, "every message")
+        self.assertEqual(summary(messages(conn.frames)), summary(expected))
         self.assertTrue(all(f.masked for f in conn.frames), "client frames must be masked")
         self.assertTrue(all(f.rsv == 0 for f in conn.frames), "no compression")
         app.transport.abortConnection()
@@ -644,7 +657,7 @@ class ServerTests(TransportTestCase):
         client.send(BINARY, b"thr", fin=False)
         client.send(PING, b"are you there")
         client.send(CONT, b"ee")
-        big = os.urandom(200000)
+        big = os.urandom(60000)  # within the 64 KiB message cap (issue 19.4)
         client.send(BINARY, big)
         expected = b"one two three" + big
         yield waitUntil(lambda: apps.apps and len(apps.apps[0].data) >= len(expected), 5, "stream")
@@ -656,16 +669,18 @@ class ServerTests(TransportTestCase):
     def test_oneBinaryMessagePerWrite(self):  # type: ignore[no-untyped-def]
         """
         Every write of the application is one unmasked binary frame with
-        FIN, exactly its bytes (server frames are never fragmented).
+        FIN, exactly its bytes (server frames are never fragmented); a
+        write larger than 32 KiB is several messages (issue 19.4).
         """
         big = os.urandom(70000)
         writes = (b"hello", b"", b"world", big)
         apps, port = yield self.serve(writes=writes)
         client, key = yield self.upgrade(port)
-        yield waitUntil(lambda: len(client.frames) >= 3, 5, "frames")
+        expected = [(True, BINARY, False, piece) for w in writes if w for piece in chunks(w)]
+        yield waitUntil(lambda: len(client.frames) >= len(expected), 5, "frames")
         self.assertEqual(
             summary([(f.fin, f.opcode, f.masked, f.payload) for f in client.frames]),
-            summary([(True, BINARY, False, w) for w in writes if w]),
+            summary(expected),
         )
 
     @defer.inlineCallbacks
