@@ -36,6 +36,7 @@ from zope.interface import implementer
 
 from gostrelay.config.model import ConfigError, NodeConfig, ServiceConfig, TLSConfig
 from gostrelay.interfaces import IDialer, IListener
+from gostrelay.pipe import setNoDelay
 from gostrelay.router import DEFAULT_DIAL_TIMEOUT, directEndpoint
 from gostrelay.transports.tcp import DEFAULT_BACKLOG, serverEndpoint
 from gostrelay.wire.address import splitHostPort
@@ -179,6 +180,12 @@ class BulkTLSProtocol(TLSMemoryBIOProtocol):
     Byte order, back-pressure (the producer membrane), shutdown and error
     handling are Twisted's.
     """
+
+    def makeConnection(self, transport: Any) -> None:
+        # Relay carriers carry request/response traffic: records must not
+        # wait for the peer's delayed ACK (Nagle).
+        setNoDelay(transport)
+        super().makeConnection(transport)
 
     def _flushSendBIO(self) -> None:
         chunks = []

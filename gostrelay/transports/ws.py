@@ -45,7 +45,10 @@ from gostrelay.layering import connectLayered
 from gostrelay.router import DEFAULT_DIAL_TIMEOUT, directEndpoint
 from gostrelay.transports.tcp import DEFAULT_BACKLOG, serverEndpoint
 from gostrelay.transports.tls import _nodeHost, clientCreator, serverContextFactory, warnUnverifiedCredentials
+from gostrelay.transports.wscost import trim as trimAutobahn
 from gostrelay.wire.address import joinHostPort, splitHostPort
+
+trimAutobahn()
 
 DEFAULT_PATH = "/ws"
 DEFAULT_PING_INTERVAL = 15.0
