@@ -150,8 +150,11 @@ def checkConfig(config: Config) -> list[str]:
 #: GOST features we recognise and do not implement: refused by name rather
 #: than silently ignored (the access-control ones above all).
 _SERVICE_FIELDS = ("admission", "admissions", "resolver", "hosts", "interface", "observer", "logger", "loggers")
-_SERVICE_METADATA = ("interface", "so_mark", "netns", "netns.out", "proxyProtocol", "sniffing", "mitm.certFile", "mitm.keyFile")
-_HANDLER_METADATA = ("skipauth", "sniffing", "proxyProtocol", "mitm.certFile", "mitm.keyFile", "probeResist", "knock")
+_SERVICE_METADATA = ("interface", "so_mark", "netns", "netns.out", "sniffing", "mitm.certFile", "mitm.keyFile")
+_HANDLER_METADATA = ("skipauth", "sniffing", "mitm.certFile", "mitm.keyFile", "probeResist", "knock")
+#: Handlers that send a PROXY header to their targets (handler option
+#: C{proxyProtocol}).
+_PROXY_SENDING_HANDLERS = ("tcp", "forward", "rtcp")
 
 
 def _badOptionValues(svc: ServiceConfig, where: str) -> list[str]:
@@ -187,6 +190,17 @@ def _unsupportedFeatures(svc: ServiceConfig, where: str) -> list[str]:
         for key in _HANDLER_METADATA:
             if key in hmd and hmd.getString(key) not in ("", "0", "false"):
                 problems.append(f"{where}: handler option {key} is not implemented")
+        sending = hmd.getInt("proxyProtocol")
+        if sending not in (0, 1, 2):
+            problems.append(f"{where}: handler option proxyProtocol={sending}: 1 or 2 (PROXY protocol version)")
+        elif sending and svc.handler.type not in _PROXY_SENDING_HANDLERS:
+            problems.append(
+                f"{where}: handler option proxyProtocol (sending a PROXY header to the target) "
+                f"is implemented for the tcp and rtcp forwarders, not for {svc.handler.type}"
+            )
+    receiving = md.getInt("proxyProtocol")
+    if receiving not in (0, 1, 2):
+        problems.append(f"{where}: service option proxyProtocol={receiving}: 1 or 2 (PROXY protocol version)")
     return problems
 
 
@@ -197,13 +211,41 @@ class GostService(service.Service):
 
     log = Logger()
 
-    def __init__(self, svc: ServiceConfig, listener: Any, handler: Any, clock: Any = None, limits: tuple[int, int] = (0, 0)) -> None:
+    def __init__(
+        self,
+        svc: ServiceConfig,
+        listener: Any,
+        handler: Any,
+        clock: Any = None,
+        limits: tuple[int, int] = (0, 0),
+        proxyHeader: bool = False,
+    ) -> None:
         self.name = svc.name
         self.gracePeriod = svc.md.getDuration("gracePeriod")
+        self.stack: Any = None
         if not getattr(listener, "datagram", False):
-            from gostrelay.tracking import ServiceFactory
+            # One accept-layer order for every stream listener
+            # (gostrelay.layering): PROXY -> admission -> limits -> TLS/ws ->
+            # handler.
+            from gostrelay.layering import AcceptFactory, AcceptStack, acceptStack
+            from gostrelay.tracking import ConnectionTable, ServiceFactory
 
-            handler = ServiceFactory(handler, svc.name, clock, *limits)
+            endpoint = getattr(listener, "endpoint", None)
+            stack = acceptStack(endpoint) if _isServerEndpoint(endpoint) else AcceptStack(None)
+            self.stack = stack
+            from twisted.internet.endpoints import StandardIOEndpoint
+
+            if isinstance(stack.socket, StandardIOEndpoint):
+                from gostrelay import logs
+
+                logs.keepOffStandardOutput()
+            handler = AcceptFactory(
+                stack.wrap(ServiceFactory(handler, svc.name, clock)),
+                ConnectionTable(svc.name, clock, *limits),
+                clock,
+                proxyHeader=proxyHeader or stack.proxyHeader,
+                outermost=stack.outermost,
+            )
         self.config = svc
         self.listener = listener
         self.handler = handler
@@ -212,6 +254,15 @@ class GostService(service.Service):
         #: The listener's pending listen() (an endpoint may take a while:
         #: rtcp: waits for the relay server's answer).
         self._listen: defer.Deferred[Any] | None = None
+
+    def _listenAccepting(self) -> Any:
+        """
+        Listen with the accept layers at the socket (the listener's own
+        endpoint taken apart), else through the listener.
+        """
+        if self.stack is not None and self.stack.socket is not None:
+            return self.stack.socket.listen(self.handler)
+        return self.listener.listen(self.handler)
 
     def privilegedStartService(self) -> None:
         """
@@ -222,7 +273,7 @@ class GostService(service.Service):
         service.Service.privilegedStartService(self)
         if self._listen is not None:
             return  # listening, or on its way (startService after privilegedStartService)
-        d = self._listen = defer.maybeDeferred(self.listener.listen, self.handler)
+        d = self._listen = defer.maybeDeferred(self._listenAccepting)
         failures: list[Any] = []
         started = [False]
 
@@ -348,6 +399,12 @@ def _cannotListen(svc: ServiceConfig, error: BaseException) -> tuple[str, str]:
     return f"{where}: cannot listen: {text}", f"cannot listen: {text}"
 
 
+def _isServerEndpoint(endpoint: Any) -> bool:
+    from twisted.internet.interfaces import IStreamServerEndpoint
+
+    return endpoint is not None and IStreamServerEndpoint.providedBy(endpoint)
+
+
 def _hostText(host: Any) -> str:
     name = getattr(host, "name", None)
     if getattr(host, "host", None) is None and isinstance(name, (str, bytes)):
@@ -407,7 +464,15 @@ def buildServices(reactor: Any, config: Config) -> service.MultiService:
         except ConfigError as e:
             problems.append(str(e))
             continue
-        built.append(GostService(svc, listener, handler, reactor, limits))
+        proxyHeader = svc.md.getInt("proxyProtocol") > 0
+        if proxyHeader and not _isServerEndpoint(getattr(listener, "endpoint", None)):
+            problems.append(
+                f"{where}: service option proxyProtocol (a PROXY header required from every client) "
+                f"applies to tcp, tls, ws and wss listeners, not {listenerType}; to send a header to "
+                "the targets, give the handler the option (handler.proxyProtocol=1 or 2)"
+            )
+            continue
+        built.append(GostService(svc, listener, handler, reactor, limits, proxyHeader))
     if problems:
         raise RefusedConfiguration(problems)
     for gs in built:

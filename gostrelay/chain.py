@@ -27,24 +27,36 @@ class Hop:
     selector choosing among them.
     """
 
-    def __init__(self, name: str, selector: Selector, bypass: Any = None) -> None:
+    def __init__(self, name: str, selector: Selector, bypass: Any = None, proxyHeaders: dict[str, int] | None = None) -> None:
         self.name = name
         self.selector = selector
         self.bypass = bypass
+        #: PROXY protocol version sent first to a node, by node name
+        #: (GOST's node or hop option C{proxyProtocol}).
+        self.proxyHeaders = proxyHeaders or {}
 
     @classmethod
     def fromConfig(cls, reactor: Any, hop: HopConfig, context: Any, where: str) -> Hop:
         nodes = []
+        proxyHeaders = {}
         for i, nodeConfig in enumerate(hop.nodes):
             nodeWhere = nodeConfig.source or f"{where}.nodes[{i}] ({nodeConfig.name})"
             connector, dialer = _build(reactor, nodeConfig, context, nodeWhere)
             nodes.append(Node(nodeConfig.name, nodeConfig.addr, nodeConfig.md, value=(connector, dialer)))
+            version = nodeConfig.md.getInt("proxyProtocol") or hop.md.getInt("proxyProtocol")
+            if version:
+                dialerType = nodeConfig.dialer.type if nodeConfig.dialer is not None and nodeConfig.dialer.type else "tcp"
+                if version not in (1, 2):
+                    raise ConfigError(f"{nodeWhere}: proxyProtocol={version}: 1 or 2 (PROXY protocol version)")
+                if dialerType not in ("tcp", "tls", "ws", "wss"):
+                    raise ConfigError(f"{nodeWhere}: proxyProtocol needs a stream dialer (tcp, tls, ws, wss), not {dialerType}")
+                proxyHeaders[nodeConfig.name] = version
         if not nodes:
             raise ConfigError(f"{where}: hop {hop.name!r} has no nodes")
         from gostrelay.bypass import bypassesFor
 
         bypass = bypassesFor([hop.bypass, *hop.bypasses], context.config, where)
-        return cls(hop.name, Selector.fromConfig(nodes, hop.selector, reactor, where), bypass)
+        return cls(hop.name, Selector.fromConfig(nodes, hop.selector, reactor, where), bypass, proxyHeaders)
 
 
 def _build(reactor: Any, node: NodeConfig, context: Any, where: str) -> tuple[Any, Any]:
@@ -102,22 +114,42 @@ class Chain:
         chosen = self.hops if hops is None else self.hops[:hops]
         return [(hop, hop.selector.select(hashKey)) for hop in chosen]  # type: ignore[misc]
 
-    def _toLastNode(self, route: list[tuple[Hop, Node]], timeout: float) -> IStreamClientEndpoint:
+    @property
+    def sendsProxyHeaders(self) -> bool:
+        """
+        Whether some node gets a PROXY header (then callers pass the
+        client's addresses as C{origin}).
+        """
+        return any(hop.proxyHeaders for hop in self.hops)
+
+    def _toLastNode(self, route: list[tuple[Hop, Node]], timeout: float, origin: Any = None) -> IStreamClientEndpoint:
         """
         An endpoint reaching the last node of C{route}: the first node's
         dialer, then for each further node the previous connector's CONNECT
-        to it under that node's dialer.
+        to it under that node's dialer.  A node with C{proxyProtocol} gets
+        a PROXY header first, naming C{origin} (the client's address and
+        the address it connected to; unknown: v1 C{UNKNOWN}, v2 C{LOCAL}).
         """
         through: IStreamClientEndpoint | None = None
-        for i, (_hop, node) in enumerate(route):
+        for i, (hop, node) in enumerate(route):
             if i:
                 previousConnector = route[i - 1][1].value[0]
                 through = previousConnector.endpoint(through, "tcp", node.addr)
+            version = hop.proxyHeaders.get(node.name)
+            if version:
+                from gostrelay.layering import HeaderFirstEndpoint
+                from gostrelay.router import directEndpoint
+                from gostrelay.wire.proxyheader import encodeHeader
+
+                source, destination = origin if origin is not None else (None, None)
+                if through is None:
+                    through = directEndpoint(self.clock, node.addr, timeout)
+                through = HeaderFirstEndpoint(through, encodeHeader(version, source, destination))
             through = node.value[1].endpoint(node.addr, through, timeout)
         assert through is not None
         return through
 
-    def bindEndpoint(self, network: str, address: str, timeout: float) -> IStreamClientEndpoint:
+    def bindEndpoint(self, network: str, address: str, timeout: float, origin: Any = None) -> IStreamClientEndpoint:
         """
         An endpoint whose connections are relay BINDs of C{address} on the
         last hop's server (reached through the earlier hops).
@@ -126,10 +158,12 @@ class Chain:
         connector = route[-1][1].value[0]
         if not hasattr(connector, "bindEndpoint"):
             raise ConfigError(f"connector of {route[-1][1].name} cannot BIND")
-        through = connector.bindEndpoint(self._toLastNode(route, timeout), network, address)
+        through = connector.bindEndpoint(self._toLastNode(route, timeout, origin), network, address)
         return _MarkingEndpoint(through, route, self.name, self.clock)
 
-    def endpoint(self, network: str, address: str, timeout: float, hashKey: str | None = None) -> IStreamClientEndpoint:
+    def endpoint(
+        self, network: str, address: str, timeout: float, hashKey: str | None = None, origin: Any = None
+    ) -> IStreamClientEndpoint:
         """
         An endpoint reaching C{address} over C{network} through one node of
         every hop (fewer when a hop's bypass matches the target).  Dial
@@ -141,7 +175,7 @@ class Chain:
 
             return directEndpoint(self.clock, address, timeout)
         connector = route[-1][1].value[0]
-        through = connector.endpoint(self._toLastNode(route, timeout), network, address)
+        through = connector.endpoint(self._toLastNode(route, timeout, origin), network, address)
         return _MarkingEndpoint(through, route, self.name, self.clock)
 
 

@@ -24,6 +24,10 @@ from zope.interface import implementer
 #: Per-frame protocol logging (C{-DD}).
 TRACE = False
 
+#: A service speaks over standard output (C{--listen stdio:}): log lines
+#: written to the standard streams go to standard error instead.
+STDOUT_TAKEN = False
+
 _level = LogLevel.info
 _stream: IO[str] | None = None
 _path: str | None = None
@@ -132,13 +136,45 @@ def configure(debug: int, stream: IO[str] | None = None, path: str | None = None
     _path = path
 
 
+def keepOffStandardOutput() -> None:
+    """
+    Standard output carries a service's bytes (C{stdio:}): from now on
+    log lines meant for it go to standard error.
+    """
+    global STDOUT_TAKEN
+    STDOUT_TAKEN = True
+
+
+class _StandardOutput:
+    """
+    Standard output, or standard error once L{keepOffStandardOutput} was
+    called (possibly after the observer was made: the console script starts
+    logging before it builds its services).  The streams are the ones of
+    the moment the observer is made, before twistd redirects C{sys.stdout}
+    into the log.
+    """
+
+    def __init__(self) -> None:
+        self.out = sys.stdout
+        self.err = sys.stderr
+
+    def _target(self) -> IO[str]:
+        return self.err if STDOUT_TAKEN else self.out
+
+    def write(self, text: str) -> int:
+        return self._target().write(text)
+
+    def flush(self) -> None:
+        self._target().flush()
+
+
 def observer() -> ILogObserver:
     """
     The observer for the configured level.  twistd's C{--logger} takes this
     function's name (L{gostrelay.tap.Options} sets it), so that C{-D}
     works under twistd as it does in the console script.
     """
-    stream: IO[str] = _stream or sys.stdout
+    stream: IO[str] = _stream or _StandardOutput()  # type: ignore[assignment]
     if _path is not None:
         from twisted.python.logfile import LogFile
 

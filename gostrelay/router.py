@@ -119,16 +119,20 @@ class Router:
             raise DialError(f"dial {address}: name not resolved") from None
         return checked, not chained
 
-    def endpoint(self, network: str, address: str) -> IStreamClientEndpoint:
+    def endpoint(self, network: str, address: str, origin: Any = None) -> IStreamClientEndpoint:
         if network not in ("tcp", "tcp4", "tcp6"):
             raise UnsupportedNetwork(f"network {network!r} is not supported here")
         if self.route is not None:
+            if origin is not None and getattr(self.route, "sendsProxyHeaders", False):
+                return self.route.endpoint(network, address, self.dialTimeout, origin=origin)  # type: ignore[call-arg]
             return self.route.endpoint(network, address, self.dialTimeout)
         return directEndpoint(self.reactor, address, self.dialTimeout)
 
-    def connect(self, network: str, address: str, factory: IProtocolFactory) -> defer.Deferred[Any]:
+    def connect(self, network: str, address: str, factory: IProtocolFactory, origin: Any = None) -> defer.Deferred[Any]:
         """
-        Connect C{factory}'s protocol to C{address}.
+        Connect C{factory}'s protocol to C{address}.  C{origin}: the
+        client's C{(peer, host)} addresses, for chain nodes that get a
+        PROXY header.
 
         @return: a L{Deferred} firing with the connected protocol, or
             failing with L{DialError} naming the reason.
@@ -137,9 +141,9 @@ class Router:
             return defer.fail(UnsupportedNetwork(f"network {network!r} is not supported here"))
         if self.guard is None:
             # No generator, no extra Deferred: this runs once per connection.
-            return _Dial(self, network, address, address, False, factory).start()
+            return _Dial(self, network, address, address, False, factory, origin).start()
         return self._checked(address).addCallback(
-            lambda checked: _Dial(self, network, address, checked[0], checked[1], factory).start()
+            lambda checked: _Dial(self, network, address, checked[0], checked[1], factory, origin).start()
         )
 
     @defer.inlineCallbacks
@@ -241,9 +245,17 @@ class _Dial:
     """
 
     def __init__(
-        self, router: Router, network: str, address: str, checked: str, direct: bool, factory: IProtocolFactory
+        self,
+        router: Router,
+        network: str,
+        address: str,
+        checked: str,
+        direct: bool,
+        factory: IProtocolFactory,
+        origin: Any = None,
     ) -> None:
         self.router = router
+        self.origin = origin
         self.network = network
         self.address = address
         self.checked = checked
@@ -268,7 +280,7 @@ class _Dial:
         if self.direct or router.route is None:
             endpoint = directEndpoint(router.reactor, self.checked, router.dialTimeout)
         else:
-            endpoint = router.endpoint(self.network, self.address)
+            endpoint = router.endpoint(self.network, self.address, self.origin)
         self.timedOut = False
         d = self.attempt = endpoint.connect(self.factory)
         self.timer = router.reactor.callLater(router.dialTimeout, self._expire, d)

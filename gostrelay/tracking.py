@@ -1,17 +1,23 @@
 """
-What a service knows about its connections: how many there are (per
-client IP too), so that limits hold and a graceful stop can wait for them;
-and, when metrics are on, GOST's request metrics.
+What a service knows about its connections.
 
-L{ServiceFactory} wraps a stream handler.  Over a limit, a new connection
-is closed at once (C{buildProtocol} returns C{None}) and logged, at most
-once a second per service.  Limits: ours C{maxConns} and C{maxConnsPerIP}
-(service metadata), and GOST's C{climiter} (C{"$ N"} for the service,
-C{"$$ N"} per client IP).
+Accept side (L{ConnectionTable}, used by L{gostrelay.layering.AcceptFactory}
+below any TLS or WebSocket layer): how many connections there are, per
+client too, so that limits hold before a handshake costs anything and a
+graceful stop can wait for them.  Limits: ours C{maxConns} and
+C{maxConnsPerIP} (service metadata), and GOST's C{climiter} (C{"$ N"} for
+the service, C{"$$ N"} per client IP).  A refusal is logged at most once a
+second per service.
 
-The wrapper stays out of the byte path: it relays C{dataReceived} without
-looking, and exposes the socket underneath (C{spliceCarrier}) so that
-L{gostrelay.splice} can still move plain TCP pipes in the kernel.
+Handler side (L{ServiceFactory}, right above the handler): GOST's request
+metrics when they are on.  Its wrapper stays out of the byte path: it
+relays C{dataReceived} without looking, and exposes the socket underneath
+(C{spliceCarrier}) so that L{gostrelay.splice} can still move plain TCP
+pipes in the kernel.
+
+Peers without an IP address share one key per kind for the per-IP limit
+and are named so in logs: C{"unix"} (unix socket clients, which are
+usually unnamed) and C{"stdio"}.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.internet import defer, tcp
+from twisted.internet.address import UNIXAddress
 from twisted.internet.interfaces import IHalfCloseableProtocol
 from twisted.logger import Logger
 from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
@@ -31,6 +38,154 @@ _log = Logger(namespace="gostrelay.limits")
 
 #: How long a stop waits for closed connections to report their end.
 CLOSE_WAIT = 2.0
+
+
+def peerKey(address: Any) -> str:
+    """
+    The key a client counts under for per-IP limits: its IP (IPv4-mapped
+    IPv6 as IPv4), C{"unix"} for unix socket peers, C{"stdio"} for
+    standard I/O, else the address type's name.
+    """
+    host = getattr(address, "host", None)
+    if isinstance(host, str) and host:
+        if host.startswith("::ffff:") and "." in host:
+            return host[len("::ffff:") :]
+        return host
+    if isinstance(address, UNIXAddress):
+        return "unix"
+    name = type(address).__name__
+    return "stdio" if name == "PipeAddress" else name.lower()
+
+
+def describePeer(address: Any) -> str:
+    """
+    A peer as the logs name it: C{host:port} (C{[v6]:port}), C{unix} or
+    C{unix:PATH} for a named unix client, C{stdio}.
+    """
+    host = getattr(address, "host", None)
+    if isinstance(host, str):
+        if host.startswith("::ffff:") and "." in host:
+            host = host[len("::ffff:") :]
+        port = getattr(address, "port", None)
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    if isinstance(address, UNIXAddress):
+        raw: Any = address.name
+        name = raw.decode("utf-8", "backslashreplace") if isinstance(raw, bytes) else raw
+        return f"unix:{name}" if name else "unix"
+    return peerKey(address)
+
+
+class ConnectionTable:
+    """
+    The accepted connections of one service, with its connection limits.
+
+    L{refusal} says whether one more from a client key is over a limit;
+    L{opened} and L{closed} keep the counts; L{drain} waits for (and at
+    the end of the grace period closes) what is open.
+    """
+
+    def __init__(self, service: str, clock: Any, maxConns: int = 0, maxConnsPerIP: int = 0) -> None:
+        self.service = service
+        self.clock = clock
+        self.maxConns = maxConns
+        self.maxConnsPerIP = maxConnsPerIP
+        self.open: dict[Any, str] = {}
+        self.perIP: dict[str, int] = {}
+        self.refused = 0
+        self._lastRefusalLog = -1.0
+        self._drained: defer.Deferred[None] | None = None
+
+    def refusal(self, key: str) -> str | None:
+        """
+        The limit one more connection from C{key} would exceed, in words,
+        or C{None}.
+        """
+        if self.maxConns and len(self.open) >= self.maxConns:
+            return f"{self.maxConns} connections (maxConns)"
+        if self.maxConnsPerIP and self.perIP.get(key, 0) >= self.maxConnsPerIP:
+            return f"{self.maxConnsPerIP} connections from {key} (maxConnsPerIP)"
+        return None
+
+    def refuse(self, peer: str, why: str) -> None:
+        """
+        Count a refused connection and log it (at most once a second).
+        """
+        self.refused += 1
+        now = self.clock.seconds()
+        if now - self._lastRefusalLog >= 1.0:
+            self._lastRefusalLog = now
+            _log.info(
+                "{service}: connection from {peer} refused: {why} ({n} refused so far)",
+                service=self.service, peer=peer, why=why, n=self.refused,
+            )
+
+    def opened(self, connection: Any, key: str) -> None:
+        self.open[connection] = key
+        self.perIP[key] = self.perIP.get(key, 0) + 1
+
+    def closed(self, connection: Any) -> None:
+        key = self.open.pop(connection, None)
+        if key is None:
+            return
+        count = self.perIP.get(key, 0) - 1
+        if count > 0:
+            self.perIP[key] = count
+        else:
+            self.perIP.pop(key, None)
+        if self._drained is not None and not self.open:
+            d, self._drained = self._drained, None
+            d.callback(None)
+
+    def drain(self, gracePeriod: float) -> defer.Deferred[None]:
+        """
+        Wait for the connections to end, at most C{gracePeriod} seconds;
+        then close the rest and wait (briefly) until they have ended, so
+        that each still logs its closing line before the process exits.
+        """
+        if not self.open:
+            return defer.succeed(None)
+        d: defer.Deferred[None] = defer.Deferred()
+        self._drained = d
+        if gracePeriod > 0:
+            _log.info(
+                "{service}: waiting up to {t:g}s for {n} connections to finish",
+                service=self.service, t=gracePeriod, n=len(self.open),
+            )
+            grace = self.clock.callLater(gracePeriod, self._graceOver)
+        else:
+            grace = None
+            self._closeAll()
+        # Whatever happens, the stop does not wait for ever.
+        cap = self.clock.callLater(max(gracePeriod, 0) + CLOSE_WAIT, self._giveUp)
+
+        def done(result: Any) -> Any:
+            for call in (grace, cap):
+                if call is not None and call.active():
+                    call.cancel()
+            return result
+
+        d.addBoth(done)
+        return d
+
+    def _graceOver(self) -> None:
+        if self._drained is None:
+            return
+        _log.info("{service}: closing {n} connections at the end of the grace period", service=self.service, n=len(self.open))
+        self._closeAll()
+
+    def _giveUp(self) -> None:
+        if self._drained is not None:
+            d, self._drained = self._drained, None
+            d.callback(None)
+
+    def _closeAll(self) -> None:
+        for connection in list(self.open):
+            transport = connection.transport
+            if transport is not None:
+                # loseConnection, not abort: an aborted TCP transport reports
+                # its end on a later reactor turn, which a stopping reactor
+                # may never run.
+                transport.loseConnection()
 
 
 @implementer(IHalfCloseableProtocol)
@@ -66,58 +221,24 @@ class TrackedProtocol(ProtocolWrapper):
 
 class ServiceFactory(WrappingFactory):
     """
-    A stream handler, with its connections counted.
+    A stream handler, with GOST's request metrics (requests, in flight,
+    duration, handler errors).  The connection limits are the accept
+    layer's (L{ConnectionTable}).
     """
 
     protocol = TrackedProtocol
     noisy = False
 
-    def __init__(
-        self,
-        handler: Any,
-        service: str,
-        clock: Any,
-        maxConns: int = 0,
-        maxConnsPerIP: int = 0,
-    ) -> None:
+    def __init__(self, handler: Any, service: str, clock: Any) -> None:
         super().__init__(handler)
         self.service = service
         self.clock = clock
-        self.maxConns = maxConns
-        self.maxConnsPerIP = maxConnsPerIP
-        self.perIP: dict[str, int] = {}
-        self.refused = 0
-        self._lastRefusalLog = -1.0
-        self._drained: defer.Deferred[None] | None = None
         self._startTimes: dict[int, float] = {}
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__"):
             raise AttributeError(name)
         return getattr(self.__dict__["wrappedFactory"], name)
-
-    def buildProtocol(self, addr: Any) -> Any:
-        host = str(getattr(addr, "host", ""))
-        if self.maxConns and len(self.protocols) >= self.maxConns:
-            return self._refuse(host, f"{self.maxConns} connections (maxConns)")
-        if self.maxConnsPerIP and self.perIP.get(host, 0) >= self.maxConnsPerIP:
-            return self._refuse(host, f"{self.maxConnsPerIP} connections from {host} (maxConnsPerIP)")
-        protocol = super().buildProtocol(addr)
-        if protocol is not None:
-            protocol.clientHost = host  # type: ignore[attr-defined]
-            self.perIP[host] = self.perIP.get(host, 0) + 1
-        return protocol
-
-    def _refuse(self, host: str, limit: str) -> None:
-        self.refused += 1
-        now = self.clock.seconds()
-        if now - self._lastRefusalLog >= 1.0:
-            self._lastRefusalLog = now
-            _log.info(
-                "{service}: connection from {host} refused: limit of {limit} reached ({n} refused so far)",
-                service=self.service, host=host, limit=limit, n=self.refused,
-            )
-        return None
 
     def started(self, protocol: TrackedProtocol) -> None:
         self._startTimes[id(protocol)] = self.clock.seconds()
@@ -127,12 +248,6 @@ class ServiceFactory(WrappingFactory):
             m.inFlight.labels(m.host, self.service).inc()
 
     def ended(self, protocol: TrackedProtocol, error: Any) -> None:
-        host = getattr(protocol, "clientHost", "")
-        count = self.perIP.get(host, 0) - 1
-        if count > 0:
-            self.perIP[host] = count
-        else:
-            self.perIP.pop(host, None)
         started = self._startTimes.pop(id(protocol), None)
         m = metrics.current
         if m is not None and started is not None:
@@ -140,57 +255,3 @@ class ServiceFactory(WrappingFactory):
             m.duration.labels(m.host, self.service).observe(self.clock.seconds() - started)
             if error:
                 m.handlerErrors.labels(m.host, self.service).inc()
-        if self._drained is not None and not self.protocols:
-            d, self._drained = self._drained, None
-            d.callback(None)
-
-    def drain(self, gracePeriod: float) -> defer.Deferred[None]:
-        """
-        Wait for the connections to end, at most C{gracePeriod} seconds;
-        then close the rest and wait (briefly) until they have ended, so
-        that each still logs its closing line before the process exits.
-        """
-        if not self.protocols:
-            return defer.succeed(None)
-        d: defer.Deferred[None] = defer.Deferred()
-        self._drained = d
-        if gracePeriod > 0:
-            _log.info(
-                "{service}: waiting up to {t:g}s for {n} connections to finish",
-                service=self.service, t=gracePeriod, n=len(self.protocols),
-            )
-            grace = self.clock.callLater(gracePeriod, self._graceOver)
-        else:
-            grace = None
-            self._closeAll()
-        # Whatever happens, the stop does not wait for ever.
-        cap = self.clock.callLater(max(gracePeriod, 0) + CLOSE_WAIT, self._giveUp)
-
-        def done(result: Any) -> Any:
-            for call in (grace, cap):
-                if call is not None and call.active():
-                    call.cancel()
-            return result
-
-        d.addBoth(done)
-        return d
-
-    def _graceOver(self) -> None:
-        if self._drained is None:
-            return
-        _log.info("{service}: closing {n} connections at the end of the grace period", service=self.service, n=len(self.protocols))
-        self._closeAll()
-
-    def _giveUp(self) -> None:
-        if self._drained is not None:
-            d, self._drained = self._drained, None
-            d.callback(None)
-
-    def _closeAll(self) -> None:
-        for protocol in list(self.protocols):
-            transport = protocol.transport
-            if transport is not None:
-                # loseConnection, not abort: an aborted TCP transport reports
-                # its end on a later reactor turn, which a stopping reactor
-                # may never run.
-                transport.loseConnection()

@@ -63,7 +63,7 @@ class FakeRouter:
     def __init__(self) -> None:
         self.dials: list[FakeDial] = []
 
-    def connect(self, network: str, address: str, factory: Any) -> defer.Deferred[Any]:
+    def connect(self, network: str, address: str, factory: Any, origin: Any = None) -> defer.Deferred[Any]:
         dial = FakeDial(network, address, factory)
         self.dials.append(dial)
         return dial.deferred

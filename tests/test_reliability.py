@@ -53,11 +53,12 @@ from gostrelay.config.url import buildConfigFromCommandLine
 from gostrelay.connectors.relay import RelayClientEndpoint
 from gostrelay.handlers.proxy import MAX_REQUEST_BUFFER, AutoHandler
 from gostrelay.handlers.relay import DEFAULT_READ_TIMEOUT, RelayHandler
+from gostrelay.layering import AcceptFactory
 from gostrelay.mux import MuxConfig, MuxSession
 from gostrelay.pipe import DEFAULT_HALF_CLOSE_TIMEOUT, A, B, Pipe
 from gostrelay.router import DEFAULT_DIAL_TIMEOUT
 from gostrelay.testing import MemoryRelay
-from gostrelay.tracking import ServiceFactory
+from gostrelay.tracking import ConnectionTable
 from gostrelay.transports.udp import DEFAULT_MAX_SESSIONS, DEFAULT_TTL, UDPListener, UDPSessionTable
 from gostrelay.wire import smux
 from gostrelay.wire.httpproxy import MAX_HEAD_SIZE
@@ -618,6 +619,13 @@ def peer(host: str, port: int = 1) -> IPv4Address:
     return IPv4Address("TCP", host, port)
 
 
+def acceptFactory(clock: Any, maxConns: int = 0, maxConnsPerIP: int = 0) -> AcceptFactory:
+    """
+    A service's accept layer (limits, counting, drain) over a handler.
+    """
+    return AcceptFactory(_Handler(), ConnectionTable("svc", clock, maxConns, maxConnsPerIP), clock)
+
+
 class ConnectionLimitTests(unittest.SynchronousTestCase):
     """
     Over C{maxConns} / C{maxConnsPerIP} / GOST's C{climiter}, a new
@@ -625,7 +633,7 @@ class ConnectionLimitTests(unittest.SynchronousTestCase):
     line at most once a second.
     """
 
-    def connect(self, factory: ServiceFactory, host: str) -> tuple[Any, TCPLikeTransport] | None:
+    def connect(self, factory: AcceptFactory, host: str) -> tuple[Any, TCPLikeTransport] | None:
         protocol = factory.buildProtocol(peer(host))
         if protocol is None:
             return None
@@ -636,15 +644,15 @@ class ConnectionLimitTests(unittest.SynchronousTestCase):
     def test_maxConns(self) -> None:
         logs = captureLogs(self)
         clock = Clock()
-        factory = ServiceFactory(_Handler(), "svc", clock, maxConns=2)
+        factory = acceptFactory(clock, maxConns=2)
         first = self.connect(factory, "192.0.2.1")
         second = self.connect(factory, "192.0.2.2")
         self.assertIsNotNone(first)
         self.assertIsNotNone(second)
         self.assertIsNone(self.connect(factory, "192.0.2.3"))
         self.assertIsNone(self.connect(factory, "192.0.2.3"))
-        self.assertEqual(factory.refused, 2)
-        self.assertEqual(len(logs.matching(r"svc: connection from 192\.0\.2\.3 refused: limit of 2 connections \(maxConns\)")), 1, "one line a second")
+        self.assertEqual(factory.table.refused, 2)
+        self.assertEqual(len(logs.matching(r"svc: connection from 192\.0\.2\.3:1 refused: limit of 2 connections \(maxConns\) reached")), 1, "one line a second")
         clock.advance(1)
         self.assertIsNone(self.connect(factory, "192.0.2.3"))
         self.assertEqual(len(logs.matching("maxConns")), 2)
@@ -653,14 +661,14 @@ class ConnectionLimitTests(unittest.SynchronousTestCase):
         self.assertIsNotNone(self.connect(factory, "192.0.2.3"), "a slot freed")
 
     def test_maxConnsPerIP(self) -> None:
-        factory = ServiceFactory(_Handler(), "svc", Clock(), maxConnsPerIP=1)
+        factory = acceptFactory(Clock(), maxConnsPerIP=1)
         first = self.connect(factory, "192.0.2.1")
         self.assertIsNotNone(first)
         self.assertIsNone(self.connect(factory, "192.0.2.1"))
         self.assertIsNotNone(self.connect(factory, "192.0.2.2"))
         assert first is not None
         first[0].connectionLost(Failure(ConnectionDone()))
-        self.assertNotIn("192.0.2.1", factory.perIP, "no per-IP entry left behind")
+        self.assertNotIn("192.0.2.1", factory.table.perIP, "no per-IP entry left behind")
         self.assertIsNotNone(self.connect(factory, "192.0.2.1"))
 
     def test_climiter(self) -> None:
@@ -690,14 +698,14 @@ class ConnectionLimitTests(unittest.SynchronousTestCase):
 
 class DrainTests(unittest.SynchronousTestCase):
     """
-    A graceful stop (L{ServiceFactory.drain}): connections that end by
+    A graceful stop (L{AcceptFactory.drain}): connections that end by
     themselves within C{gracePeriod} end the wait; the rest are closed
     when it runs out.
     """
 
-    def factoryWith(self, n: int) -> tuple[Clock, ServiceFactory, list[tuple[Any, TCPLikeTransport]]]:
+    def factoryWith(self, n: int) -> tuple[Clock, AcceptFactory, list[tuple[Any, TCPLikeTransport]]]:
         clock = Clock()
-        factory = ServiceFactory(_Handler(), "svc", clock)
+        factory = acceptFactory(clock)
         connections = []
         for i in range(n):
             protocol = factory.buildProtocol(peer(f"192.0.2.{i + 1}"))

@@ -20,7 +20,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from gostrelay import metrics
-from gostrelay.config.model import ServiceConfig
+from gostrelay.config.model import ConfigError, ServiceConfig
 from gostrelay.handlers.relay import describeAddress, forwarderSelector, hostOf, serviceBypass
 from gostrelay.interfaces import IHandler
 from gostrelay.pipe import DEFAULT_HALF_CLOSE_TIMEOUT, DEFAULT_SPLICE_THRESHOLD, A, B, Pipe, PipeSideFactory
@@ -77,7 +77,8 @@ class ForwardProtocol(Protocol):
             self.log.info("{peer} -> {target}: refused: target matches the service bypass", peer=self.peer, target=self.target)
             self.transport.loseConnection()  # type: ignore[union-attr]
             return
-        d = handler.router.connect("tcp", self.target, PipeSideFactory(self.pipe, B))
+        origin = (self.transport.getPeer(), self.transport.getHost())  # type: ignore[union-attr]
+        d = handler.router.connect("tcp", self.target, PipeSideFactory(self.pipe, B), origin=origin)
         self._dial = d
         d.addCallbacks(self._connected, self._failed)
 
@@ -89,6 +90,15 @@ class ForwardProtocol(Protocol):
             protocol.transport.loseConnection()
             return
         self._state = "piping"
+        version = self.handler.proxyHeaderFor(self.node)
+        if version:
+            # GOST's proxyProtocol on a forwarder: the target learns the
+            # original client (across a reverse tunnel, the visitor the
+            # relay server named) and the address it connected to.
+            from gostrelay.wire.proxyheader import encodeHeader
+
+            header = encodeHeader(version, self.transport.getPeer(), self.transport.getHost())  # type: ignore[union-attr]
+            protocol.transport.write(header)
         self.log.info(
             "{peer} -> {target}: connected", peer=self.peer, target=self.target,
         )
@@ -147,7 +157,9 @@ class ForwardProtocol(Protocol):
 class TCPForwardHandler(Factory):
     """
     Options: C{idleTimeout} (handler metadata, 0 = none); C{dialTimeout}
-    (service metadata, 15 s); C{retries} (handler).
+    (service metadata, 15 s); C{retries} (handler); C{proxyProtocol} (1 or
+    2: a PROXY header naming the client first on every target connection;
+    handler metadata, or a forwarder node's own metadata).
     """
 
     noisy = False
@@ -169,6 +181,20 @@ class TCPForwardHandler(Factory):
         where = service.source or service.name
         self.router: Router = context.router(service, handler.chain, where)
         self.bypass = serviceBypass(service, context.config, where)
+        self.proxyProtocol = handler.md.getInt("proxyProtocol")
+        for node in service.forwarder.nodes if service.forwarder is not None else []:
+            if node.md.getInt("proxyProtocol") not in (0, 1, 2):
+                raise ConfigError(f"{where}: forwarder node {node.name}: proxyProtocol: 1 or 2 (PROXY protocol version)")
+
+    def proxyHeaderFor(self, node: Node | None) -> int:
+        """
+        The PROXY protocol version to send to C{node}'s target (0: none).
+        """
+        if node is not None:
+            version = node.metadata.getInt("proxyProtocol")
+            if version:
+                return version
+        return self.proxyProtocol
 
     def buildProtocol(self, addr: IAddress | None) -> ForwardProtocol:
         return ForwardProtocol(self)

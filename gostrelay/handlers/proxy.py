@@ -372,7 +372,9 @@ class ProxyEntryProtocol(Protocol):
         self.transport.pauseProducing()  # type: ignore[union-attr]
         self._onConnected, self._onFailed = onConnected, onFailed
         self.pipe = Pipe(self.reactor, self.handler.idleTimeout, self._pipeDone, label=self.peer, splice=self.handler.splice, halfCloseTimeout=self.handler.halfCloseTimeout, spliceThreshold=self.handler.spliceThreshold)
-        d = self.handler.router.connect("tcp", self.target, PipeSideFactory(self.pipe, B))
+        d = self.handler.router.connect(
+            "tcp", self.target, PipeSideFactory(self.pipe, B), origin=(self.transport.getPeer(), self.transport.getHost())  # type: ignore[union-attr]
+        )
         self._dial = d
         d.addCallbacks(self._connected, self._failed)
 

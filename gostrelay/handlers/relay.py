@@ -94,15 +94,9 @@ def hostOf(address: IAddress | None) -> str:
 
 
 def describeAddress(address: IAddress | None) -> str:
-    host = getattr(address, "host", None)
-    port = getattr(address, "port", None)
-    if host is None:
-        return str(address)
-    if host.startswith("::ffff:") and "." in host:
-        host = host[len("::ffff:") :]
-    if ":" in host:
-        return f"[{host}]:{port}"
-    return f"{host}:{port}"
+    from gostrelay.tracking import describePeer
+
+    return describePeer(address)
 
 
 def forwarderSelector(service: ServiceConfig, clock: IReactorTime) -> Selector | None:
@@ -317,7 +311,9 @@ class RelayServerProtocol(Protocol):
             return
         self._state = "dialing"
         self.pipe = Pipe(self.reactor, self.handler.idleTimeout, self._pipeDone, label=self.peer, splice=self.handler.splice, halfCloseTimeout=self.handler.halfCloseTimeout, spliceThreshold=self.handler.spliceThreshold)
-        d = self.handler.router.connect("tcp", address, PipeSideFactory(self.pipe))
+        d = self.handler.router.connect(
+            "tcp", address, PipeSideFactory(self.pipe), origin=(self.transport.getPeer(), self.transport.getHost())  # type: ignore[union-attr]
+        )
         self._dial = d
 
         def connected(protocol: PipeProtocol) -> None:

@@ -146,6 +146,7 @@ class _RemoteListener:
         self.muxConfig = getattr(lastConnector, "muxConfig", None) or MuxConfig.fromMetadata(md, where)
         self.binds = 0
         self.boundAddress = ""
+        self.boundHost: Any = None
 
     @property
     def name(self) -> str:
@@ -165,6 +166,9 @@ class _RemoteListener:
         addr = response.addr if response is not None else None
         self.binds += 1
         self.boundAddress = addr.address if addr is not None else ""
+        # What the visitors connected to: the streams' getHost (and the
+        # destination of a PROXY header sent to the target).
+        self.boundHost = tcpAddress(addr.host, addr.port) if addr is not None else None
         self.log.info(
             "{name}: bound {address} on the relay server as {bound} (bind #{n})",
             name=self.service.name, address=self.address, bound=self.boundAddress or "?", n=self.binds,
@@ -221,7 +225,11 @@ class PerPeerPreamble(Protocol):
             return
         addr = response.addr
         if addr is not None:
+            # The visitor, as the relay server names it: the handler's
+            # getPeer (logs, a PROXY header to the target).
             stream.peerAddress = tcpAddress(addr.host, addr.port)
+        if self.listener.boundHost is not None:
+            stream.hostAddress = self.listener.boundHost
         try:
             protocol = self.listener.handler.buildProtocol(stream.peerAddress)
         except Exception:

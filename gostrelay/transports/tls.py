@@ -26,7 +26,11 @@ from OpenSSL import SSL, crypto
 from OpenSSL.SSL import Error as TLSError
 from OpenSSL.SSL import WantReadError, ZeroReturnError
 from twisted.internet import ssl
-from twisted.internet.interfaces import IOpenSSLClientConnectionCreator, IStreamClientEndpoint
+from twisted.internet.interfaces import (
+    IOpenSSLClientConnectionCreator,
+    IStreamClientEndpoint,
+    IStreamServerEndpoint,
+)
 from twisted.logger import Logger
 from twisted.protocols.policies import ProtocolWrapper
 from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
@@ -296,17 +300,20 @@ def tlsClientEndpoint(creator: Any, wrapped: IStreamClientEndpoint) -> IStreamCl
     return _TLSClientEndpoint(creator, wrapped)
 
 
-class _TLSStreamListener:
+@implementer(IStreamServerEndpoint)
+class TLSServerEndpoint:
     """
-    TLS over a stream server endpoint.
+    TLS over a stream server endpoint.  A service's accept layer
+    (L{gostrelay.layering}) takes it apart to run its checks below the TLS
+    layer, before any handshake.
     """
 
-    def __init__(self, endpoint: Any, contextFactory: Any) -> None:
-        self.endpoint = endpoint
+    def __init__(self, inner: IStreamServerEndpoint, contextFactory: Any) -> None:
+        self.inner = inner
         self.contextFactory = contextFactory
 
     def listen(self, factory: Any) -> Any:
-        return self.endpoint.listen(BulkTLSFactory(self.contextFactory, False, factory))
+        return self.inner.listen(BulkTLSFactory(self.contextFactory, False, factory))
 
 
 @implementer(IListener)
@@ -321,10 +328,10 @@ class TLSListener:
         where = service.source or service.name
         backlog = service.listener.md.getInt("backlog") or DEFAULT_BACKLOG
         self.contextFactory = serverContextFactory(service.listener.tls, where)
-        self.inner = _TLSStreamListener(serverEndpoint(reactor, service.addr, backlog, where), self.contextFactory)
+        self.endpoint = TLSServerEndpoint(serverEndpoint(reactor, service.addr, backlog, where), self.contextFactory)
 
     def listen(self, factory: Any) -> Any:
-        return self.inner.listen(factory)
+        return self.endpoint.listen(factory)
 
 
 def _isIP(host: str) -> bool:

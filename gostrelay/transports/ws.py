@@ -44,6 +44,7 @@ from gostrelay.interfaces import IDialer, IListener
 from gostrelay.layering import connectLayered
 from gostrelay.router import DEFAULT_DIAL_TIMEOUT, directEndpoint
 from gostrelay.transports.tcp import DEFAULT_BACKLOG, serverEndpoint
+from gostrelay.transports.tls import TLSServerEndpoint as _TLSServerEndpoint
 from gostrelay.transports.tls import _nodeHost, clientCreator, serverContextFactory, warnUnverifiedCredentials
 from gostrelay.transports.wscost import trim as trimAutobahn
 from gostrelay.wire.address import joinHostPort, splitHostPort
@@ -322,18 +323,6 @@ class WSListener:
 
 class WSSListener(WSListener):
     secure = True
-
-
-@implementer(IStreamServerEndpoint)
-class _TLSServerEndpoint:
-    def __init__(self, inner: IStreamServerEndpoint, contextFactory: Any) -> None:
-        self.inner = inner
-        self.contextFactory = contextFactory
-
-    def listen(self, factory: IProtocolFactory) -> defer.Deferred[Any]:
-        from gostrelay.transports.tls import BulkTLSFactory
-
-        return self.inner.listen(BulkTLSFactory(self.contextFactory, False, factory))
 
 
 class _ClientProtocol(WebSocketClientProtocol):

@@ -1,0 +1,525 @@
+"""
+The accept layers (L{gostrelay.layering}): PROXY header -> admission ->
+connection limits -> TLS / ws -> handler, and the PROXY header's wire
+format (L{gostrelay.wire.proxyheader}, Twisted's parsers underneath).
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from twisted.internet import defer, reactor
+from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
+from twisted.internet.endpoints import (
+    AdoptedStreamServerEndpoint,
+    StandardIOEndpoint,
+    TCP4ClientEndpoint,
+    TCP4ServerEndpoint,
+    connectProtocol,
+    serverFromString,
+)
+from twisted.internet.error import ConnectionDone
+from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.stdio import PipeAddress
+from twisted.internet.task import Clock
+from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.protocols.haproxy._v1parser import V1Parser
+from twisted.protocols.haproxy._v2parser import V2Parser
+from twisted.protocols.tls import TLSMemoryBIOFactory
+from twisted.python.failure import Failure
+from twisted.trial import unittest
+
+from gostrelay.build import buildServices
+from gostrelay.config.model import ConfigError
+from gostrelay.config.url import buildConfigFromCommandLine
+from gostrelay.layering import AcceptFactory, HeaderFirstEndpoint, acceptStack
+from gostrelay.tracking import ConnectionTable, describePeer, peerKey
+from gostrelay.transports.tls import TLSServerEndpoint
+from gostrelay.transports.ws import WebSocketServerEndpoint
+from gostrelay.wire.proxyheader import MAX_V1, MAX_V2, HeaderReader, ProxyHeaderError, encodeHeader
+from tests.support.cases import LogCapture
+from tests.support.pki import isolate
+from tests.support.reactor import ReactorSettler, waitUntil, withTimeout
+from tests.support.targets import Collector
+
+BALANCER = IPv4Address("TCP", "10.0.0.1", 40000)
+LISTENER = IPv4Address("TCP", "10.0.0.2", 8420)
+CLIENT = IPv4Address("TCP", "203.0.113.7", 51234)
+SERVICE = IPv4Address("TCP", "198.51.100.1", 443)
+
+#: HAProxy's v2 header as it sends it (recorded from "send-proxy-v2" in front
+#: of a netcat: 172.19.0.1:42578 -> 172.19.0.3:80), then the client's bytes.
+HAPROXY_V2 = bytes.fromhex("0d0a0d0a000d0a515549540a" "2111000c" "ac130001ac130003a6520050")
+#: The specification's v1 example.
+SPEC_V1 = b"PROXY TCP4 192.168.0.1 192.168.0.11 56324 443\r\n"
+
+
+# -- the wire format
+
+
+class HeaderReaderTests(unittest.TestCase):
+    def test_haproxyV2(self) -> None:
+        reader = HeaderReader()
+        info = reader.feed(HAPROXY_V2 + b"GET /")
+        assert info is not None
+        self.assertEqual((info.source.host, info.source.port), ("172.19.0.1", 42578))
+        self.assertEqual((info.destination.host, info.destination.port), ("172.19.0.3", 80))
+        self.assertEqual(reader.remainder, b"GET /")
+
+    def test_specV1ByteByByte(self) -> None:
+        reader = HeaderReader()
+        data = SPEC_V1 + b"\x01"
+        for i in range(len(SPEC_V1) - 1):
+            self.assertIsNone(reader.feed(data[i : i + 1]))
+        info = reader.feed(data[len(SPEC_V1) - 1 :])
+        assert info is not None
+        self.assertEqual((info.source.host, info.source.port), ("192.168.0.1", 56324))
+        self.assertEqual(reader.remainder, b"\x01")
+
+    def test_localAndUnknown(self) -> None:
+        """
+        v2 LOCAL (a balancer's health check) and v1 UNKNOWN name no
+        source: the connection's own address stands.
+        """
+        for header in (V2Parser.PREFIX + b"\x20\x00\x00\x00", b"PROXY UNKNOWN\r\n"):
+            info = HeaderReader().feed(header)
+            assert info is not None
+            self.assertIsNone(info.source)
+
+    def test_refused(self) -> None:
+        for data, why in [
+            (b"\x05\x01\x00", "no PROXY header"),
+            (b"\x01\x00\x00\x00", "no PROXY header"),
+            (b"GET / HTTP/1.1\r\n", "no PROXY header"),
+            (b"PROXY TCP4 1.2.3.999 1.1.1.1 1 2\r\n", "bad source address"),
+            (b"PROXY TCP4 1.2.3.4 1.1.1.1 1 70000\r\n", "bad destination port"),
+            (b"PROXY TCP4 ::1 ::1 1 2\r\n", "does not match its family"),
+            (b"PROXY TCP5 1.2.3.4 1.1.1.1 1 2\r\n", "bad PROXY v1 header"),
+            (b"PROXY TCP4 1.2.3.4\r\n", "bad PROXY v1 header"),
+            (b"PROXY " + b"1" * MAX_V1, f"longer than {MAX_V1}"),
+            (V2Parser.PREFIX + b"\x31\x11\x00\x0c", "version 3"),
+            (V2Parser.PREFIX + b"\x21\x11\xff\xff", f"at most {MAX_V2}"),
+            (V2Parser.PREFIX + b"\x21\x11\x00\x04" + b"\x01\x02\x03\x04", "bad PROXY v2 header"),
+            (V2Parser.PREFIX + b"\x2f\x11\x00\x0c" + bytes(12), "bad PROXY v2 header"),
+        ]:
+            with self.assertRaises(ProxyHeaderError, msg=repr(data)) as cm:
+                HeaderReader().feed(data)
+            self.assertIn(why, str(cm.exception), repr(data))
+
+    def test_waitsForMore(self) -> None:
+        for partial in (b"PRO", b"PROXY TCP4 1.2.3.4", V2Parser.PREFIX[:5], V2Parser.PREFIX + b"\x21\x11\x00\x0c\x01"):
+            self.assertIsNone(HeaderReader().feed(partial), repr(partial))
+
+
+_ipv4 = st.ip_addresses(v=4).map(str)
+_ipv6 = st.ip_addresses(v=6).map(str)
+_port = st.integers(0, 65535)
+
+
+class EncodeTests(unittest.TestCase):
+    @settings(suppress_health_check=[HealthCheck.too_slow], deadline=None)
+    @given(st.sampled_from([1, 2]), st.one_of(st.tuples(_ipv4, _ipv4), st.tuples(_ipv6, _ipv6)), _port, _port, st.binary(max_size=8))
+    def test_roundTrip(self, version: int, hosts: tuple[str, str], sport: int, dport: int, rest: bytes) -> None:
+        """
+        What we send, Twisted's parsers read back (and so does our reader,
+        leaving the bytes after it).
+        """
+        make = IPv4Address if ":" not in hosts[0] else IPv6Address
+        header = encodeHeader(version, make("TCP", hosts[0], sport), make("TCP", hosts[1], dport))
+        parser = V1Parser() if version == 1 else V2Parser()
+        info, remaining = parser.feed(header + rest)
+        self.assertEqual(remaining or b"", rest)
+        reader = HeaderReader()
+        mine = reader.feed(header + rest)
+        assert mine is not None
+        for parsed in (info, mine):
+            import ipaddress
+
+            self.assertEqual(ipaddress.ip_address(parsed.source.host), ipaddress.ip_address(hosts[0]))
+            self.assertEqual(ipaddress.ip_address(parsed.destination.host), ipaddress.ip_address(hosts[1]))
+            self.assertEqual((parsed.source.port, parsed.destination.port), (sport, dport))
+        self.assertEqual(reader.remainder, rest)
+
+    def test_v1Text(self) -> None:
+        self.assertEqual(encodeHeader(1, IPv4Address("TCP", "192.168.0.1", 56324), IPv4Address("TCP", "192.168.0.11", 443)), SPEC_V1)
+
+    def test_v2Bytes(self) -> None:
+        self.assertEqual(
+            encodeHeader(2, IPv4Address("TCP", "172.19.0.1", 42578), IPv4Address("TCP", "172.19.0.3", 80)), HAPROXY_V2
+        )
+
+    def test_mixedFamilies(self) -> None:
+        """
+        An IPv4 client on a dual-stack socket (IPv4-mapped) is sent as
+        IPv4; an unspecified destination takes the client's family; other
+        mixes go as IPv6.
+        """
+        mapped = IPv6Address("TCP", "::ffff:192.0.2.1", 5)
+        self.assertEqual(encodeHeader(1, mapped, IPv4Address("TCP", "192.0.2.2", 80)), b"PROXY TCP4 192.0.2.1 192.0.2.2 5 80\r\n")
+        self.assertEqual(encodeHeader(1, IPv4Address("TCP", "192.0.2.1", 5), IPv6Address("TCP", "::", 80)), b"PROXY TCP4 192.0.2.1 0.0.0.0 5 80\r\n")
+        self.assertEqual(
+            encodeHeader(1, IPv4Address("TCP", "192.0.2.1", 5), IPv6Address("TCP", "2001:db8::1", 80)),
+            b"PROXY TCP6 ::ffff:192.0.2.1 2001:db8::1 5 80\r\n",
+        )
+
+    def test_noIP(self) -> None:
+        """
+        A client without an IP (unix socket, stdio): v1 UNKNOWN, v2 LOCAL.
+        """
+        self.assertEqual(encodeHeader(1, UNIXAddress(None), LISTENER), b"PROXY UNKNOWN\r\n")
+        self.assertEqual(encodeHeader(2, PipeAddress(), LISTENER), V2Parser.PREFIX + b"\x20\x00\x00\x00")
+        self.assertRaises(ValueError, encodeHeader, 3, CLIENT, SERVICE)
+
+
+# -- the accept layer, in memory
+
+
+class App(Protocol):
+    def __init__(self, addr: Any) -> None:
+        self.addr = addr
+        self.data = b""
+        self.lostReason: Failure | None = None
+
+    def dataReceived(self, data: bytes) -> None:
+        self.data += data
+
+    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+        self.lostReason = reason
+
+
+class AppFactory(Factory):
+    def __init__(self) -> None:
+        self.built: list[App] = []
+
+    def buildProtocol(self, addr: Any) -> App:
+        app = App(addr)
+        self.built.append(app)
+        return app
+
+
+class AcceptLayerTests(unittest.TestCase):
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.app = AppFactory()
+        self.logs = LogCapture(self)
+
+    def factory(self, proxyHeader: bool = True, **kwargs: Any) -> AcceptFactory:
+        admission = kwargs.pop("admission", None)
+        table = ConnectionTable("svc", self.clock, **kwargs)
+        return AcceptFactory(self.app, table, self.clock, proxyHeader=proxyHeader, admission=admission)
+
+    def accept(self, factory: AcceptFactory, peer: Any = BALANCER) -> tuple[Any, StringTransport]:
+        protocol = factory.buildProtocol(peer)
+        transport = StringTransport(hostAddress=LISTENER, peerAddress=peer)
+        if protocol is not None:
+            protocol.makeConnection(transport)
+        return protocol, transport
+
+    def test_realAddressBeforeBuild(self) -> None:
+        """
+        The layers above are built only once the header has arrived, with
+        the client's address; C{getPeer}/C{getHost} name the client and
+        the address it connected to; its first bytes follow.
+        """
+        factory = self.factory()
+        protocol, transport = self.accept(factory)
+        self.assertEqual(self.app.built, [], "nothing is built before the header")
+        header = encodeHeader(2, CLIENT, SERVICE)
+        protocol.dataReceived(header[:7])
+        self.assertEqual(self.app.built, [])
+        protocol.dataReceived(header[7:] + b"hello")
+        (app,) = self.app.built
+        self.assertEqual(app.addr, CLIENT)
+        self.assertEqual(app.transport.getPeer(), CLIENT)
+        self.assertEqual(app.transport.getHost(), SERVICE)
+        self.assertEqual(app.data, b"hello")
+        protocol.dataReceived(b" world")
+        self.assertEqual(app.data, b"hello world")
+        self.assertEqual(factory.table.perIP, {"203.0.113.7": 1})
+        self.assertEqual(self.clock.getDelayedCalls(), [], "the header timer is gone")
+        protocol.connectionLost(Failure(ConnectionDone()))
+        self.assertIsNotNone(app.lostReason)
+        self.assertEqual(factory.table.perIP, {})
+
+    def test_localHeader(self) -> None:
+        """
+        A v2 LOCAL header (the balancer's own health check) leaves the
+        connection's own addresses.
+        """
+        protocol, _ = self.accept(self.factory())
+        protocol.dataReceived(encodeHeader(2, None, None))
+        (app,) = self.app.built
+        self.assertEqual(app.addr, BALANCER)
+        self.assertEqual(app.transport.getHost(), LISTENER)
+
+    def test_noHeader(self) -> None:
+        """
+        A client that does not start with a header is closed at once, one
+        line naming it and why; nothing above is built.
+        """
+        factory = self.factory()
+        protocol, transport = self.accept(factory)
+        protocol.dataReceived(b"\x01\x00\x00\x00\x00")
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(transport.value(), b"")
+        self.assertEqual(self.app.built, [])
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        lines = [t for t in self.logs.texts() if "svc:" in t]
+        self.assertEqual(len(lines), 1, lines)
+        self.assertIn("connection from 10.0.0.1:40000 closed: no PROXY header", lines[0])
+        protocol.dataReceived(b"more")  # after the refusal: ignored
+        protocol.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual(factory.protocols, {})
+
+    def test_headerTimeout(self) -> None:
+        factory = self.factory()
+        protocol, transport = self.accept(factory)
+        protocol.dataReceived(b"PROXY TCP4")
+        self.clock.advance(9.9)
+        self.assertFalse(transport.disconnecting)
+        self.clock.advance(0.1)
+        self.assertTrue(transport.disconnecting)
+        self.assertIn("no PROXY header within 10s", self.logs.text())
+        self.assertEqual(self.app.built, [])
+
+    def test_limitsSeeTheClient(self) -> None:
+        """
+        maxConnsPerIP counts the clients the headers name, not the
+        balancer every connection comes from; the refusal names the
+        client's address and port.
+        """
+        factory = self.factory(maxConnsPerIP=1)
+        first, _ = self.accept(factory)
+        first.dataReceived(encodeHeader(1, CLIENT, SERVICE))
+        other, _ = self.accept(factory)
+        other.dataReceived(encodeHeader(1, IPv4Address("TCP", "203.0.113.8", 1), SERVICE))
+        self.assertEqual(len(self.app.built), 2)
+        again, transport = self.accept(factory)
+        again.dataReceived(encodeHeader(1, IPv4Address("TCP", "203.0.113.7", 60000), SERVICE) + b"x")
+        self.assertEqual(len(self.app.built), 2)
+        self.assertTrue(transport.disconnecting)
+        self.assertIn(
+            "svc: connection from 203.0.113.7:60000 refused: limit of 1 connections from 203.0.113.7 (maxConnsPerIP) reached",
+            self.logs.text(),
+        )
+        again.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual(factory.table.perIP, {"203.0.113.7": 1, "203.0.113.8": 1})
+
+    def test_admissionFirst(self) -> None:
+        """
+        The admission hook sees the client's address before the limits;
+        a refused client holds no slot.
+        """
+        seen: list[Any] = []
+
+        def admission(peer: Any) -> str | None:
+            seen.append(peer)
+            return "denied by admission" if peer.host == "203.0.113.66" else None
+
+        factory = self.factory(maxConns=1, admission=admission)
+        refused, transport = self.accept(factory)
+        refused.dataReceived(encodeHeader(1, IPv4Address("TCP", "203.0.113.66", 9), SERVICE))
+        self.assertTrue(transport.disconnecting)
+        self.assertIn("connection from 203.0.113.66:9 refused: denied by admission", self.logs.text())
+        admitted, _ = self.accept(factory)
+        admitted.dataReceived(encodeHeader(1, CLIENT, SERVICE))
+        self.assertEqual([p.host for p in seen], ["203.0.113.66", "203.0.113.7"])
+        self.assertEqual(len(self.app.built), 1)
+
+    def test_withoutHeaderRefusedHasNoProtocol(self) -> None:
+        """
+        Without a PROXY header, a refusal returns no protocol to the port
+        (which closes the socket) -- nothing above is built, no TLS.
+        """
+        from twisted.internet.ssl import CertificateOptions
+
+        tls = TLSMemoryBIOFactory(CertificateOptions(), False, self.app)
+        table = ConnectionTable("svc", self.clock, maxConnsPerIP=1)
+        factory = AcceptFactory(tls, table, self.clock)
+        self.assertIsNotNone(factory.buildProtocol(CLIENT))
+        self.assertIsNone(factory.buildProtocol(CLIENT))
+        self.assertEqual(table.refused, 1)
+
+    def test_refusedUnderAnotherLayer(self) -> None:
+        """
+        Not at a socket port (stdio, an endpoint we cannot take apart), a
+        refused connection still gets a protocol, which closes it at once.
+        """
+        table = ConnectionTable("svc", self.clock, maxConns=1)
+        factory = AcceptFactory(self.app, table, self.clock, outermost=False)
+        self.accept(factory)
+        protocol, transport = self.accept(factory)
+        self.assertIsNotNone(protocol)
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(len(self.app.built), 1)
+
+    def test_drainClosesPendingHeaders(self) -> None:
+        factory = self.factory()
+        _, transport = self.accept(factory)
+        d = factory.drain(5)
+        self.assertTrue(transport.disconnecting)
+        self.successResultOf(d)
+
+
+class PeerKeyTests(unittest.TestCase):
+    def test_keys(self) -> None:
+        self.assertEqual(peerKey(CLIENT), "203.0.113.7")
+        self.assertEqual(peerKey(IPv6Address("TCP", "::ffff:192.0.2.1", 1)), "192.0.2.1")
+        self.assertEqual(peerKey(UNIXAddress(None)), "unix")
+        self.assertEqual(peerKey(UNIXAddress(b"")), "unix")
+        self.assertEqual(peerKey(PipeAddress()), "stdio")
+        self.assertEqual(describePeer(UNIXAddress(None)), "unix")
+        self.assertEqual(describePeer(UNIXAddress(b"/run/c.sock")), "unix:/run/c.sock")
+        self.assertEqual(describePeer(PipeAddress()), "stdio")
+        self.assertEqual(describePeer(IPv6Address("TCP", "2001:db8::1", 5)), "[2001:db8::1]:5")
+
+    def test_unixPeersShareOneKey(self) -> None:
+        clock = Clock()
+        table = ConnectionTable("svc", clock, maxConnsPerIP=1)
+        factory = AcceptFactory(AppFactory(), table, clock)
+        self.assertIsNotNone(factory.buildProtocol(UNIXAddress(None)))
+        self.assertIsNone(factory.buildProtocol(UNIXAddress(None)))
+        self.assertEqual(table.perIP, {"unix": 1})
+
+
+class AcceptStackTests(unittest.TestCase):
+    """
+    Endpoints are taken apart so that the accept layer runs below TLS and
+    WebSocket, and Twisted's C{haproxy:} means a required header.
+    """
+
+    def setUp(self) -> None:
+        isolate(self)
+
+    def test_haproxyPrefix(self) -> None:
+        stack = acceptStack(serverFromString(MemoryReactorClock(), "haproxy:tcp:8420:interface=127.0.0.1"))
+        self.assertTrue(stack.proxyHeader)
+        self.assertTrue(stack.outermost)
+        self.assertIsInstance(stack.socket, TCP4ServerEndpoint)
+        self.assertEqual(stack.layers, [])
+
+    def test_systemd(self) -> None:
+        stack = acceptStack(AdoptedStreamServerEndpoint(MemoryReactorClock(), 3, socket.AF_INET))
+        self.assertTrue(stack.outermost)
+        self.assertFalse(stack.proxyHeader)
+
+    def test_stdio(self) -> None:
+        stack = acceptStack(StandardIOEndpoint(MemoryReactorClock()))
+        self.assertFalse(stack.outermost, "stdio's endpoint cannot take a None protocol")
+
+    def test_wssOverHAProxy(self) -> None:
+        """
+        wss over haproxy: socket, then the header, then TLS, then the
+        WebSocket upgrade, whatever the nesting.
+        """
+        from gostrelay.transports.tls import serverContextFactory
+
+        inner = serverFromString(MemoryReactorClock(), "haproxy:tcp:8443")
+        endpoint = WebSocketServerEndpoint(TLSServerEndpoint(inner, serverContextFactory(None, "test")), "/p")
+        stack = acceptStack(endpoint)
+        self.assertTrue(stack.proxyHeader)
+        wrapped = stack.wrap(AppFactory())
+        self.assertIsInstance(wrapped, TLSMemoryBIOFactory)
+        self.assertEqual(wrapped.wrappedFactory.path, "/p")
+
+    def test_twistedSSL(self) -> None:
+        from gostrelay.transports.tls import generateCertificate
+
+        certificate, key = generateCertificate()
+        with open("key.pem", "wb") as f:
+            f.write(certificate + key)
+        stack = acceptStack(serverFromString(MemoryReactorClock(), "ssl:8443:privateKey=key.pem"))
+        self.assertIsInstance(stack.socket, TCP4ServerEndpoint)
+        self.assertIsInstance(stack.wrap(AppFactory()), TLSMemoryBIOFactory)
+
+
+class ConfigTests(unittest.TestCase):
+    def build(self, *urls: str) -> Any:
+        return buildServices(MemoryReactorClock(), buildConfigFromCommandLine(list(urls), []))
+
+    def test_receivingNeedsAStreamListener(self) -> None:
+        with self.assertRaises(ConfigError) as cm:
+            self.build("udp://:5353/127.0.0.1:53?proxyProtocol=1")
+        self.assertIn("proxyProtocol", str(cm.exception))
+        self.assertIn("handler.proxyProtocol", str(cm.exception))
+
+    def test_versions(self) -> None:
+        self.assertRaises(ConfigError, self.build, "relay://:8420?proxyProtocol=3")
+        self.assertRaises(ConfigError, self.build, "tcp://:8080/127.0.0.1:80?handler.proxyProtocol=3")
+        with self.assertRaises(ConfigError) as cm:
+            self.build("relay://:8420?handler.proxyProtocol=1")
+        self.assertIn("tcp and rtcp forwarders", str(cm.exception))
+
+    def test_accepted(self) -> None:
+        for url in ("relay://127.0.0.1:0?proxyProtocol=1", "relay+tls://127.0.0.1:0?proxyProtocol=2",
+                    "relay+wss://127.0.0.1:0?proxyProtocol=2", "tcp://127.0.0.1:0/127.0.0.1:80?handler.proxyProtocol=1"):
+            isolate(self)
+            (svc,) = list(self.build(url))
+            self.assertEqual(svc.handler.proxyHeader, "handler." not in url, url)
+
+
+class HeaderFirstEndpointTests(unittest.TestCase):
+    def test_headerBeforeTheProtocol(self) -> None:
+        """
+        The header is on the wire before the protocol's first write, and
+        the caller gets its own protocol back.
+        """
+        memory = MemoryReactorClock()
+        endpoint = HeaderFirstEndpoint(TCP4ClientEndpoint(memory, "127.0.0.1", 8420), b"PROXY UNKNOWN\r\n")
+
+        class Greeter(Protocol):
+            def connectionMade(self) -> None:
+                self.transport.write(b"hello")  # type: ignore[union-attr]
+
+        d = connectProtocol(endpoint, Greeter())
+        factory = memory.tcpClients[0][2]
+        protocol = factory.buildProtocol(None)
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        self.assertEqual(transport.value(), b"PROXY UNKNOWN\r\nhello")
+        self.assertIsInstance(self.successResultOf(d), Greeter)
+
+
+# -- on real sockets
+
+
+class TLSLimitTests(unittest.TestCase):
+    """
+    Issue 19.5: on a tls listener, a connection over maxConnsPerIP is
+    closed before any TLS byte, with one log line and no traceback.
+    """
+
+    timeout = 30
+
+    def setUp(self) -> None:
+        isolate(self)
+        self.addCleanup(ReactorSettler().settle)
+
+    @defer.inlineCallbacks
+    def test_refusedBeforeHandshake(self):  # type: ignore[no-untyped-def]
+        logs = LogCapture(self)
+        top = buildServices(reactor, buildConfigFromCommandLine(["relay+tls://127.0.0.1:0?maxConnsPerIP=1"], []))
+        top.startService()
+        self.addCleanup(top.stopService)
+        (svc,) = list(top)
+        yield svc.listening
+        port = svc.port.getHost().port
+        holder = Collector()
+        yield connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port), holder)
+        self.addCleanup(lambda: holder.lost or holder.transport.abortConnection())
+        yield waitUntil(lambda: svc.handler.table.open, 5, "the first connection admitted")
+        # A TLS ClientHello-like first flight: the server must answer nothing.
+        refused = Collector(b"\x16\x03\x01\x00\x05hello", expect=0)
+        yield connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port), refused)
+        yield withTimeout(refused.done, 5, "the refused connection closed")
+        self.assertEqual(bytes(refused.data), b"", "no TLS byte from the server")
+        text = logs.text()
+        self.assertEqual(text.count("refused: limit of 1 connections from 127.0.0.1 (maxConnsPerIP) reached"), 1, text)
+        self.assertNotIn("Unhandled", text)
+        self.assertNotIn("Traceback", text)
+        self.assertFalse([e for e in logs.events if e.get("log_failure") is not None], "no failure logged")
+        holder.transport.loseConnection()
+        yield holder.done

@@ -1,0 +1,281 @@
+"""
+Integration tests: the PROXY protocol with the real thing.
+
+  - A real HAProxy (C{send-proxy}, C{send-proxy-v2}) in front of a relay
+    server started as users start it (C{-L "relay://...?proxyProtocol=N"}):
+    the server logs, limits and counts the clients HAProxy names, not
+    HAProxy; a client that skips HAProxy (no header) is closed.
+  - The sending side: an rtcp forward whose local target reads the PROXY
+    header and records the visitor's address; a C{-F} node with
+    C{proxyProtocol} gets the header first.
+
+Clients bind distinct loopback sources (127.0.0.2, 127.0.0.3) so that the
+per-IP limit can tell them apart from HAProxy's own 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+from typing import Any
+
+from twisted.internet import defer, reactor
+from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+from twisted.internet.protocol import Factory, Protocol
+from twisted.python.failure import Failure
+from twisted.trial import unittest
+from twisted.web.client import Agent, readBody
+
+from gostrelay.wire.proxyheader import HeaderReader
+from gostrelay.wire.relay import connectRequest
+from tests.processes import CONSOLE, LineProcessProtocol, childEnvironment, spawn
+from tests.support.reactor import waitUntil, withTimeout
+from tests.support.targets import Collector, EchoFactory
+
+OK = b"\x01\x00\x00\x00"
+
+HAPROXY_CONFIG = """\
+global
+    maxconn 64
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 30s
+    timeout server 30s
+frontend front
+    bind 127.0.0.1:{front}
+    default_backend relays
+backend relays
+    server relay 127.0.0.1:{relay} {sendProxy}
+"""
+
+
+def freePort() -> int:
+    """
+    A port nobody listens on now (for programs that cannot report theirs).
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def listeningOn(port: int) -> bool:
+    """
+    Whether a socket listens on 127.0.0.1:C{port} (from /proc/net/tcp,
+    without connecting to it).
+    """
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            fields = line.split()
+            local, state = fields[1], fields[3]
+            if state == "0A" and local == f"0100007F:{port:04X}":
+                return True
+    return False
+
+
+class _Recorder(Protocol):
+    """
+    A target that reads the PROXY header the forwarder sends first and
+    records what it names; then echoes.
+    """
+
+    def connectionMade(self) -> None:
+        self.reader: HeaderReader | None = HeaderReader()
+        self.factory.open.add(self)  # type: ignore[attr-defined]
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.reader is not None:
+            info = self.reader.feed(data)
+            if info is None:
+                return
+            self.factory.headers.append(info)  # type: ignore[attr-defined]
+            data, self.reader = self.reader.remainder, None
+        if data:
+            self.transport.write(data)  # type: ignore[union-attr]
+
+    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+        self.factory.open.discard(self)  # type: ignore[attr-defined]
+
+
+class RecorderFactory(Factory):
+    protocol = _Recorder
+    noisy = False
+
+    def __init__(self) -> None:
+        self.headers: list[Any] = []
+        self.open: set[Any] = set()
+
+
+class ProxyProtocolMixin:
+    timeout = 60
+
+    def childDir(self) -> str:
+        path = os.path.abspath(self.mktemp())  # type: ignore[attr-defined]
+        os.makedirs(path)
+        return path
+
+    def start(self, args: list[str], name: str) -> LineProcessProtocol:
+        return spawn(reactor, args, self.childDir(), childEnvironment(home=self.childDir()), name=name, addCleanup=self.addCleanup)  # type: ignore[attr-defined]
+
+    @defer.inlineCallbacks
+    def startRelay(self, *args: str):  # type: ignore[no-untyped-def]
+        proc = self.start([*CONSOLE, *args], "relay server")
+        _, port = yield proc.waitForListening(timeout=15)
+        return proc, port
+
+    @defer.inlineCallbacks
+    def startHAProxy(self, relayPort: int, sendProxy: str):  # type: ignore[no-untyped-def]
+        front = freePort()
+        directory = self.childDir()
+        config = os.path.join(directory, "haproxy.cfg")
+        with open(config, "w") as f:
+            f.write(HAPROXY_CONFIG.format(front=front, relay=relayPort, sendProxy=sendProxy))
+        proc = self.start(["haproxy", "-db", "-f", config], "haproxy")
+        yield waitUntil(lambda: listeningOn(front) or proc.ended, 10, "haproxy listening")
+        self.assertFalse(proc.ended, proc.describe())  # type: ignore[attr-defined]
+        return proc, front
+
+    def startTarget(self, factory: Any) -> int:
+        port = reactor.listenTCP(0, factory, interface="127.0.0.1")  # type: ignore[attr-defined]
+
+        def cleanup() -> Any:
+            for proto in list(factory.open):
+                proto.transport.abortConnection()
+            return port.stopListening()
+
+        self.addCleanup(cleanup)  # type: ignore[attr-defined]
+        return int(port.getHost().port)
+
+    @defer.inlineCallbacks
+    def client(self, port: int, source: str, payload: bytes):  # type: ignore[no-untyped-def]
+        """
+        A client from C{source} sending C{payload}, left open.
+        """
+        client = Collector(payload, expect=0)
+        endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port, timeout=5, bindAddress=(source, 0))
+        yield withTimeout(connectProtocol(endpoint, client), 5, "connect")
+
+        def cleanup() -> Any:
+            if not client.lost:
+                client.transport.abortConnection()  # type: ignore[union-attr]
+                return client.done
+            return None
+
+        self.addCleanup(cleanup)  # type: ignore[attr-defined]
+        return client
+
+
+class BehindHAProxyTests(ProxyProtocolMixin, unittest.TestCase):
+    """
+    HAProxy with C{send-proxy} / C{send-proxy-v2} in front of
+    C{-L "relay://127.0.0.1:0?proxyProtocol=N&maxConnsPerIP=1"}.
+    """
+
+    @defer.inlineCallbacks
+    def behindHAProxy(self, version: int, sendProxy: str):  # type: ignore[no-untyped-def]
+        echo = EchoFactory()
+        echoPort = self.startTarget(echo)
+        metricsPort = freePort()
+        relay, relayPort = yield self.startRelay(
+            "-L", f"relay://127.0.0.1:0?proxyProtocol={version}&maxConnsPerIP=1", "-metrics", f"127.0.0.1:{metricsPort}"
+        )
+        haproxy, front = yield self.startHAProxy(relayPort, sendProxy)
+        target = f"127.0.0.1:{echoPort}"
+        request = connectRequest(target, "tcp").encode()
+
+        # Two clients from two addresses, both through HAProxy (which
+        # connects from 127.0.0.1 each time): both admitted.
+        first = yield self.client(front, "127.0.0.2", request + b"one")
+        yield waitUntil(lambda: len(first.data) >= 7 or first.lost, 10, "first echo")
+        self.assertEqual(bytes(first.data), OK + b"one", relay.describe())
+        second = yield self.client(front, "127.0.0.3", request + b"two")
+        yield waitUntil(lambda: len(second.data) >= 7 or second.lost, 10, "second echo")
+        self.assertEqual(bytes(second.data), OK + b"two", relay.describe())
+        firstPeer = f"127.0.0.2:{first.transport.getHost().port}"
+        yield relay.waitForLine(rf"{re.escape(firstPeer)} CONNECT {re.escape(target)}/tcp user='': connected")
+
+        # A second connection from 127.0.0.2: over maxConnsPerIP=1, named
+        # by its own address and port.
+        third = yield self.client(front, "127.0.0.2", request)
+        thirdPeer = f"127.0.0.2:{third.transport.getHost().port}"
+        yield withTimeout(third.done, 10, "refused connection closed")
+        self.assertEqual(bytes(third.data), b"")
+        yield relay.waitForLine(
+            rf"connection from {re.escape(thirdPeer)} refused: limit of 1 connections from 127\.0\.0\.2 \(maxConnsPerIP\) reached"
+        )
+
+        # Metrics count the two admitted clients' requests only.
+        body = yield readBody((yield Agent(reactor).request(b"GET", f"http://127.0.0.1:{metricsPort}/metrics".encode())))
+        requests = re.search(rb'gost_service_requests_total\{host="[^"]*",service="service-0"\} (\S+)', body)
+        self.assertIsNotNone(requests, body[:2000])
+        self.assertEqual(float(requests.group(1)), 2.0)  # type: ignore[union-attr]
+
+        # A client that skips HAProxy sends no header: closed, one line.
+        direct = yield self.client(relayPort, "127.0.0.1", request)
+        directPeer = f"127.0.0.1:{direct.transport.getHost().port}"
+        yield withTimeout(direct.done, 15, "headerless connection closed")
+        self.assertEqual(bytes(direct.data), b"")
+        yield relay.waitForLine(rf"connection from {re.escape(directPeer)} closed: no PROXY header")
+
+        for client in (first, second):
+            client.transport.loseConnection()
+            yield client.done
+        yield relay.waitForLine(rf"{re.escape(firstPeer)} CONNECT {re.escape(target)}/tcp user='': closed")
+        self.assertNotIn("Traceback", relay.out + relay.err)
+        self.assertNotIn("Unhandled", relay.out + relay.err)
+
+    def test_sendProxyV1(self):  # type: ignore[no-untyped-def]
+        return self.behindHAProxy(1, "send-proxy")
+
+    def test_sendProxyV2(self):  # type: ignore[no-untyped-def]
+        return self.behindHAProxy(2, "send-proxy-v2")
+
+
+class SendingTests(ProxyProtocolMixin, unittest.TestCase):
+    """
+    A forwarder sends a PROXY header naming the original client.
+    """
+
+    @defer.inlineCallbacks
+    def test_rtcpTargetLearnsTheVisitor(self):  # type: ignore[no-untyped-def]
+        """
+        C{rtcp://:P/target?handler.proxyProtocol=2} through a relay
+        server: the target's first bytes are a header naming the visitor
+        (as the relay server named it in the stream's first response),
+        then the visitor's bytes.
+        """
+        recorder = RecorderFactory()
+        targetPort = self.startTarget(recorder)
+        server, serverPort = yield self.startRelay("-L", "relay://127.0.0.1:0?bind=true")
+        remotePort = freePort()
+        self.start(
+            [*CONSOLE, "-L", f"rtcp://127.0.0.1:{remotePort}/127.0.0.1:{targetPort}?handler.proxyProtocol=2",
+             "-F", f"relay://127.0.0.1:{serverPort}"],
+            "rtcp forwarder",
+        )
+        yield waitUntil(lambda: listeningOn(remotePort), 15, "the relay server bound the remote port")
+        visitor = yield self.client(remotePort, "127.0.0.2", b"hello")
+        yield waitUntil(lambda: len(visitor.data) >= 5 or visitor.lost, 10, "echo through the tunnel")
+        self.assertEqual(bytes(visitor.data), b"hello", server.describe())
+        (info,) = recorder.headers
+        self.assertEqual((info.source.host, info.source.port), ("127.0.0.2", visitor.transport.getHost().port))
+        self.assertEqual(info.destination.port, remotePort)
+
+    @defer.inlineCallbacks
+    def test_nodeGetsTheHeader(self):  # type: ignore[no-untyped-def]
+        """
+        C{-F relay://server?proxyProtocol=1} in front of a relay server
+        that requires it: the server logs the forwarder's client.
+        """
+        echo = EchoFactory()
+        echoPort = self.startTarget(echo)
+        server, serverPort = yield self.startRelay("-L", "relay://127.0.0.1:0?proxyProtocol=1")
+        entry, entryPort = yield self.startRelay(
+            "-L", f"tcp://127.0.0.1:0/127.0.0.1:{echoPort}", "-F", f"relay://127.0.0.1:{serverPort}?proxyProtocol=1"
+        )
+        client = yield self.client(entryPort, "127.0.0.3", b"ping")
+        yield waitUntil(lambda: len(client.data) >= 4 or client.lost, 10, "echo through the chain")
+        self.assertEqual(bytes(client.data), b"ping", server.describe() + entry.describe())
+        peer = f"127.0.0.3:{client.transport.getHost().port}"
+        yield server.waitForLine(rf"{re.escape(peer)} CONNECT 127\.0\.0\.1:{echoPort}/tcp user='': connected")
