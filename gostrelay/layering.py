@@ -43,6 +43,7 @@ from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from gostrelay.splice import spliceCarrierOf
 from gostrelay.tracking import ConnectionTable, describePeer, peerKey
 from gostrelay.wire.proxyheader import HeaderReader, ProxyHeaderError
 
@@ -115,7 +116,7 @@ class _HeaderFirst(ProtocolWrapper):
         transport = self.transport
         if isinstance(transport, tcp.Connection):
             return transport
-        inner = getattr(transport, "spliceCarrier", None)
+        inner = spliceCarrierOf(transport)
         return inner() if inner is not None else None
 
 
@@ -260,7 +261,7 @@ class AcceptProtocol(ProtocolWrapper):
         transport = self.transport
         if isinstance(transport, tcp.Connection):
             return transport
-        inner = getattr(transport, "spliceCarrier", None)
+        inner = spliceCarrierOf(transport)
         return inner() if inner is not None else None
 
     def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]

@@ -513,6 +513,18 @@ def _watch(splicer: Splicer) -> None:
     _sweep.add(splicer)
 
 
+def spliceCarrierOf(transport: Any) -> Any:
+    """
+    The C{spliceCarrier} method C{transport}'s own class defines, bound, or
+    C{None}.  Looked up on the class on purpose: a TLS protocol (a
+    L{ProtocolWrapper}) forwards unknown attributes to the transport under
+    it, and would offer that transport's raw socket -- ciphertext -- as its
+    own carrier.
+    """
+    method = getattr(type(transport), "spliceCarrier", None)
+    return None if method is None else method.__get__(transport)
+
+
 def kernelSocket(transport: Any) -> tuple[Any, bool]:
     """
     The plain TCP transport under C{transport}, and whether it can be
@@ -521,7 +533,7 @@ def kernelSocket(transport: Any) -> tuple[Any, bool]:
     """
     if spliceable(transport):
         return transport, True
-    carrier = getattr(transport, "spliceCarrier", None)
+    carrier = spliceCarrierOf(transport)
     if carrier is None:
         return None, False
     inner = carrier()

@@ -33,6 +33,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from gostrelay import metrics
+from gostrelay.splice import spliceCarrierOf
 
 _log = Logger(namespace="gostrelay.limits")
 
@@ -209,7 +210,7 @@ class TrackedProtocol(ProtocolWrapper):
         transport = self.transport
         if isinstance(transport, tcp.Connection):
             return transport
-        inner = getattr(transport, "spliceCarrier", None)
+        inner = spliceCarrierOf(transport)
         return inner() if inner is not None else None
 
     def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]

@@ -43,6 +43,7 @@ from zope.interface import directlyProvides, implementer, providedBy
 from gostrelay.config.model import ConfigError, NodeConfig
 from gostrelay.errors import describeFailure
 from gostrelay.layering import connectLayered
+from gostrelay.splice import spliceCarrierOf
 from gostrelay.wire.address import splitHostPort
 from gostrelay.wire.socks import SocksError, encodeSocks5Datagram, parseSocks5Datagram
 from gostrelay.wire.socksclient import ProxyProtocolError, ProxyRefused
@@ -274,7 +275,7 @@ class HandshakeClientProtocol(Protocol):
         """
         if self.app is not None and self._udp is None and not self.disconnecting:
             carrier = self.transport
-            inner = getattr(carrier, "spliceCarrier", None)
+            inner = spliceCarrierOf(carrier)
             return inner() if inner is not None else carrier
         return None
 

@@ -49,6 +49,7 @@ from gostrelay.errors import describeFailure
 from gostrelay.interfaces import IConnector
 from gostrelay.layering import connectLayered
 from gostrelay.router import UnsupportedNetwork
+from gostrelay.splice import spliceCarrierOf
 from gostrelay.wire.address import joinHostPort, splitHostPort
 from gostrelay.wire.relay import (
     FLAG_UDP,
@@ -272,7 +273,7 @@ class RelayClientProtocol(Protocol):
         """
         if self.headerSent and self.parser is None and self.app is not None and not self.disconnecting:
             carrier = self.transport
-            inner = getattr(carrier, "spliceCarrier", None)
+            inner = spliceCarrierOf(carrier)
             return inner() if inner is not None else carrier
         return None
 
