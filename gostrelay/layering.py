@@ -37,11 +37,16 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from twisted.internet import defer, tcp
-from twisted.internet.interfaces import IHalfCloseableProtocol, IProtocolFactory, IStreamClientEndpoint
+from twisted.internet.interfaces import (
+    IHalfCloseableProtocol,
+    IProtocolFactory,
+    IStreamClientEndpoint,
+    ITCPTransport,
+)
 from twisted.logger import Logger
 from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.python.failure import Failure
-from zope.interface import implementer
+from zope.interface import alsoProvides, implementer
 
 from gostrelay.splice import spliceCarrierOf
 from gostrelay.tracking import ConnectionTable, describePeer, peerKey
@@ -87,6 +92,16 @@ def connectLayered(
 
 
 
+def _passTCP(wrapper: Any, transport: Any) -> None:
+    """
+    A wrapper over a TCP transport says it is one (its C{__getattr__}
+    already forwards C{setTcpNoDelay} and the rest), so that the layers
+    above (TLS turning Nagle off, the pipe) treat it as TCP.
+    """
+    if ITCPTransport.providedBy(transport):
+        alsoProvides(wrapper, ITCPTransport)
+
+
 @implementer(IHalfCloseableProtocol)
 class _HeaderFirst(ProtocolWrapper):
     """
@@ -99,6 +114,7 @@ class _HeaderFirst(ProtocolWrapper):
         self.header = header
 
     def makeConnection(self, transport: Any) -> None:
+        _passTCP(self, transport)
         transport.write(self.header)
         super().makeConnection(transport)
 
@@ -185,6 +201,7 @@ class AcceptProtocol(ProtocolWrapper):
         return "AcceptProtocol"
 
     def makeConnection(self, transport: Any) -> None:
+        _passTCP(self, transport)
         self.connected = 1
         self.transport = transport
         self.factory.registerProtocol(self)

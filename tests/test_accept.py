@@ -122,6 +122,7 @@ _port = st.integers(0, 65535)
 class EncodeTests(unittest.TestCase):
     @settings(suppress_health_check=[HealthCheck.too_slow], deadline=None)
     @example(2, ("::ffff:1.2.3.4", "::1"), 1, 2, b"")
+    @example(1, ("::ffff:1.2.3.4", "::"), 1, 2, b"")
     @example(1, ("::ffff:1.2.3.4", "::ffff:1.2.3.5"), 1, 2, b"")
     @given(st.sampled_from([1, 2]), st.one_of(st.tuples(_ipv4, _ipv4), st.tuples(_ipv6, _ipv6)), _port, _port, st.binary(max_size=8))
     def test_roundTrip(self, version: int, hosts: tuple[str, str], sport: int, dport: int, rest: bytes) -> None:
@@ -140,9 +141,11 @@ class EncodeTests(unittest.TestCase):
         import ipaddress
 
         def norm(host: str) -> Any:
-            # IPv4-mapped IPv6 is sent as IPv4 (unless the other side is IPv6).
+            # IPv4-mapped IPv6 is sent as IPv4 (unless the other side is
+            # IPv6); an unspecified address takes the other side's family.
             ip = ipaddress.ip_address(host)
-            return getattr(ip, "ipv4_mapped", None) or ip
+            ip = getattr(ip, "ipv4_mapped", None) or ip
+            return "unspecified" if ip.is_unspecified else ip
 
         for parsed in (info, mine):
             self.assertEqual(norm(parsed.source.host), norm(hosts[0]))
@@ -250,6 +253,24 @@ class AcceptLayerTests(unittest.TestCase):
         protocol.connectionLost(Failure(ConnectionDone()))
         self.assertIsNotNone(app.lostReason)
         self.assertEqual(factory.table.perIP, {})
+
+    def test_tcpTransport(self) -> None:
+        """
+        Over a TCP transport the accept layer is one for the layers above
+        (TLS turns Nagle off through it).
+        """
+        from twisted.internet.interfaces import ITCPTransport
+        from zope.interface import directlyProvides
+
+        factory = self.factory(proxyHeader=False)
+        protocol = factory.buildProtocol(CLIENT)
+        transport = StringTransport(hostAddress=LISTENER, peerAddress=CLIENT)
+        directlyProvides(transport, ITCPTransport)
+        transport.setTcpNoDelay = lambda on: setattr(transport, "noDelay", on)  # type: ignore[attr-defined]
+        protocol.makeConnection(transport)
+        self.assertTrue(ITCPTransport.providedBy(protocol))
+        protocol.setTcpNoDelay(True)
+        self.assertTrue(transport.noDelay)  # type: ignore[attr-defined]
 
     def test_localHeader(self) -> None:
         """
