@@ -563,8 +563,12 @@ class DenyPrivateTests(unittest.TestCase):
         )
         probe = RelayProbe(bindRequest("0.0.0.0", 0, udp=True) + datagrams)
         yield self.lab.connect(self.port, probe)
-        dropped = yield waitUntil(self.reactor, lambda: len(captured.matching(r"BIND .*/udp: datagram to .* dropped")) == 4, timeout=10)
-        self.assertTrue(dropped, captured.text)
+        dropped = yield waitUntil(
+            self.reactor,
+            lambda: len(captured.matching(r"BIND .*/udp: datagram to .* dropped")) == 4 and probe.status is not None,
+            timeout=10,
+        )
+        self.assertTrue(dropped, (probe.status, captured.text))
         self.assertEqual(probe.status, Status.OK)
         probe.transport.loseConnection()
         yield probe.done
