@@ -208,7 +208,7 @@ class Admission:
         for admission in self.lists:
             if not admission.admits(host):
                 kind = "not in the allow list" if admission.whitelist else "in the deny list"
-                return f"{host} {kind} of admission {admission.name}"
+                return f"{kind} of admission {admission.name}"
         return None
 
     def start(self) -> None:

@@ -149,7 +149,7 @@ def checkConfig(config: Config) -> list[str]:
 
 #: GOST features we recognise and do not implement: refused by name rather
 #: than silently ignored (the access-control ones above all).
-_SERVICE_FIELDS = ("admission", "admissions", "resolver", "hosts", "interface", "observer", "logger", "loggers")
+_SERVICE_FIELDS = ("resolver", "hosts", "interface", "observer", "logger", "loggers")
 _SERVICE_METADATA = ("interface", "so_mark", "netns", "netns.out", "sniffing", "mitm.certFile", "mitm.keyFile")
 _HANDLER_METADATA = ("skipauth", "sniffing", "mitm.certFile", "mitm.keyFile", "probeResist", "knock")
 #: Handlers that send a PROXY header to their targets (handler option
@@ -219,8 +219,11 @@ class GostService(service.Service):
         clock: Any = None,
         limits: tuple[int, int] = (0, 0),
         proxyHeader: bool = False,
+        admission: Any = None,
     ) -> None:
         self.name = svc.name
+        #: GOST's admission (gostrelay.admission), the accept layers' hook.
+        self.admission = admission
         self.gracePeriod = svc.md.getDuration("gracePeriod")
         self.stack: Any = None
         if not getattr(listener, "datagram", False):
@@ -244,6 +247,7 @@ class GostService(service.Service):
                 ConnectionTable(svc.name, clock, *limits),
                 clock,
                 proxyHeader=proxyHeader or stack.proxyHeader,
+                admission=admission,
                 outermost=stack.outermost,
             )
         self.config = svc
@@ -315,6 +319,8 @@ class GostService(service.Service):
     def startService(self) -> None:
         if self._listen is None:
             self.privilegedStartService()
+        if self.admission is not None:
+            self.admission.start()
         service.Service.startService(self)
 
     def stopService(self) -> Any:
@@ -324,6 +330,8 @@ class GostService(service.Service):
         them.
         """
         service.Service.stopService(self)
+        if self.admission is not None:
+            self.admission.stop()
         waits = []
         if self._listen is not None and not self._listen.called:
             self._listen.cancel()
@@ -456,6 +464,7 @@ def buildServices(reactor: Any, config: Config) -> service.MultiService:
             # GOST's limiter and rlimiter: back-pressure on the handler's
             # client connections (gostrelay.limiter).
             handler = _limited(reactor, handler, listener, svc, config, where)
+            admission = _admission(reactor, listener, svc, config, where)
         except ConfigError as e:
             problems.append(str(e) if str(e).startswith(where) else f"{where}: {e}")
             continue
@@ -472,7 +481,7 @@ def buildServices(reactor: Any, config: Config) -> service.MultiService:
                 "the targets, give the handler the option (handler.proxyProtocol=1 or 2)"
             )
             continue
-        built.append(GostService(svc, listener, handler, reactor, limits, proxyHeader))
+        built.append(GostService(svc, listener, handler, reactor, limits, proxyHeader, admission))
     if problems:
         raise RefusedConfiguration(problems)
     for gs in built:
@@ -480,6 +489,16 @@ def buildServices(reactor: Any, config: Config) -> service.MultiService:
     if metrics.current is not None:
         metrics.current.services.labels(metrics.current.host).set(len(built))
     return top
+
+
+def _admission(reactor: Any, listener: Any, svc: ServiceConfig, config: Config, where: str) -> Any:
+    if not (svc.admission or svc.admissions):
+        return None
+    if getattr(listener, "datagram", False):
+        raise ConfigError(f"{where}: service admission is implemented for stream listeners, not UDP")
+    from gostrelay.admission import admissionFor
+
+    return admissionFor(reactor, svc, config, where)
 
 
 def _limited(reactor: Any, handler: Any, listener: Any, svc: ServiceConfig, config: Config, where: str) -> Any:

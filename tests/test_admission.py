@@ -11,15 +11,21 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from twisted.internet import task
+from twisted.internet import defer, reactor, task
 from twisted.internet.address import HostnameAddress, IPv4Address
+from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.interfaces import IHostnameResolver
+from twisted.logger import formatEvent, globalLogPublisher
+from twisted.trial import unittest
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 
 from gostrelay.admission import Admission, AdmissionList, admissionFor
+from gostrelay.build import buildServices
 from gostrelay.config.model import Config, ConfigError
 from gostrelay.config.url import buildConfigFromCommandLine
+from tests.support.reactor import withTimeout
+from tests.support.targets import Collector, EchoFactory
 
 
 @implementer(IHostnameResolver)
@@ -159,3 +165,88 @@ class ConfigTests(SynchronousTestCase):
         self.assertIn("redis is not implemented", str(self.assertRaises(ConfigError, admissionFor, FakeReactor(), cfg.services[0], cfg, "s")))
         cfg = config({"name": "a", "file": {"path": "/nonexistent/list"}})
         self.assertIn("cannot read", str(self.assertRaises(ConfigError, admissionFor, FakeReactor(), cfg.services[0], cfg, "s")))
+
+
+class AcceptTests(unittest.TestCase):
+    """
+    On real sockets, as users run it: clients bound to 127.0.0.2 and
+    127.0.0.3 connect to a forwarder on 127.0.0.1.
+    """
+
+    @defer.inlineCallbacks
+    def startForwarder(self, query: str):  # type: ignore[no-untyped-def]
+        self.echo = EchoFactory()
+        port = reactor.listenTCP(0, self.echo, interface="127.0.0.1")
+
+        def cleanup() -> Any:
+            for proto in list(self.echo.open):
+                proto.transport.abortConnection()
+            return port.stopListening()
+
+        self.addCleanup(cleanup)
+        config = buildConfigFromCommandLine([f"tcp://127.0.0.1:0/127.0.0.1:{port.getHost().port}?{query}"], [])
+        top = buildServices(reactor, config)
+        top.startService()
+        self.addCleanup(top.stopService)
+        (svc,) = list(top)
+        yield svc.listening
+        self.lines: list[str] = []
+
+        def observe(event: dict[str, Any]) -> None:
+            self.lines.append(formatEvent(event))
+
+        globalLogPublisher.addObserver(observe)
+        self.addCleanup(globalLogPublisher.removeObserver, observe)
+        return svc.port.getHost().port
+
+    @defer.inlineCallbacks
+    def fromAddress(self, source: str, port: int):  # type: ignore[no-untyped-def]
+        """
+        Connect from C{source}, send a line, and collect until closed.
+        """
+        client = Collector(b"hello\n")
+        endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port, bindAddress=(source, 0))
+        yield connectProtocol(endpoint, client)
+        yield withTimeout(client.done, 5, f"connection from {source}")
+        return client
+
+    @defer.inlineCallbacks
+    def test_allowList(self):  # type: ignore[no-untyped-def]
+        """
+        C{?admission=~127.0.0.2}: 127.0.0.2 is served; 127.0.0.3 is closed
+        without a byte, logged, and the target never sees it.
+        """
+        port = yield self.startForwarder("admission=~127.0.0.2")
+        allowed = yield self.fromAddress("127.0.0.2", port)
+        self.assertEqual(bytes(allowed.data), b"hello\n")
+        self.assertEqual(len(self.echo.accepted), 1)
+        refused = yield self.fromAddress("127.0.0.3", port)
+        self.assertEqual(bytes(refused.data), b"")
+        self.assertEqual(len(self.echo.accepted), 1)
+        self.assertTrue([line for line in self.lines if "127.0.0.3" in line and "admission" in line], self.lines)
+
+    @defer.inlineCallbacks
+    def test_denyList(self):  # type: ignore[no-untyped-def]
+        port = yield self.startForwarder("admission=127.0.0.3")
+        refused = yield self.fromAddress("127.0.0.3", port)
+        self.assertEqual(bytes(refused.data), b"")
+        allowed = yield self.fromAddress("127.0.0.2", port)
+        self.assertEqual(bytes(allowed.data), b"hello\n")
+        self.assertEqual(len(self.echo.accepted), 1)
+
+    @defer.inlineCallbacks
+    def test_afterTheProxyHeader(self):  # type: ignore[no-untyped-def]
+        """
+        Behind a load balancer (C{proxyProtocol=1}), admission judges the
+        client the PROXY header names, before any byte after it is read.
+        """
+        port = yield self.startForwarder("admission=~192.0.2.1&proxyProtocol=1")
+        results = []
+        for source in ("192.0.2.1", "192.0.2.9"):
+            client = Collector(f"PROXY TCP4 {source} 127.0.0.1 40000 {port}\r\nhello\n".encode(), expect=6)
+            yield connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port), client)
+            yield withTimeout(client.done, 5, f"connection as {source}")
+            results.append(bytes(client.data))
+        self.assertEqual(results, [b"hello\n", b""])
+        self.assertEqual(len(self.echo.accepted), 1)
+        self.assertTrue([line for line in self.lines if "192.0.2.9" in line and "allow list" in line], self.lines)
