@@ -100,7 +100,7 @@ class _Router:
     def __init__(self) -> None:
         self.dials: list[_Dial] = []
 
-    def connect(self, network: str, address: str, factory: Any) -> defer.Deferred[Any]:
+    def connect(self, network: str, address: str, factory: Any, **kwargs: Any) -> defer.Deferred[Any]:
         self.dials.append(_Dial(address, factory))
         return self.dials[-1].deferred
 
