@@ -284,12 +284,15 @@ class GostService(service.Service):
         def listened(port: Any) -> Any:
             self.port = port
             host = port.getHost()
+            # A remote listener (rtcp, rudp) listens on a relay server, not
+            # here: it says where.
+            describe = getattr(self.listener, "describeListening", None)
             self.log.info(
-                "{name} ({handler}+{listener}) listening on {addr}",
+                "{name} ({handler}+{listener}) {where}",
                 name=self.name,
                 handler=self.config.handler.type if self.config.handler else "?",
                 listener=self.config.listener.type if self.config.listener else "tcp",
-                addr=_hostText(host),
+                where=describe() if describe is not None else f"listening on {_hostText(host)}",
             )
             if isOpenProxy(self.config, host):
                 self.log.warn(

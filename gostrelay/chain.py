@@ -11,14 +11,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from twisted.internet import defer
+from twisted.internet import defer, error
 from twisted.internet.interfaces import IProtocolFactory, IStreamClientEndpoint
+from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from gostrelay import metrics, registry
 from gostrelay.config.model import ChainConfig, ConfigError, HopConfig, NodeConfig
+from gostrelay.router import DialError, HopFailed
 from gostrelay.selector import Node, Selector
+
+_log = Logger(namespace="gostrelay.chain")
 
 
 class Hop:
@@ -80,6 +84,26 @@ class Chain:
         self.name = name
         self.hops = list(hops)
         self.clock = clock
+        # Every log line and error names a node by its address and hop, and
+        # its relay connector's own lines say the same (the proxy
+        # connectors name their node themselves).
+        from gostrelay.connectors.relay import RelayConnector
+
+        self.labels: dict[int, str] = {}
+        for number, hop in enumerate(self.hops, 1):
+            nodes = getattr(hop.selector, "nodes", [])
+            for node in nodes:
+                label = f"{node.addr} (hop {number}, {node.name})" if len(nodes) > 1 else f"{node.addr} (hop {number})"
+                self.labels[id(node)] = label
+                connector = node.value[0] if isinstance(node.value, tuple) else None
+                if isinstance(connector, RelayConnector):
+                    connector.label = label
+
+    def label(self, node: Node) -> str:
+        """
+        How log lines and errors name C{node}: its address and hop.
+        """
+        return self.labels.get(id(node), node.addr)
 
     @classmethod
     def fromConfig(cls, reactor: Any, chain: ChainConfig, context: Any, where: str) -> Chain:
@@ -122,13 +146,16 @@ class Chain:
         """
         return any(hop.proxyHeaders for hop in self.hops)
 
-    def _toLastNode(self, route: list[tuple[Hop, Node]], timeout: float, origin: Any = None) -> IStreamClientEndpoint:
+    def _toLastNode(
+        self, route: list[tuple[Hop, Node]], timeout: float, progress: _Progress, origin: Any = None
+    ) -> IStreamClientEndpoint:
         """
         An endpoint reaching the last node of C{route}: the first node's
         dialer, then for each further node the previous connector's CONNECT
         to it under that node's dialer.  A node with C{proxyProtocol} gets
         a PROXY header first, naming C{origin} (the client's address and
         the address it connected to; unknown: v1 C{UNKNOWN}, v2 C{LOCAL}).
+        A failure to reach a node fails with L{HopFailed} naming it.
         """
         through: IStreamClientEndpoint | None = None
         for i, (hop, node) in enumerate(route):
@@ -145,7 +172,7 @@ class Chain:
                 if through is None:
                     through = directEndpoint(self.clock, node.addr, timeout)
                 through = HeaderFirstEndpoint(through, encodeHeader(version, source, destination))
-            through = node.value[1].endpoint(node.addr, through, timeout)
+            through = _HopEndpoint(node.value[1].endpoint(node.addr, through, timeout), i, self.label(node), progress)
         assert through is not None
         return through
 
@@ -158,8 +185,9 @@ class Chain:
         connector = route[-1][1].value[0]
         if not hasattr(connector, "bindEndpoint"):
             raise ConfigError(f"connector of {route[-1][1].name} cannot BIND")
-        through = connector.bindEndpoint(self._toLastNode(route, timeout, origin), network, address)
-        return _MarkingEndpoint(through, route, self.name, self.clock)
+        progress = _Progress()
+        through = connector.bindEndpoint(self._toLastNode(route, timeout, progress, origin), network, address)
+        return _MarkingEndpoint(through, route, self.name, self.clock, self, progress, f"BIND {address}")
 
     def endpoint(
         self, network: str, address: str, timeout: float, hashKey: str | None = None, origin: Any = None
@@ -175,34 +203,124 @@ class Chain:
 
             return directEndpoint(self.clock, address, timeout)
         connector = route[-1][1].value[0]
-        through = connector.endpoint(self._toLastNode(route, timeout, origin), network, address)
-        return _MarkingEndpoint(through, route, self.name, self.clock)
+        progress = _Progress()
+        through = connector.endpoint(self._toLastNode(route, timeout, progress, origin), network, address)
+        return _MarkingEndpoint(through, route, self.name, self.clock, self, progress, address)
+
+
+class _Progress:
+    """
+    How far one connection attempt got: the number of nodes whose dialer
+    connected, so that a timeout can name the node it was waiting for.
+    """
+
+    reached = 0
+
+
+def describeDialFailure(f: Failure) -> str:
+    """
+    How a dial failed, in a few words: C{connection refused}, C{timed out},
+    C{name not resolved}, C{TLS: ...}.
+    """
+    from gostrelay.errors import describeFailure
+    from gostrelay.router import _reason
+
+    if isinstance(f.value, error.ConnectError) and not isinstance(f.value, error.ConnectingCancelledError):
+        return _reason(f.value)
+    if isinstance(f.value, DialError):
+        return str(f.value)
+    return describeFailure(f)
+
+
+@implementer(IStreamClientEndpoint)
+class _HopEndpoint:
+    """
+    One node's dialer endpoint: a failure that is not already a relay's
+    answer or a named hop failure becomes L{HopFailed} naming this node.
+    """
+
+    def __init__(self, wrapped: IStreamClientEndpoint, index: int, label: str, progress: _Progress) -> None:
+        self.wrapped = wrapped
+        self.index = index
+        self.label = label
+        self.progress = progress
+
+    def connect(self, factory: IProtocolFactory) -> defer.Deferred[Any]:
+        from gostrelay.connectors.relay import RelayRefused
+
+        def ok(protocol: Any) -> Any:
+            self.progress.reached = max(self.progress.reached, self.index + 1)
+            return protocol
+
+        def failed(f: Failure) -> Failure:
+            if f.check(defer.CancelledError, error.ConnectingCancelledError, HopFailed, RelayRefused):
+                return f
+            if isinstance(getattr(f.value, "proxy", None), str):
+                return f  # a proxy hop's refusal (http, socks) names its node itself
+            return Failure(HopFailed(self.label, describeDialFailure(f), culprit=self.index))
+
+        return self.wrapped.connect(factory).addCallbacks(ok, failed)
 
 
 @implementer(IStreamClientEndpoint)
 class _MarkingEndpoint:
     """
     Reports the outcome of a connection attempt to the selectors of the
-    nodes it went through (spec-relay.md 8: fail counters).
+    nodes it went through (spec-relay.md 8: fail counters), and at debug
+    level (C{-D}) logs the route chosen and how long it took.
     """
 
     def __init__(
-        self, wrapped: IStreamClientEndpoint, route: list[tuple[Hop, Node]], chain: str = "", clock: Any = None
+        self,
+        wrapped: IStreamClientEndpoint,
+        route: list[tuple[Hop, Node]],
+        chain: str = "",
+        clock: Any = None,
+        owner: Chain | None = None,
+        progress: _Progress | None = None,
+        target: str = "",
     ) -> None:
         self.wrapped = wrapped
         self.route = route
         self.chain = chain
         self.clock = clock
+        self.owner = owner
+        self.progress = progress or _Progress()
+        self.target = target
+
+    def _label(self, node: Node) -> str:
+        return self.owner.label(node) if self.owner is not None else node.addr
+
+    def describeRoute(self) -> str:
+        return " -> ".join(self._label(node) for _hop, node in self.route)
+
+    def stalled(self) -> str | None:
+        """
+        The node an attempt that timed out was waiting for: the one being
+        dialed, or the last one when every dialer connected (its answer is
+        late).
+        """
+        if not self.route:
+            return None
+        index = min(self.progress.reached, len(self.route) - 1)
+        return self._label(self.route[index][1])
 
     def connect(self, factory: IProtocolFactory) -> defer.Deferred[Any]:
         started = self.clock.seconds() if self.clock is not None else 0.0
         d = self.wrapped.connect(factory)
 
+        def elapsed() -> float:
+            return self.clock.seconds() - started if self.clock is not None else 0.0
+
         def ok(protocol: Any) -> Any:
             for hop, node in self.route:
                 hop.selector.markSucceeded(node)
             if self.clock is not None and self.route:
-                metrics.chainConnected(self.chain, self.route[-1][1].name, self.clock.seconds() - started)
+                metrics.chainConnected(self.chain, self.route[-1][1].name, elapsed())
+            _log.debug(
+                "chain {chain}: {target} via {route}: connected in {t:.3f}s",
+                chain=self.chain, target=self.target, route=self.describeRoute(), t=elapsed(),
+            )
             return protocol
 
         def failed(f: Failure) -> Failure:
@@ -213,6 +331,11 @@ class _MarkingEndpoint:
                 hop, node = culprit
                 hop.selector.markFailed(node)
                 metrics.chainFailed(self.chain, node.name)
+            _log.debug(
+                "chain {chain}: {target} via {route}: failed after {t:.3f}s: {why}",
+                chain=self.chain, target=self.target, route=self.describeRoute(), t=elapsed(),
+                why=f.getErrorMessage(),
+            )
             return f
 
         return d.addCallbacks(ok, failed)
@@ -221,7 +344,8 @@ class _MarkingEndpoint:
         """
         The node a failure is the fault of: a relay refusal to reach node
         i+1 is node i+1's; a refusal to reach the target is nobody's (the
-        chain worked); anything else happened reaching the first node.
+        chain worked); a named hop failure is that node's; anything else
+        happened reaching the first node.
         """
         from gostrelay.connectors.relay import RelayRefused
 
@@ -239,4 +363,12 @@ class _MarkingEndpoint:
                 if node.addr == target:
                     return hop, node
             return None
+        if f.check(HopFailed):
+            culprit = getattr(f.value, "culprit", None)
+            if culprit is not None and 0 <= culprit < len(self.route):
+                return self.route[culprit]
+            server = getattr(f.value, "server", "")
+            for hop, node in self.route:
+                if self._label(node) == server:
+                    return hop, node
         return self.route[0]

@@ -1,9 +1,16 @@
 """
 Log levels for C{-D} and C{-DD}, for twistd and the console script alike.
 
-twisted.logger has no trace level: C{-D} shows debug events, C{-DD} also
-turns on L{TRACE}, which protocols check before logging every frame (so the
-per-frame cost is one attribute read when tracing is off).
+twisted.logger has no trace level: C{-D} shows debug events (per
+connection: the route through the chain, the node chosen, how long the
+dial took, why it failed), C{-DD} also turns on L{TRACE}, which protocols
+check before logging every frame (so the per-frame cost is one attribute
+read when tracing is off).
+
+Twisted's own chatter about its internals (C{Foo starting on 45862},
+C{(TCP Port 8420 Closed)}, C{Scheduling retry 1 to connect <... object at
+0x...>}, C{Starting factory ...}) says nothing an operator can act on; the
+observer shows it only from C{-D} on (L{TwistedInternals}).
 """
 
 from __future__ import annotations
@@ -13,8 +20,10 @@ import sys
 from typing import IO, Any
 
 from twisted.logger import (
+    ILogFilterPredicate,
     ILogObserver,
     LogLevel,
+    PredicateResult,
     formatEventAsClassicLogText,
     formatTime,
     globalLogBeginner,
@@ -113,9 +122,12 @@ class _LineObserver:
     def __init__(self, stream: IO[str], level: LogLevel) -> None:
         self.stream = stream
         self.allowed = frozenset(lv for lv in LogLevel.iterconstants() if lv >= level)
+        self.internals = TwistedInternals(level)
 
     def __call__(self, event: dict[str, Any]) -> None:
         if event.get("log_level") not in self.allowed or not event.get("log_namespace"):
+            return
+        if self.internals(event) is PredicateResult.no:
             return
         line = _format(event)
         if line:
@@ -166,6 +178,46 @@ class _StandardOutput:
 
     def flush(self) -> None:
         self._target().flush()
+#: Legacy (C{log.msg}) lines Twisted writes about its ports and factories.
+_LEGACY_INTERNALS = re.compile(
+    r"^(?:.* starting on \d+|\((?:TCP|UDP|UNIX|Unix) Port \S+ Closed\)|Starting factory .*|Stopping factory .*)$",
+    re.DOTALL,
+)
+
+#: Formats of Twisted's new-style events about its internals.
+_FORMAT_INTERNALS = ("Scheduling retry ", "Starting factory ", "Stopping factory ", "Stopping protocol ")
+
+
+@implementer(ILogFilterPredicate)
+class TwistedInternals:
+    """
+    Drops Twisted's informational lines about its own machinery (ports
+    starting and closing, factories, ClientService retries), which the
+    services' own lines already say better; from C{-D} on they pass.
+    Warnings and errors always pass.
+    """
+
+    def __init__(self, level: LogLevel = LogLevel.info) -> None:
+        self.level = level
+
+    def __call__(self, event: dict[str, Any]) -> PredicateResult:
+        if self.level <= LogLevel.debug:
+            return PredicateResult.maybe
+        if event.get("log_failure") is not None or event.get("isError"):
+            return PredicateResult.maybe
+        level = event.get("log_level")
+        if level is not None and level > LogLevel.info:
+            return PredicateResult.maybe
+        namespace = str(event.get("log_namespace", ""))
+        if namespace == "log_legacy":
+            text = str(event.get("log_text", ""))
+            if _LEGACY_INTERNALS.match(text):
+                return PredicateResult.no
+        elif namespace.startswith("twisted."):
+            fmt = str(event.get("log_format", ""))
+            if fmt.startswith(_FORMAT_INTERNALS):
+                return PredicateResult.no
+        return PredicateResult.maybe
 
 
 def observer() -> ILogObserver:

@@ -57,6 +57,31 @@ def setNoDelay(transport: object) -> None:
             pass
 
 
+def canHalfClose(transport: object) -> bool:
+    """
+    Whether C{transport} can pass on a half-close (C{loseWriteConnection}).
+
+    Twisted's TLS wrapper claims the interfaces of the TCP transport under
+    it, half-close included, but has no C{loseWriteConnection} of its own:
+    the call reaches the socket and sends a bare TCP FIN inside the TLS
+    stream, which the peer's TLS reads as a truncation ("Connection to the
+    other side was lost in a non-clean fashion").  So a transport with TLS
+    anywhere below it is closed, not half-closed.
+    """
+    if not IHalfCloseableDescriptor.providedBy(transport):
+        return False
+    from twisted.protocols.tls import TLSMemoryBIOProtocol
+
+    layer: Any = transport
+    for _depth in range(16):
+        if isinstance(layer, TLSMemoryBIOProtocol):
+            return False
+        layer = getattr(layer, "__dict__", {}).get("transport")
+        if layer is None:
+            return True
+    return True
+
+
 class Pipe:
     """
     Relay bytes between two transports.
@@ -207,7 +232,7 @@ class Pipe:
             # Both directions finished: the pipe is done.
             self._closeBoth()
             return
-        if IHalfCloseableDescriptor.providedBy(other):
+        if canHalfClose(other):
             other.loseWriteConnection()  # type: ignore[union-attr]
             self.halfClosed()
         else:

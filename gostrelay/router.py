@@ -32,6 +32,34 @@ class UnsupportedNetwork(DialError):
     pass
 
 
+class HopFailed(DialError, error.ConnectError):
+    """
+    A node of a chain failed: its relay server could not be reached
+    (refused, timed out, a TLS or WebSocket handshake failed), or it did not
+    answer, or it refused to reach the next node.  The message names the
+    node, not the target, so that an unreachable relay server is never
+    blamed on the target.
+
+    @ivar server: the node's address, with its hop (C{"127.0.0.1:8420
+        (hop 1)"}).
+    @ivar how: what went wrong (C{"connection refused"}, C{"TLS: ..."}).
+    @ivar status: the relay status when the node answered one, else C{None}.
+    @ivar culprit: the index in the route of the node whose fail counter
+        this counts against, when known.
+    """
+
+    def __init__(self, server: str, how: str, status: int | None = None, culprit: int | None = None) -> None:
+        self.message = f"relay server {server}: {how}"
+        error.ConnectError.__init__(self, string=self.message)
+        self.server = server
+        self.how = how
+        self.status = status
+        self.culprit = culprit
+
+    def __str__(self) -> str:
+        return self.message
+
+
 def directEndpoint(reactor: Any, address: str, timeout: float = DEFAULT_DIAL_TIMEOUT) -> IStreamClientEndpoint:
     """
     An endpoint dialing C{"host:port"} from this machine.  IP literals skip
@@ -175,6 +203,8 @@ class Router:
                 if not timedOut:
                     raise defer.CancelledError() from None
                 last = DialError(f"dial udp {address}: timed out after {self.dialTimeout:g}s")
+            except HopFailed as e:
+                last = e
             except error.ConnectError as e:
                 last = DialError(f"dial udp {address}: {_reason(e)}")
             except DialError as e:
@@ -225,6 +255,8 @@ class Router:
             def failed(f: Any) -> Any:
                 if f.check(defer.CancelledError) and timedOut:
                     raise DialError(f"UDP association: timed out after {self.dialTimeout:g}s")
+                if f.check(HopFailed):
+                    return f
                 if f.check(error.ConnectError) and getattr(f.value, "status", None) is None:
                     raise DialError(f"UDP association: {_reason(f.value)}")
                 return f
@@ -265,6 +297,7 @@ class _Dial:
         self.attempt: defer.Deferred[Any] | None = None
         self.timer: Any = None
         self.timedOut = False
+        self.endpoint: Any = None
         self.result: defer.Deferred[Any] = defer.Deferred(lambda _: self._cancel())
 
     def start(self) -> defer.Deferred[Any]:
@@ -282,6 +315,7 @@ class _Dial:
         else:
             endpoint = router.endpoint(self.network, self.address, self.origin)
         self.timedOut = False
+        self.endpoint = endpoint
         d = self.attempt = endpoint.connect(self.factory)
         self.timer = router.reactor.callLater(router.dialTimeout, self._expire, d)
         d.addCallbacks(self._connected, self._failed)
@@ -320,7 +354,15 @@ class _Dial:
             if not self.timedOut:
                 self.result.errback(defer.CancelledError())
                 return
-            last: Exception = DialError(f"dial {address}: timed out after {timeout:g}s")
+            stalled = getattr(self.endpoint, "stalled", None)
+            where = stalled() if stalled is not None else None
+            if where is not None:
+                # A chain says which relay server kept us waiting.
+                last: Exception = HopFailed(where, f"timed out after {timeout:g}s (dialing {address})")
+            else:
+                last = DialError(f"dial {address}: timed out after {timeout:g}s")
+        elif isinstance(e, HopFailed):
+            last = e
         elif isinstance(e, error.ConnectError):
             if getattr(e, "status", None) is not None:
                 self.result.errback(f)  # a relay server's refusal: callers map its status

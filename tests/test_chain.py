@@ -26,6 +26,7 @@ from gostrelay.config.model import ConfigError
 from gostrelay.config.url import buildConfigFromCommandLine
 from gostrelay.connectors.relay import RelayRefused
 from gostrelay.endpoints import chainEndpoint
+from gostrelay.router import HopFailed
 from gostrelay.wire.relay import connectRequest
 from tests import vectors
 from tests.support.fakes import AppFactory, RecordingTransport
@@ -357,7 +358,8 @@ class ChainEndpointTests(SynchronousTestCase):
         self.assertIsInstance(endpoint, _MarkingEndpoint)
         self.assertEqual([node.addr for _, node in endpoint.route], ["a:1", "b:2"])
         self.assertEqual(endpoint.wrapped.request, request("x:80"))
-        self.assertEqual(endpoint.wrapped.through.request, request("b:2"))
+        # Each node's dialer endpoint is wrapped to name the node on failure.
+        self.assertEqual(endpoint.wrapped.through.wrapped.request, request("b:2"))
 
     def test_bytesOnTheWire(self) -> None:
         reactor = MemoryReactorClock()
@@ -387,3 +389,83 @@ class ChainEndpointTests(SynchronousTestCase):
 
     def test_noNodes(self) -> None:
         self.assertRaises(ConfigError, chainEndpoint, MemoryReactorClock(), [], "x", 80)
+
+
+class HopNamingTests(SynchronousTestCase):
+    """
+    A failure names the relay server and hop at fault and how it failed,
+    never the target (issue 14.2); C{-D} logs the route, node and timing.
+    """
+
+    def test_firstHopRefused(self) -> None:
+        reactor, chain = buildChain("relay://10.0.0.1:1")
+        app, results = connectVia(chain)
+        refuseFirstHop(reactor)
+        f = results[0]
+        f.trap(HopFailed)
+        self.assertEqual(str(f.value), "relay server 10.0.0.1:1 (hop 1): connection refused")
+        self.assertNotIn(TARGET, f.getErrorMessage())
+
+    def test_secondHopNamedByTheFirst(self) -> None:
+        """
+        Hop 1's relay server cannot reach hop 2: the refusal names both.
+        """
+        reactor, chain = buildChain("relay://10.0.0.1:1?nodelay=true", "relay://10.0.0.2:2")
+        app, results = connectVia(chain)
+        hop1, tr = acceptFirstHop(reactor)
+        hop1.dataReceived(NETWORK_UNREACHABLE)
+        results[0].trap(RelayRefused)
+        self.assertEqual(str(results[0].value), "relay server 10.0.0.1:1 (hop 1) refused 10.0.0.2:2: Network Unreachable")
+
+    def test_lostBeforeAnswer(self) -> None:
+        """
+        A relay server that closes before answering (nodelay=true) is named.
+        """
+        reactor, chain = buildChain("relay://10.0.0.1:1?nodelay=true")
+        app, results = connectVia(chain)
+        hop1, tr = acceptFirstHop(reactor)
+        hop1.connectionLost(Failure(ConnectionDone()))
+        results[0].trap(HopFailed)
+        self.assertEqual(str(results[0].value), "relay server 10.0.0.1:1 (hop 1): closed the connection before answering")
+
+    def test_refusalIsTheApplicationsReason(self) -> None:
+        """
+        With nodelay=false the application is connected before the answer;
+        a refusal then is its connectionLost reason, not a clean close.
+        """
+        reactor, chain = buildChain("relay://10.0.0.1:1")
+        app, results = connectVia(chain, b"GET / HTTP/1.0\r\n\r\n")
+        hop1, tr = acceptFirstHop(reactor)
+        self.assertEqual(len(results), 1)
+        hop1.dataReceived(bytes.fromhex("01020000"))  # Unauthorized
+        hop1.connectionLost(Failure(ConnectionDone()))
+        reason = app.built[0].lostReason
+        self.assertIsInstance(reason.value, RelayRefused)
+        self.assertEqual(str(reason.value), f"relay server 10.0.0.1:1 (hop 1) refused {TARGET}: Unauthorized")
+
+    def test_timeoutNamesTheStalledHop(self) -> None:
+        from gostrelay.router import Router
+
+        reactor, chain = buildChain("relay://10.0.0.1:1", "relay://10.0.0.2:2")
+        router = Router(reactor, chain, dialTimeout=3)
+        results: list[Any] = []
+        router.connect("tcp", TARGET, AppFactory(b"")).addBoth(results.append)
+        # Hop 1's TCP connection never completes (a host dropping SYNs).
+        reactor.advance(3)
+        results[0].trap(HopFailed)
+        self.assertEqual(str(results[0].value), f"relay server 10.0.0.1:1 (hop 1): timed out after 3s (dialing {TARGET})")
+
+    def test_debugRoute(self) -> None:
+        from twisted.logger import formatEvent, globalLogPublisher
+
+        events: list[Any] = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        reactor, chain = buildChain("relay://10.0.0.1:1?nodelay=true")
+        app, results = connectVia(chain)
+        hop1, tr = acceptFirstHop(reactor)
+        reactor.advance(0.25)
+        hop1.dataReceived(OK)
+        lines = [formatEvent(e) for e in events if e.get("log_namespace") == "gostrelay.chain"]
+        self.assertEqual(lines, [f"chain chain-0: {TARGET} via 10.0.0.1:1 (hop 1): connected in 0.250s"])
+        self.assertEqual(events[-1]["log_level"].name, "debug")

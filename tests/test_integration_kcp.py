@@ -234,8 +234,10 @@ class KCPTunnelTests(KCPProcessTestCase):
         """
         echo, echoPort = self.startEcho()
         server, port = yield self.startServer()
+        # -D: Twisted's "... starting on" lines, counted below, show only
+        # from -D on.
         client, fwd = yield self.startListening(
-            "-L", f"tcp://127.0.0.1:0/127.0.0.1:{echoPort}", "-F", f"relay+kcp://127.0.0.1:{port}", name="client"
+            "-D", "-L", f"tcp://127.0.0.1:0/127.0.0.1:{echoPort}", "-F", f"relay+kcp://127.0.0.1:{port}", name="client"
         )
         yield self.assertEchoes(fwd, 8 * MIB, server, client, timeout=40)
         yield self.assertEchoes(fwd, 1000, server, client)

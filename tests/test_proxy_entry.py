@@ -551,7 +551,8 @@ class ThroughRelayTests(ProxyTestCase):
         self.assertEqual(rtr.writes, [connectRequest("example.com:443", "tcp", "ru", "rp").encode()])
         self.assertEqual(tr.value(), b"")
         relay.dataReceived(vectors.caseBytes("server_resp_connect_refused"))
-        self.assertTrue(tr.value().startswith(b"HTTP/1.1 503 "), tr.value())
+        # The relay server could not reach the target: a 502, not GOST's 503.
+        self.assertTrue(tr.value().startswith(b"HTTP/1.1 502 "), tr.value())
         self.assertClosed(tr)
         relay.connectionLost(Failure(ConnectionDone()))
         self.assertEqual(reactor.getDelayedCalls(), [])
@@ -651,11 +652,13 @@ class ThroughRelayTests(ProxyTestCase):
 
     def test_relayDialTimeout(self) -> None:
         """
-        A relay server that cannot be reached within dialTimeout: 503.
+        A relay server that cannot be reached within dialTimeout: 504, and
+        the close line names the relay server, not the target.
         """
         reactor, handler, _ = makeHandler(":0?dialTimeout=3s", "relay://10.0.0.1:8420", fakeRouter=False)
         proto, tr = connectClient(handler)
         proto.dataReceived(b"CONNECT example.com:443 HTTP/1.1\r\n\r\n")
         reactor.advance(3)
-        self.assertTrue(tr.value().startswith(b"HTTP/1.1 503 "), tr.value())
+        self.assertTrue(tr.value().startswith(b"HTTP/1.1 504 "), tr.value())
+        self.assertEqual(proto.error, "example.com:443: relay server 10.0.0.1:8420 (hop 1): timed out after 3s (dialing example.com:443); answered 504")
         self.assertClosed(tr)

@@ -48,7 +48,7 @@ from gostrelay.config.model import ConfigError, NodeConfig
 from gostrelay.errors import describeFailure
 from gostrelay.interfaces import IConnector
 from gostrelay.layering import connectLayered
-from gostrelay.router import UnsupportedNetwork
+from gostrelay.router import HopFailed, UnsupportedNetwork
 from gostrelay.splice import spliceCarrierOf
 from gostrelay.wire.address import joinHostPort, splitHostPort
 from gostrelay.wire.relay import (
@@ -76,12 +76,19 @@ _log = Logger(namespace="gostrelay.connector.relay")
 class RelayRefused(ConnectError):
     """
     The relay server answered a status other than OK.
+
+    @ivar server: the relay server, as its node is named (address and hop).
     """
 
-    def __init__(self, status: int, target: str) -> None:
-        super().__init__(f"relay server refused {target}: {statusText(status)}")
+    def __init__(self, status: int, target: str, server: str = "") -> None:
+        self.message = f"relay server {server + ' ' if server else ''}refused {target}: {statusText(status)}"
+        super().__init__(self.message)
         self.status = status
         self.target = target
+        self.server = server
+
+    def __str__(self) -> str:
+        return self.message
 
 
 #: What a relay stream offers for each kind of carrier (its interfaces but
@@ -121,6 +128,9 @@ class RelayClientProtocol(Protocol):
         self.headerSent = False
         self._timer: Any = None
         self._connectTimer: Any = None
+        #: Why the connection failed, once we know better than the carrier's
+        #: close: the server's refusal, a bad or missing response.
+        self.failure: Failure | None = None
 
     # -- carrier side
 
@@ -190,11 +200,12 @@ class RelayClientProtocol(Protocol):
 
     def _connectTimedOut(self) -> None:
         self._connectTimer = None
-        _log.info(
+        _log.debug(
             "relay server {server}: no response for {target} within {t:g}s",
             server=self.endpoint.label, target=self.endpoint.target, t=self.endpoint.connectTimeout,
         )
-        self._fail(Failure(ConnectError(f"no relay response within {self.endpoint.connectTimeout:g}s")))
+        self.failure = Failure(HopFailed(self.endpoint.label, f"no response within {self.endpoint.connectTimeout:g}s"))
+        self._fail(self.failure)
         self.transport.abortConnection()  # type: ignore[union-attr]
 
     def _sendHeader(self, data: bytes = b"") -> None:
@@ -206,8 +217,9 @@ class RelayClientProtocol(Protocol):
             try:
                 response = self.parser.feed(data)
             except RelayDecodeError as e:
-                _log.info("relay server {server}: bad response: {e}", server=self.endpoint.label, e=e)
-                self._fail(Failure(ConnectError(f"bad relay response: {e}")))
+                _log.debug("relay server {server}: bad response: {e}", server=self.endpoint.label, e=e)
+                self.failure = Failure(HopFailed(self.endpoint.label, f"bad response: {e}"))
+                self._fail(self.failure)
                 self.transport.abortConnection()  # type: ignore[union-attr]
                 return
             if response is None:
@@ -216,13 +228,16 @@ class RelayClientProtocol(Protocol):
             self.response = response
             self._cancelConnectTimer()
             if response.status != Status.OK:
-                _log.info(
+                # The service's close line says it too (the refusal is the
+                # connection's reason), so this is detail for -D.
+                _log.debug(
                     "relay server {server} refused {target}: {status}",
                     server=self.endpoint.label, target=self.endpoint.target,
                     status=statusText(response.status),
                 )
                 self._cancelTimer()
-                self._fail(Failure(RelayRefused(response.status, self.endpoint.target)))
+                self.failure = Failure(RelayRefused(response.status, self.endpoint.target, self.endpoint.label))
+                self._fail(self.failure)
                 self.transport.loseConnection()  # type: ignore[union-attr]
                 return
             if self.app is None:
@@ -252,18 +267,29 @@ class RelayClientProtocol(Protocol):
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
         self._cancelTimer()
         self._cancelConnectTimer()
+        lostEarly = self.parser is not None and self.failure is None
+        if self.failure is not None:
+            # The application learns the server's refusal, not "done": the
+            # entry's close line says why and an HTTP entry can answer.
+            reason = self.failure
+        elif self.parser is not None and not self.disconnecting and not (reason is not None and reason.check(HopFailed, RelayRefused)):
+            # No response, and not because we closed: this server's fault
+            # (a failure further down is already named).
+            how = (
+                "closed the connection before answering"
+                if reason is None or reason.check(ConnectionDone)
+                else f"connection lost before answering: {describeFailure(reason)}"
+            )
+            reason = Failure(HopFailed(self.endpoint.label, how))
         if self.app is not None:
             app, self.app = self.app, None
             app.connectionLost(reason)
         else:
             if reason is None or reason.check(ConnectionDone):
-                reason = Failure(ConnectError(f"relay server {self.endpoint.label} closed the connection"))
+                reason = Failure(HopFailed(self.endpoint.label, "closed the connection"))
             self._fail(reason)
-        if self.parser is not None and reason is not None and not reason.check(ConnectionDone):
-            _log.info(
-                "relay server {server}: connection for {target} lost before the response: {why}",
-                server=self.endpoint.label, target=self.endpoint.target, why=describeFailure(reason),
-            )
+        if lostEarly and not self.disconnecting:
+            _log.debug("relay {target}: {why}", target=self.endpoint.target, why=reason.getErrorMessage() if reason else "closed")
 
     def spliceCarrier(self) -> Any:
         """

@@ -33,11 +33,19 @@ from gostrelay.connectors.relay import RelayRefused
 from gostrelay.guard import TargetGuard, TargetRefused
 from gostrelay.handlers.relay import _outcome, describeAddress, serviceBypass
 from gostrelay.interfaces import IHandler
-from gostrelay.pipe import DEFAULT_HALF_CLOSE_TIMEOUT, DEFAULT_SPLICE_THRESHOLD, A, B, Pipe, PipeSideFactory
-from gostrelay.router import DialError, Router
+from gostrelay.pipe import (
+    DEFAULT_HALF_CLOSE_TIMEOUT,
+    DEFAULT_SPLICE_THRESHOLD,
+    A,
+    B,
+    Pipe,
+    PipeProtocol,
+    PipeSideFactory,
+)
+from gostrelay.router import DialError, HopFailed, Router
 from gostrelay.wire import httpproxy, socks, tlshello
 from gostrelay.wire.address import joinHostPort, splitHostPort
-from gostrelay.wire.relay import Status
+from gostrelay.wire.relay import Status, statusText
 
 DEFAULT_READ_TIMEOUT = 15.0
 
@@ -49,6 +57,54 @@ HTTP = "http"
 SOCKS4 = "socks4"
 SOCKS5 = "socks5"
 SNI = "sni"
+
+
+def httpFailureResponse(reason: Failure, realm: str = "gost") -> bytes:
+    """
+    The HTTP answer to a request whose target could not be reached.
+
+    A relay server's refusal gets the matching status: Unauthorized (our
+    credentials for the relay server are wrong) a 407, Forbidden a 403,
+    its Timeout a 504, anything else it answered a 502; a relay server we
+    could not reach or that did not answer a 502 (504 when it timed out).
+    A direct dial failure keeps GOST's 503.  The body says which, without
+    naming the relay server (the entry's log line does).
+    """
+    status = getattr(reason.value, "status", None)
+    if reason.check(RelayRefused, HopFailed) and status is not None:
+        text = statusText(status)
+        body = f"the relay server refused the request: {text}\n".encode("latin-1", "replace")
+        if status == Status.UNAUTHORIZED:
+            quoted = realm.replace("\\", "\\\\").replace('"', '\\"')
+            return httpproxy.encodeResponse(
+                407,
+                headers=[("Proxy-Authenticate", f'Basic realm="{quoted}"'), ("Proxy-Agent", httpproxy.PROXY_AGENT)],
+                body=body,
+            )
+        code = {Status.FORBIDDEN: 403, Status.TIMEOUT: 504}.get(status, 502)
+        return httpproxy.encodeResponse(code, headers=[("Proxy-Agent", httpproxy.PROXY_AGENT)], body=body)
+    if reason.check(HopFailed):
+        how = getattr(reason.value, "how", "")
+        code = 504 if "timed out" in how or "no response" in how else 502
+        body = b"the relay server could not be reached or did not answer\n"
+        return httpproxy.encodeResponse(code, headers=[("Proxy-Agent", httpproxy.PROXY_AGENT)], body=body)
+    return httpproxy.encodeResponse(503)
+
+
+def socks5FailureReply(reason: Failure) -> bytes:
+    """
+    The SOCKS5 reply to a CONNECT that failed: a relay server's Forbidden is
+    "not allowed", its Host Unreachable "host unreachable", anything else
+    "network unreachable" (what GOST answers).
+    """
+    rep = socks.REP_NETWORK_UNREACHABLE
+    status = getattr(reason.value, "status", None)
+    if reason.check(RelayRefused, HopFailed) and status is not None:
+        rep = {
+            Status.FORBIDDEN: socks.REP_NOT_ALLOWED,
+            Status.HOST_UNREACHABLE: socks.REP_HOST_UNREACHABLE,
+        }.get(status, socks.REP_NETWORK_UNREACHABLE)
+    return socks.encodeSocks5Reply(rep)
 
 
 @implementer(IHalfCloseableProtocol)
@@ -78,6 +134,31 @@ class ProxyEntryProtocol(Protocol):
         self._onFailed: Any = None
         self.association: Any = None
         self.error: str | None = None
+        self._canAnswerLate = False
+        self._answered: int | None = None
+
+    def _answerFailure(self, reason: Failure) -> None:
+        response = httpFailureResponse(reason, self.handler.realm)
+        self._answered = int(response.split(b" ", 2)[1])
+        self.transport.write(response)  # type: ignore[union-attr]
+
+    def _targetLost(self, reason: Failure | None) -> None:
+        """
+        The target side of the pipe is gone.  With the default
+        C{nodelay=false} a relay server's refusal comes after we connected;
+        for an absolute-URI request that got no byte of response yet we can
+        still tell the client why instead of closing on it.
+        """
+        if (
+            self._canAnswerLate
+            and self._answered is None
+            and reason is not None
+            and reason.check(RelayRefused, HopFailed)
+            and self.pipe is not None
+            and self.pipe.transferred[B] == 0
+            and self.state == "piping"
+        ):
+            self._answerFailure(reason)
 
     def connectionMade(self) -> None:
         self.peer = describeAddress(self.transport.getPeer())  # type: ignore[union-attr]
@@ -213,10 +294,7 @@ class ProxyEntryProtocol(Protocol):
                     self.transport.write(reply)  # type: ignore[union-attr]
 
                 def failed(reason: Failure) -> None:
-                    rep = socks.REP_NETWORK_UNREACHABLE
-                    if reason.check(RelayRefused) and reason.value.status == Status.FORBIDDEN:  # type: ignore[union-attr]
-                        rep = socks.REP_NOT_ALLOWED
-                    self.transport.write(socks.encodeSocks5Reply(rep))  # type: ignore[union-attr]
+                    self.transport.write(socks5FailureReply(reason))  # type: ignore[union-attr]
 
                 self._connect(connected, failed)
                 return
@@ -306,17 +384,17 @@ class ProxyEntryProtocol(Protocol):
         if request.isConnect:
             self._connect(
                 lambda protocol: self.transport.write(httpproxy.CONNECTION_ESTABLISHED),  # type: ignore[union-attr]
-                lambda reason: self.transport.write(httpproxy.encodeResponse(503)),  # type: ignore[union-attr]
+                self._answerFailure,
             )
             return
         # An absolute-URI request: one upstream connection for this request,
         # which asks the origin to close, so the response ends with the
-        # connection (as GOST does without upstream keep-alive).
+        # connection (as GOST does without upstream keep-alive).  Until the
+        # first byte of the response the entry may still answer an error
+        # itself (L{_targetLost}).
+        self._canAnswerLate = True
         self.buffer = httpproxy.forwardRequestHead(request) + self.buffer
-        self._connect(
-            lambda protocol: None,
-            lambda reason: self.transport.write(httpproxy.encodeResponse(503)),  # type: ignore[union-attr]
-        )
+        self._connect(lambda protocol: None, self._answerFailure)
 
     def _sni(self) -> None:
         """
@@ -373,7 +451,7 @@ class ProxyEntryProtocol(Protocol):
         self._onConnected, self._onFailed = onConnected, onFailed
         self.pipe = Pipe(self.reactor, self.handler.idleTimeout, self._pipeDone, label=self.peer, splice=self.handler.splice, halfCloseTimeout=self.handler.halfCloseTimeout, spliceThreshold=self.handler.spliceThreshold)
         d = self.handler.router.connect(
-            "tcp", self.target, PipeSideFactory(self.pipe, B), origin=(self.transport.getPeer(), self.transport.getHost())  # type: ignore[union-attr]
+            "tcp", self.target, _TargetSideFactory(self.pipe, self), origin=(self.transport.getPeer(), self.transport.getHost())  # type: ignore[union-attr]
         )
         self._dial = d
         d.addCallbacks(self._connected, self._failed)
@@ -408,6 +486,8 @@ class ProxyEntryProtocol(Protocol):
             return
         self._onFailed(reason)
         why = reason.getErrorMessage() if reason.check(DialError, RelayRefused) else str(reason.value)
+        if self._answered is not None:
+            why = f"{why}; answered {self._answered}"
         self._close(f"{self.target}: {why}")
 
     def _pipeDone(self, pipe: Pipe, reason: Failure | None) -> None:
@@ -418,7 +498,8 @@ class ProxyEntryProtocol(Protocol):
             peer=self.peer, mode=self.mode, target=logs.escape(self.target), user=self.user,
             up=pipe.transferred[A], down=pipe.transferred[B],
             duration=self.reactor.seconds() - self._started,
-            outcome="idle timeout" if pipe.idleTimedOut else _outcome(reason),
+            outcome=("idle timeout" if pipe.idleTimedOut else _outcome(reason))
+            + (f"; answered {self._answered}" if self._answered is not None else ""),
         )
 
     def _close(self, why: str) -> None:
@@ -454,6 +535,31 @@ class ProxyEntryProtocol(Protocol):
             self.pipe.connectionLost(A, reason)
         elif state == "dialing" and self._dial is not None:
             self._dial.cancel()
+
+
+class _TargetSide(PipeProtocol):
+    """
+    The target's side of an entry's pipe: tells the entry when it is lost,
+    before the pipe closes the client (so that a late refusal can still be
+    answered).
+    """
+
+    def __init__(self, pipe: Pipe, entry: ProxyEntryProtocol) -> None:
+        super().__init__(pipe, B)
+        self.entry = entry
+
+    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+        self.entry._targetLost(reason)
+        super().connectionLost(reason)
+
+
+class _TargetSideFactory(PipeSideFactory):
+    def __init__(self, pipe: Pipe, entry: ProxyEntryProtocol) -> None:
+        super().__init__(pipe, B)
+        self.entry = entry
+
+    def buildProtocol(self, addr: object) -> _TargetSide:
+        return _TargetSide(self.pipe, self.entry)
 
 
 @implementer(IHandler)

@@ -152,6 +152,21 @@ class _RemoteListener:
     def name(self) -> str:
         return self.service.name
 
+    def describeListening(self) -> str:
+        """
+        Where this service listens: on the last hop's relay server, reached
+        through the hops before it.
+        """
+        hops = self.chain.hops
+
+        def nodes(hop: Any) -> str:
+            return " or ".join(self.chain.label(node) for node in hop.selector.nodes)
+
+        where = f"will listen on {self.address} at the relay server {nodes(hops[-1])}" if hops else f"will listen on {self.address}"
+        if len(hops) > 1:
+            where += ", via " + " -> ".join(nodes(hop) for hop in hops[:-1])
+        return where
+
     def listen(self, handler: Any) -> defer.Deferred[Any]:
         self.handler = handler
         service = ClientService(self.endpoint, self._factory(), retryPolicy=retryPolicy(self.maxRetryDelay), clock=self.reactor)
