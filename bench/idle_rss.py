@@ -5,7 +5,8 @@ Memory per idle established connection through a relay chain.
 
 Starts a relay server and a tcp forwarder in front of it (two gostrelay
 processes) and an echo target, opens N connections through the chain, sends
-one byte on each (so every relay connection is established and spliced),
+one byte on each (so every relay connection is established; a few bytes
+stay below spliceThreshold, so nothing is spliced),
 and reports how much each process's resident memory grew per connection.
 Target (issue 9): at most 20 KiB per relay connection on each side.
 """
