@@ -250,3 +250,28 @@ def admissionFor(reactor: Any, svc: ServiceConfig, config: Config, where: str) -
             AdmissionList(reactor, name, [str(m) for m in matchers], bool(body.get("whitelist")), path, reload)
         )
     return Admission(lists)
+
+
+class AcceptChecks:
+    """
+    Several accept checks (admission, the request-rate limit) as one hook:
+    the first refusal wins.
+    """
+
+    def __init__(self, checks: Sequence[Any]) -> None:
+        self.checks = list(checks)
+
+    def __call__(self, peer: Any) -> str | None:
+        for check in self.checks:
+            why = check(peer)
+            if why:
+                return str(why)
+        return None
+
+    def start(self) -> None:
+        for check in self.checks:
+            getattr(check, "start", lambda: None)()
+
+    def stop(self) -> None:
+        for check in self.checks:
+            getattr(check, "stop", lambda: None)()

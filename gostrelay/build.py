@@ -464,10 +464,9 @@ def buildServices(reactor: Any, config: Config) -> service.MultiService:
         try:
             handler = handlerPlugin.load()(reactor, svc, context)
             listener = listenerPlugin.load()(reactor, svc, context)
-            # GOST's limiter and rlimiter: back-pressure on the handler's
-            # client connections (gostrelay.limiter).
-            handler = _limited(reactor, handler, listener, svc, config, where)
-            admission = _admission(reactor, listener, svc, config, where)
+            # GOST's admission and rlimiter: checks at accept; its limiter:
+            # back-pressure on the handler's client connections.
+            handler, admission = _limited(reactor, handler, listener, svc, config, where)
         except ConfigError as e:
             problems.append(str(e) if str(e).startswith(where) else f"{where}: {e}")
             continue
@@ -494,24 +493,22 @@ def buildServices(reactor: Any, config: Config) -> service.MultiService:
     return top
 
 
-def _admission(reactor: Any, listener: Any, svc: ServiceConfig, config: Config, where: str) -> Any:
-    if not (svc.admission or svc.admissions):
-        return None
+def _limited(reactor: Any, handler: Any, listener: Any, svc: ServiceConfig, config: Config, where: str) -> tuple[Any, Any]:
+    """
+    C{handler} under the service's traffic limiter, and the accept check
+    (admission, rlimiter) for the accept layers, or C{None}.
+    """
+    named = [k for k in ("admission", "limiter", "rlimiter") if getattr(svc, k)] + (["admission"] if svc.admissions else [])
+    if not named:
+        return handler, None
     if getattr(listener, "datagram", False):
-        raise ConfigError(f"{where}: service admission is implemented for stream listeners, not UDP")
-    from gostrelay.admission import admissionFor
+        raise ConfigError(f"{where}: service {', '.join(dict.fromkeys(named))}: implemented for stream listeners, not UDP")
+    from gostrelay.admission import AcceptChecks, admissionFor
+    from gostrelay.limiter import limitsFor, wrapHandler
 
-    return admissionFor(reactor, svc, config, where)
-
-
-def _limited(reactor: Any, handler: Any, listener: Any, svc: ServiceConfig, config: Config, where: str) -> Any:
-    if not (svc.limiter or svc.rlimiter):
-        return handler
-    if getattr(listener, "datagram", False):
-        raise ConfigError(f"{where}: service limiter and rlimiter are implemented for stream listeners, not UDP")
-    from gostrelay.limiter import wrapHandler
-
-    return wrapHandler(reactor, handler, svc, config, where)
+    traffic, requests = limitsFor(reactor, svc, config, where)
+    checks = [c for c in (admissionFor(reactor, svc, config, where), requests) if c is not None]
+    return wrapHandler(reactor, handler, traffic, svc.name), AcceptChecks(checks) if checks else None
 
 
 def connectionLimits(svc: ServiceConfig, config: Config, where: str) -> tuple[int, int]:

@@ -20,8 +20,10 @@ transport in a pipe, for C{out}).  A limited connection is never spliced
 
 Request-rate limits (C{rlimiter}, connections per second, burst
 C{int(rate)+1} as GOST's): C{$} for the service, C{$$} for each client IP
-without a line of its own, an IP or a CIDR for those clients.  A connection
-over the rate is closed at accept with no reply.
+without a line of its own, an IP or a CIDR for those clients.  They are
+checked in the accept layers beside admission (L{RequestLimits} is a
+check there): a connection over the rate is closed at accept, before any
+TLS or WebSocket handshake, with no reply.
 
 Lines come from C{limits:} and from C{file: {path}} (read at start;
 C{reload} is refused by name).
@@ -283,6 +285,15 @@ class RequestLimits:
                 return rate
         return self.perIP
 
+    def __call__(self, peer: Any) -> str | None:
+        """
+        The accept layers' check (beside admission): why a new connection
+        from C{peer} is refused, or C{None}.
+        """
+        if self.allow(str(getattr(peer, "host", "") or "")):
+            return None
+        return "request rate limit (rlimiter)"
+
     def allow(self, host: str) -> bool:
         ip = _ip(host)
         rate = self._rateFor(ip)
@@ -461,16 +472,12 @@ class LimitedFactory(WrappingFactory):
         handler: Any,
         service: str,
         clock: Any,
-        traffic: TrafficLimits | None = None,
-        requests: RequestLimits | None = None,
+        traffic: TrafficLimits,
     ) -> None:
         super().__init__(handler)
         self.service = service
         self.clock = clock
-        self.traffic = traffic if traffic is not None and not traffic.empty else None
-        self.requests = requests
-        self.refused = 0
-        self._lastLog = -1.0
+        self.traffic = traffic
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__"):
@@ -479,18 +486,8 @@ class LimitedFactory(WrappingFactory):
 
     def buildProtocol(self, addr: Any) -> Any:
         host = str(getattr(addr, "host", ""))
-        if self.requests is not None and not self.requests.allow(host):
-            self.refused += 1
-            now = self.clock.seconds()
-            if now - self._lastLog >= 1.0:
-                self._lastLog = now
-                _log.info(
-                    "{service}: connection from {host} refused: request rate limit (rlimiter) ({n} refused so far)",
-                    service=self.service, host=host, n=self.refused,
-                )
-            return None
         inner = self.wrappedFactory.buildProtocol(addr)
-        if inner is None or self.traffic is None:
+        if inner is None:
             return inner
         return LimitedProtocol(self, inner, host)
 
@@ -522,12 +519,10 @@ def limitsFor(clock: Any, svc: ServiceConfig, config: Config, where: str) -> tup
     return traffic, requests
 
 
-def wrapHandler(clock: Any, handler: Any, svc: ServiceConfig, config: Config, where: str) -> Any:
+def wrapHandler(clock: Any, handler: Any, traffic: TrafficLimits | None, service: str) -> Any:
     """
-    C{handler} under C{svc}'s limiters, or C{handler} itself when it has
-    none.
+    C{handler} under traffic limits, or C{handler} itself without any.
     """
-    traffic, requests = limitsFor(clock, svc, config, where)
-    if (traffic is None or traffic.empty) and requests is None:
+    if traffic is None or traffic.empty:
         return handler
-    return LimitedFactory(handler, svc.name, clock, traffic, requests)
+    return LimitedFactory(handler, service, clock, traffic)

@@ -250,3 +250,16 @@ class AcceptTests(unittest.TestCase):
         self.assertEqual(results, [b"hello\n", b""])
         self.assertEqual(len(self.echo.accepted), 1)
         self.assertTrue([line for line in self.lines if "192.0.2.9" in line and "allow list" in line], self.lines)
+
+    @defer.inlineCallbacks
+    def test_rlimiterAtAccept(self):  # type: ignore[no-untyped-def]
+        """
+        C{rlimiter=0.1}: a burst of one connection, then one per 10 s; the
+        second is closed at accept without a byte (beside admission).
+        """
+        port = yield self.startForwarder("rlimiter=0.1")
+        first = yield self.fromAddress("127.0.0.2", port)
+        second = yield self.fromAddress("127.0.0.2", port)
+        self.assertEqual((bytes(first.data), bytes(second.data)), (b"hello\n", b""))
+        self.assertEqual(len(self.echo.accepted), 1)
+        self.assertTrue([line for line in self.lines if "request rate limit (rlimiter)" in line], self.lines)

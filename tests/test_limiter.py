@@ -237,19 +237,16 @@ class GateTests(SynchronousTestCase):
 class RequestRateTests(SynchronousTestCase):
     def test_serviceRate(self) -> None:
         """
-        C{$ 2}: a burst of int(2)+1 = 3 connections, then 2 a second; one
-        over is closed at accept (C{buildProtocol} returns None) with a
-        log line.
+        C{$ 2}: a burst of int(2)+1 = 3 connections, then 2 a second; the
+        accept check refuses the one over, saying why.
         """
         clock = task.Clock()
-        factory = LimitedFactory(Factory.forProtocol(Recorder), "svc", clock, None, RequestLimits(clock, ["$ 2"]))
+        check = RequestLimits(clock, ["$ 2"])
         addr = IPv4Address("TCP", "10.0.0.1", 1)
-        built = [factory.buildProtocol(addr) is not None for _ in range(4)]
-        self.assertEqual(built, [True, True, True, False])
+        self.assertEqual([check(addr) for _ in range(4)], [None, None, None, "request rate limit (rlimiter)"])
         clock.advance(0.5)
-        self.assertIsNotNone(factory.buildProtocol(addr))
-        self.assertIsNone(factory.buildProtocol(addr))
-        self.assertEqual(factory.refused, 2)
+        self.assertIsNone(check(addr))
+        self.assertIsNotNone(check(addr))
 
     def test_perClient(self) -> None:
         """
@@ -296,7 +293,8 @@ class AssemblyTests(unittest.TestCase):
         wrapped = limitedFactory(svc.handler)
         self.assertIsInstance(wrapped, LimitedFactory)
         self.assertEqual(wrapped.traffic.service, (MIB, MIB))
-        self.assertIsNotNone(wrapped.requests)
+        (requests,) = svc.admission.checks  # the accept layers' check
+        self.assertIsInstance(requests, RequestLimits)
 
     def test_yamlSection(self) -> None:
         config = Config.fromDict(
