@@ -29,7 +29,7 @@ from twisted.web.client import Agent, readBody
 
 from gostrelay.wire.proxyheader import HeaderReader
 from gostrelay.wire.relay import connectRequest
-from tests.processes import CONSOLE, LineProcessProtocol, childEnvironment, spawn
+from tests.processes import CONSOLE, TWISTD_RELAY, LineProcessProtocol, childEnvironment, spawn
 from tests.support.reactor import waitUntil, withTimeout
 from tests.support.targets import Collector, EchoFactory
 
@@ -173,13 +173,12 @@ class BehindHAProxyTests(ProxyProtocolMixin, unittest.TestCase):
     """
 
     @defer.inlineCallbacks
-    def behindHAProxy(self, version: int, sendProxy: str):  # type: ignore[no-untyped-def]
+    def behindHAProxy(self, sendProxy: str, *service: str, launcher: list[str] = CONSOLE):  # type: ignore[no-untyped-def]
         echo = EchoFactory()
         echoPort = self.startTarget(echo)
         metricsPort = freePort()
-        relay, relayPort = yield self.startRelay(
-            "-L", f"relay://127.0.0.1:0?proxyProtocol={version}&maxConnsPerIP=1", "-metrics", f"127.0.0.1:{metricsPort}"
-        )
+        relay = self.start([*launcher, *service, "-metrics", f"127.0.0.1:{metricsPort}"], "relay server")
+        _, relayPort = yield relay.waitForListening(timeout=15)
         haproxy, front = yield self.startHAProxy(relayPort, sendProxy)
         target = f"127.0.0.1:{echoPort}"
         request = connectRequest(target, "tcp").encode()
@@ -226,10 +225,24 @@ class BehindHAProxyTests(ProxyProtocolMixin, unittest.TestCase):
         self.assertNotIn("Unhandled", relay.out + relay.err)
 
     def test_sendProxyV1(self):  # type: ignore[no-untyped-def]
-        return self.behindHAProxy(1, "send-proxy")
+        return self.behindHAProxy("send-proxy", "-L", "relay://127.0.0.1:0?proxyProtocol=1&maxConnsPerIP=1")
 
     def test_sendProxyV2(self):  # type: ignore[no-untyped-def]
-        return self.behindHAProxy(2, "send-proxy-v2")
+        return self.behindHAProxy("send-proxy-v2", "-L", "relay://127.0.0.1:0?proxyProtocol=2&maxConnsPerIP=1")
+
+    def test_twistdHAProxyEndpoint(self):  # type: ignore[no-untyped-def]
+        """
+        Twisted's own spelling, C{twistd relay --listen haproxy:tcp:...}:
+        the same accept layers (header required, read before anything is
+        built).
+        """
+        return self.behindHAProxy(
+            "send-proxy-v2", "--listen", "haproxy:tcp:0:interface=127.0.0.1", "--option", "maxConnsPerIP=1",
+            launcher=TWISTD_RELAY,
+        )
+
+    def test_haproxyEndpointV1(self):  # type: ignore[no-untyped-def]
+        return self.behindHAProxy("send-proxy", "--listen", "haproxy:tcp:0:interface=127.0.0.1", "--option", "maxConnsPerIP=1")
 
 
 class SendingTests(ProxyProtocolMixin, unittest.TestCase):
