@@ -365,9 +365,9 @@ class AcceptFactory(WrappingFactory):
                 self.table.refuse(describePeer(peer), why)
                 return None
         key = peerKey(peer)
-        limit = self.table.refusal(key)
-        if limit is not None:
-            self.table.refuse(describePeer(peer), f"limit of {limit} reached")
+        why = self.table.refusal(key)
+        if why is not None:
+            self.table.refuse(describePeer(peer), why)
             return None
         inner = self.wrappedFactory.buildProtocol(peer)
         if inner is None:

@@ -98,13 +98,13 @@ class ConnectionTable:
 
     def refusal(self, key: str) -> str | None:
         """
-        The limit one more connection from C{key} would exceed, in words,
-        or C{None}.
+        Why one more connection from C{key} is refused (the limit it would
+        exceed, in words), or C{None}.
         """
         if self.maxConns and len(self.open) >= self.maxConns:
-            return f"{self.maxConns} connections (maxConns)"
+            return f"limit of {self.maxConns} connections (maxConns) reached"
         if self.maxConnsPerIP and self.perIP.get(key, 0) >= self.maxConnsPerIP:
-            return f"{self.maxConnsPerIP} connections from {key} (maxConnsPerIP)"
+            return f"limit of {self.maxConnsPerIP} connections from {key} (maxConnsPerIP) reached"
         return None
 
     def refuse(self, peer: str, why: str) -> None:

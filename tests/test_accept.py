@@ -552,6 +552,35 @@ class TLSLimitTests(unittest.TestCase):
         holder.transport.loseConnection()
         yield holder.done
 
+    @defer.inlineCallbacks
+    def test_rateRefusedBeforeHandshake(self):  # type: ignore[no-untyped-def]
+        """
+        GOST's rlimiter is checked with the connection limits: over the
+        rate, a tls connection is closed before any TLS byte too.
+        """
+        logs = LogCapture(self)
+        top = buildServices(reactor, buildConfigFromCommandLine(["relay+tls://127.0.0.1:0?rlimiter=1"], []))
+        top.startService()
+        self.addCleanup(top.stopService)
+        (svc,) = list(top)
+        yield svc.listening
+        port = svc.port.getHost().port
+        clients = []
+        for _ in range(3):  # a burst of int(1)+1 = 2, then one over
+            client = Collector(b"\x16\x03\x01\x00\x05hello", expect=0)
+            yield connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port), client)
+            self.addCleanup(lambda c=client: c.lost or c.transport.abortConnection())
+            clients.append(client)
+        yield withTimeout(clients[2].done, 5, "the connection over the rate closed")
+        self.assertEqual(bytes(clients[2].data), b"", "no TLS byte from the server")
+        text = logs.text()
+        self.assertIn("refused: request rate limit (rlimiter)", text)
+        self.assertNotIn("Unhandled", text)
+        for client in clients[:2]:
+            if not client.lost:
+                client.transport.loseConnection()
+                yield client.done
+
 
 class SpliceCarrierTests(unittest.TestCase):
     def test_notThroughTLS(self) -> None:
