@@ -469,3 +469,21 @@ class HopNamingTests(SynchronousTestCase):
         lines = [formatEvent(e) for e in events if e.get("log_namespace") == "gostrelay.chain"]
         self.assertEqual(lines, [f"chain chain-0: {TARGET} via 10.0.0.1:1 (hop 1): connected in 0.250s"])
         self.assertEqual(events[-1]["log_level"].name, "debug")
+
+    def test_tlsHandshakeNotFinished(self) -> None:
+        """
+        A TLS carrier lost before its handshake finished says so (a relay+tls
+        client dialing a plain relay server).
+        """
+        from twisted.internet.error import ConnectionLost
+
+        reactor, chain = buildChain("relay://10.0.0.1:1?nodelay=true")
+        app, results = connectVia(chain)
+        hop1, tr = acceptFirstHop(reactor)
+        tr._handshakeDone = False  # type: ignore[attr-defined]  # as Twisted's TLS wrapper has it
+        hop1.connectionLost(Failure(ConnectionLost()))
+        results[0].trap(HopFailed)
+        self.assertEqual(
+            str(results[0].value),
+            "relay server 10.0.0.1:1 (hop 1): TLS handshake failed: the server closed the connection (does it speak TLS?)",
+        )

@@ -280,6 +280,13 @@ class RelayClientProtocol(Protocol):
                 if reason is None or reason.check(ConnectionDone)
                 else f"connection lost before answering: {describeFailure(reason)}"
             )
+            if getattr(self.transport, "_handshakeDone", None) is False:
+                # Twisted's TLS wrapper: the handshake never finished.
+                how = (
+                    "TLS handshake failed: " + describeFailure(reason)
+                    if reason is not None and describeFailure(reason).startswith("TLS")
+                    else "TLS handshake failed: the server closed the connection (does it speak TLS?)"
+                )
             reason = Failure(HopFailed(self.endpoint.label, how))
         if self.app is not None:
             app, self.app = self.app, None
