@@ -603,3 +603,67 @@ class SpliceCarrierTests(unittest.TestCase):
         self.assertEqual(tls.spliceCarrier(), "the raw socket", "TLS forwards the attribute")
         self.assertIsNone(spliceCarrierOf(tls))
         self.assertEqual(spliceCarrierOf(Under())(), "the raw socket")
+
+
+class StdioTests(unittest.TestCase):
+    """
+    C{--listen stdio:}: standard output carries the relay's bytes only;
+    the logs (naming the peer C{stdio}) go to standard error.
+    """
+
+    timeout = 30
+
+    def setUp(self) -> None:
+        self.addCleanup(ReactorSettler().settle)
+
+    @defer.inlineCallbacks
+    def test_logsOffStandardOutput(self):  # type: ignore[no-untyped-def]
+        import os
+
+        from twisted.internet.protocol import ProcessProtocol
+
+        from gostrelay.wire.relay import connectRequest
+        from tests.processes import CONSOLE, childEnvironment
+        from tests.support.targets import EchoFactory
+
+        echo = EchoFactory()
+        port = reactor.listenTCP(0, echo, interface="127.0.0.1")  # type: ignore[attr-defined]
+        self.addCleanup(port.stopListening)
+
+        class Child(ProcessProtocol):
+            def __init__(self) -> None:
+                self.out = b""
+                self.err = b""
+                self.ended: defer.Deferred[None] = defer.Deferred()
+
+            def outReceived(self, data: bytes) -> None:
+                self.out += data
+
+            def errReceived(self, data: bytes) -> None:
+                self.err += data
+
+            def processEnded(self, reason: Failure) -> None:
+                self.ended.callback(None)
+
+        child = Child()
+        directory = os.path.abspath(self.mktemp())
+        os.makedirs(directory)
+        process = reactor.spawnProcess(  # type: ignore[attr-defined]
+            child, CONSOLE[0], [*CONSOLE, "--listen", "stdio:"], env=childEnvironment(home=directory), path=directory
+        )
+
+        def stop() -> Any:
+            if not child.ended.called:
+                process.signalProcess("KILL")
+            return child.ended
+
+        self.addCleanup(stop)
+        request = connectRequest(f"127.0.0.1:{port.getHost().port}", "tcp").encode()
+        process.write(request + b"ping")
+        yield waitUntil(lambda: len(child.out) >= 8 or child.ended.called, 20, "the echo on standard output")
+        self.assertEqual(child.out, b"\x01\x00\x00\x00ping", child.err.decode(errors="replace"))
+        yield waitUntil(lambda: b"stdio CONNECT" in child.err or child.ended.called, 10, "the log line on standard error")
+        self.assertIn(b"stdio CONNECT", child.err)
+        process.signalProcess("TERM")
+        yield withTimeout(child.ended, 10, "the child ends on TERM")
+        self.assertEqual(child.out, b"\x01\x00\x00\x00ping", "nothing but the relay's bytes on standard output")
