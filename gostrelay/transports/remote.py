@@ -243,8 +243,9 @@ class PerPeerPreamble(Protocol):
             # The visitor, as the relay server names it: the handler's
             # getPeer (logs, a PROXY header to the target).
             stream.peerAddress = tcpAddress(addr.host, addr.port)
-        if self.listener.boundHost is not None:
-            stream.hostAddress = self.listener.boundHost
+        boundHost = getattr(self.listener, "boundHost", None)  # the rtcp: endpoint's port has none
+        if boundHost is not None:
+            stream.hostAddress = boundHost
         try:
             protocol = self.listener.handler.buildProtocol(stream.peerAddress)
         except Exception:
