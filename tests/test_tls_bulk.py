@@ -18,9 +18,9 @@ from twisted.trial import unittest
 from gostrelay.config.model import TLSConfig
 from gostrelay.transports.tls import (
     BulkTLSProtocol,
+    TLSServerEndpoint,
     _GostClientCreator,
     _TLSClientEndpoint,
-    _TLSStreamListener,
     generateCertificate,
     serverContextFactory,
 )
@@ -45,7 +45,7 @@ class BulkTLSTests(unittest.TestCase):
         with open(keyFile, "wb") as f:
             f.write(key)
         self.echo = EchoFactory()
-        listener = _TLSStreamListener(
+        listener = TLSServerEndpoint(
             TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1"),
             serverContextFactory(TLSConfig(certFile=certFile, keyFile=keyFile), "test"),
         )
