@@ -41,6 +41,7 @@ from twisted.python.failure import Failure
 from zope.interface import directlyProvides, implementer, providedBy
 
 from gostrelay.config.model import ConfigError, NodeConfig
+from gostrelay.connectors.carrier import CarrierDelegate
 from gostrelay.errors import describeFailure
 from gostrelay.layering import connectLayered
 from gostrelay.splice import spliceCarrierOf
@@ -110,7 +111,7 @@ class _AssociationSocket(DatagramProtocol):
 
 
 @implementer(IHalfCloseableProtocol, ITransport)
-class HandshakeClientProtocol(Protocol):
+class HandshakeClientProtocol(CarrierDelegate, Protocol):
     """
     Runs one client handshake on a carrier, then is the application's
     transport.
@@ -313,33 +314,6 @@ class HandshakeClientProtocol(Protocol):
 
     def loseWriteConnection(self) -> None:
         self.transport.loseWriteConnection()  # type: ignore[union-attr]
-
-    def getPeer(self) -> Any:
-        return self.transport.getPeer()  # type: ignore[union-attr]
-
-    def getHost(self) -> Any:
-        return self.transport.getHost()  # type: ignore[union-attr]
-
-    def registerProducer(self, producer: Any, streaming: bool) -> None:
-        self.transport.registerProducer(producer, streaming)  # type: ignore[union-attr]
-
-    def unregisterProducer(self) -> None:
-        self.transport.unregisterProducer()  # type: ignore[union-attr]
-
-    def pauseProducing(self) -> None:
-        self.transport.pauseProducing()  # type: ignore[union-attr]
-
-    def resumeProducing(self) -> None:
-        self.transport.resumeProducing()  # type: ignore[union-attr]
-
-    def stopProducing(self) -> None:
-        self.transport.stopProducing()  # type: ignore[union-attr]
-
-    def __getattr__(self, name: str) -> Any:
-        # Anything else a carrier offers (setTcpNoDelay, ...).
-        if name.startswith("__") or "transport" not in self.__dict__:
-            raise AttributeError(name)
-        return getattr(self.__dict__["transport"], name)
 
 
 class _HandshakeFactory(Factory):

@@ -45,6 +45,7 @@ from zope.interface import directlyProvides, implementer, providedBy
 
 from gostrelay import logs
 from gostrelay.config.model import ConfigError, NodeConfig
+from gostrelay.connectors.carrier import CarrierDelegate
 from gostrelay.errors import describeFailure
 from gostrelay.interfaces import IConnector
 from gostrelay.layering import connectLayered
@@ -110,7 +111,7 @@ def _carrierInterfaces(spec: Any, tls: bool = False) -> tuple[Any, ...]:
 
 
 @implementer(IHalfCloseableProtocol, ITransport)
-class RelayClientProtocol(Protocol):
+class RelayClientProtocol(CarrierDelegate, Protocol):
     """
     Speaks the relay request/response on a carrier, then passes bytes
     between the carrier and the application protocol, whose transport it is.
@@ -343,33 +344,6 @@ class RelayClientProtocol(Protocol):
             self._cancelTimer()
             self._sendHeader()
         self.transport.loseWriteConnection()  # type: ignore[union-attr]
-
-    def getPeer(self) -> Any:
-        return self.transport.getPeer()  # type: ignore[union-attr]
-
-    def getHost(self) -> Any:
-        return self.transport.getHost()  # type: ignore[union-attr]
-
-    def registerProducer(self, producer: Any, streaming: bool) -> None:
-        self.transport.registerProducer(producer, streaming)  # type: ignore[union-attr]
-
-    def unregisterProducer(self) -> None:
-        self.transport.unregisterProducer()  # type: ignore[union-attr]
-
-    def pauseProducing(self) -> None:
-        self.transport.pauseProducing()  # type: ignore[union-attr]
-
-    def resumeProducing(self) -> None:
-        self.transport.resumeProducing()  # type: ignore[union-attr]
-
-    def stopProducing(self) -> None:
-        self.transport.stopProducing()  # type: ignore[union-attr]
-
-    def __getattr__(self, name: str) -> Any:
-        # Anything else a carrier offers (setTcpNoDelay, ...).
-        if name.startswith("__") or "transport" not in self.__dict__:
-            raise AttributeError(name)
-        return getattr(self.__dict__["transport"], name)
 
 
 class _RelayClientFactory(Factory):
