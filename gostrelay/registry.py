@@ -5,11 +5,16 @@ This module is imported by the plugin files in C{twisted/plugins/}, so it
 imports only zope.interface and L{gostrelay.interfaces}: discovering plugins
 must stay cheap.
 
-An editable install (C{pip install -e .}) maps the package through an
-import hook: the source tree's C{twisted/plugins} directory is then on no
-C{sys.path} entry and L{twisted.plugin} would find none of our plugin files.
-L{ensureOwnPlugins} adds that directory to C{twisted.plugins.__path__}, so
-our types and endpoint prefixes are found however the package was installed.
+An install that maps the package through an import hook (a package
+copied or vendored alone, an editable install without setup.cfg's
+C{package_dir}) leaves the source
+tree's C{twisted/plugins} directory on no C{sys.path} entry, and
+L{twisted.plugin} would find none of our plugin files. L{ensureOwnPlugins}
+adds that directory to C{twisted.plugins.__path__} when it sits next to the
+package, so our types and endpoint prefixes are found however the package
+was installed once our code runs. (twistd lists its commands before that:
+setup.cfg's C{package_dir} keeps the default C{pip install -e .} a plain
+path entry, so C{twistd relay} is found there too.)
 """
 
 from __future__ import annotations
@@ -100,8 +105,8 @@ def ensureOwnPlugins() -> None:
         return
     raise PluginsMissing(
         "gostrelay's plugin files (twisted/plugins/gostrelay_*.py) are not installed: "
-        "reinstall with 'pip install .', or for an editable install "
-        "'pip install -e . --config-settings editable_mode=compat'"
+        "install the project with 'pip install .' or 'pip install -e .' "
+        "rather than copying the package alone"
     )
 
 

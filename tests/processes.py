@@ -343,6 +343,69 @@ def runToCompletion(
     return proto.waitForExit(timeout)
 
 
+def sitePackagesWithout(directory: str, hidden: str = "gostrelay") -> str:
+    """
+    Build, under C{directory}, one site directory that holds everything
+    this interpreter's site-packages hold except the distribution
+    C{hidden}: its package, its metadata, its C{.pth} files and its plugin
+    files in C{twisted/plugins}.  Entries are symlinks; C{twisted} and
+    C{twisted/plugins} are real directories (so Twisted's plugin cache is
+    written here, not into the real tree).
+
+    Why: tox installs this project into the environment the tests run in,
+    so a child that should see the project only as some other install
+    (editable, or package without plugins) would find the installed copy
+    first.  A child started with C{python -S} and this directory given to
+    C{site.addsitedir} sees every dependency and no copy of C{hidden}.
+    """
+    import site
+
+    mirror = os.path.join(directory, "site-packages")
+    os.makedirs(mirror, exist_ok=True)
+
+    def isHidden(name: str) -> bool:
+        normal = name.lower().replace("-", "_")
+        return normal.startswith((hidden, f"__editable__.{hidden}", f"__editable___{hidden}"))
+
+    def link(source: str, target: str, skip: Callable[[str], bool]) -> None:
+        for name in os.listdir(source):
+            if skip(name) or os.path.lexists(os.path.join(target, name)):
+                continue
+            os.symlink(os.path.join(source, name), os.path.join(target, name))
+
+    for base in site.getsitepackages() + [site.getusersitepackages()]:
+        if not os.path.isdir(base):
+            continue
+        link(base, mirror, lambda name: isHidden(name) or name == "twisted")
+        twisted = os.path.join(base, "twisted")
+        if os.path.isdir(twisted):
+            os.makedirs(os.path.join(mirror, "twisted", "plugins"), exist_ok=True)
+            link(twisted, os.path.join(mirror, "twisted"), lambda name: name == "plugins")
+            link(
+                os.path.join(twisted, "plugins"),
+                os.path.join(mirror, "twisted", "plugins"),
+                lambda name: isHidden(name) or name == "dropin.cache",
+            )
+    return mirror
+
+
+#: C{python -S -c ISOLATED SITE-DIRECTORY... -- MODULE-CALL}: a child with
+#: only the given site directories (see L{sitePackagesWithout}); the
+#: arguments after C{--} are the program's, the first of them a statement
+#: run after the site directories are added.
+ISOLATED = r"""
+import site
+import sys
+
+split = sys.argv.index("--")
+for directory in sys.argv[1:split]:
+    site.addsitedir(directory)
+statement = sys.argv[split + 1]
+sys.argv = ["isolated"] + sys.argv[split + 2:]
+exec(statement)
+"""
+
+
 # -- added for tests.test_reliability and bench/reliability.py: what a
 # -- child costs, read from /proc (Linux).
 

@@ -17,6 +17,7 @@ import os
 import shutil
 import sys
 import tempfile
+import zipfile
 from typing import Any
 
 import yaml
@@ -35,7 +36,16 @@ from twisted.python.failure import Failure
 from twisted.trial import unittest
 
 from gostrelay.wire.relay import ResponseParser, Status, connectRequest
-from tests.processes import CONSOLE, ROOT, TWISTD_RELAY, LineProcessProtocol, childEnvironment, spawn
+from tests.processes import (
+    CONSOLE,
+    ISOLATED,
+    ROOT,
+    TWISTD_RELAY,
+    LineProcessProtocol,
+    childEnvironment,
+    sitePackagesWithout,
+    spawn,
+)
 
 LAUNCHERS = (TWISTD_RELAY, CONSOLE)
 LISTENING_TCP = r"listening on \[?([0-9a-f.:]+?)\]?:(\d+)$"
@@ -108,9 +118,11 @@ class FaceMixin:
         self.addCleanup(self.echo.stopListening)  # type: ignore[attr-defined]
         self.echoAddress = f"127.0.0.1:{self.echo.getHost().port}"
 
-    def child(self, launcher: list[str], *args: str, env: dict[str, str] | None = None) -> LineProcessProtocol:
+    def child(
+        self, launcher: list[str], *args: str, env: dict[str, str] | None = None, path: str | None = None
+    ) -> LineProcessProtocol:
         return spawn(
-            reactor, [*launcher, *args], os.path.abspath(self.mktemp()),  # type: ignore[attr-defined]
+            reactor, [*launcher, *args], path or os.path.abspath(self.mktemp()),  # type: ignore[attr-defined]
             env=env, addCleanup=self.addCleanup,  # type: ignore[attr-defined]
         )
 
@@ -495,64 +507,126 @@ class ErrorTests(FaceMixin, unittest.TestCase):
                 self.assertIn("--listen tcp:8420 --user", proc.out)
 
 
-BOOTSTRAP = r'''
+#: A statement for L{ISOLATED}: map the package C{gostrelay} to the tree
+#: named by C{{root}} with an import hook, as a vendored copy or
+#: setuptools' editable finder would, and run the console script.
+PACKAGE_ONLY = """
 import importlib.util
 import sys
 
-root = sys.argv[1]
 
-
-class EditableFinder:
-    """What setuptools' editable install does: map the package, nothing else."""
-
+class PackageOnly:
     @classmethod
     def find_spec(cls, name, path=None, target=None):
         if name == "gostrelay":
             return importlib.util.spec_from_file_location(
-                name, root + "/gostrelay/__init__.py", submodule_search_locations=[root + "/gostrelay"]
+                name, {root!r} + "/gostrelay/__init__.py", submodule_search_locations=[{root!r} + "/gostrelay"]
             )
         return None
 
 
-sys.meta_path.append(EditableFinder)
-sys.argv = ["gostrelay"] + sys.argv[2:]
+sys.meta_path.append(PackageOnly)
 from gostrelay.cli import main
-
 main()
-'''
+"""
 
 
 class EditableInstallTests(FaceMixin, unittest.TestCase):
     """
-    With the package mapped by an import hook and the source tree on no
-    path (C{pip install -e .}), our types and endpoint prefixes are still
-    found; without our plugin files at all, one line says what to do.
+    C{pip install -e .} as setuptools builds it (the PEP 660 editable wheel
+    of a copy of the tree), in a child that sees every dependency but no
+    installed copy of gostrelay: C{twistd relay} and the console script
+    both run from the copy.  Without our plugin files at all (the package
+    mapped alone), one line says what to do.
     """
 
-    def environment(self) -> dict[str, str]:
-        env = childEnvironment()
-        del env["PYTHONPATH"]
-        return env
+    timeout = 180
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.work = os.path.abspath(self.mktemp())
+        os.makedirs(self.work)
+        self.sitePackages = sitePackagesWithout(self.work)
+        self.env = childEnvironment()
+        del self.env["PYTHONPATH"]
+
+    def copyTree(self, withPlugins: bool = True) -> str:
+        tree = os.path.join(self.work, "tree")
+        shutil.copytree(
+            os.path.join(ROOT, "gostrelay"), os.path.join(tree, "gostrelay"),
+            ignore=shutil.ignore_patterns("__pycache__"),
+        )
+        for name in ("setup.cfg", "pyproject.toml", "README.md"):
+            shutil.copy(os.path.join(ROOT, name), tree)
+        if withPlugins:
+            os.makedirs(os.path.join(tree, "twisted", "plugins"))
+            for name in os.listdir(os.path.join(ROOT, "twisted", "plugins")):
+                if name.startswith("gostrelay") and name.endswith(".py"):
+                    shutil.copy(os.path.join(ROOT, "twisted", "plugins", name), os.path.join(tree, "twisted", "plugins"))
+        return tree
+
+    def isolated(self, *sites: str) -> list[str]:
+        return [sys.executable, "-S", "-c", ISOLATED, self.sitePackages, *sites, "--"]
 
     @defer.inlineCallbacks
-    def test_runs(self):  # type: ignore[no-untyped-def]
-        launcher = [sys.executable, "-c", BOOTSTRAP, ROOT]
-        proc, m = yield self.started(launcher, "-L", "relay://127.0.0.1:0", env=self.environment())
-        yield self.assertRelays(TCP4ClientEndpoint(reactor, "127.0.0.1", int(m.group(2))), proc)
-        proc, m = yield self.started(
-            launcher, "--listen", "ws:tcp\\:0\\:interface\\=127.0.0.1", env=self.environment()
+    def editableInstall(self, tree: str):  # type: ignore[no-untyped-def]
+        """
+        Build the editable wheel with setuptools' PEP 660 hook (what pip
+        runs), unpack it into a site directory; fire with that directory.
+        """
+        wheels = os.path.join(self.work, "wheels")
+        os.makedirs(wheels)
+        proc = self.child(
+            [sys.executable, "-c", "import sys, setuptools.build_meta as b; print(b.build_editable(sys.argv[1]))", wheels],
+            env=childEnvironment(), path=tree,
         )
+        yield proc.waitForExit(120)
+        self.assertEqual(proc.exitCode, 0, proc.describe())
+        [wheel] = [name for name in os.listdir(wheels) if name.endswith(".whl")]
+        site = os.path.join(self.work, "editable-site")
+        with zipfile.ZipFile(os.path.join(wheels, wheel)) as archive:
+            archive.extractall(site)
+        return site
+
+    @defer.inlineCallbacks
+    def test_twistdAndConsoleScript(self):  # type: ignore[no-untyped-def]
+        tree = self.copyTree()
+        site = yield self.editableInstall(tree)
+        where = self.child(self.isolated(site) + ["import gostrelay; print(gostrelay.__file__)"], env=self.env)
+        yield where.waitForExit(30)
+        self.assertEqual(where.out.strip(), os.path.join(tree, "gostrelay", "__init__.py"), where.describe())
+
+        twistd = self.isolated(site) + ["from twisted.scripts.twistd import run; run()", "-n", "--pidfile=", "relay"]
+        proc, m = yield self.started(twistd, "-L", "relay://127.0.0.1:0", env=self.env)
+        yield self.assertRelays(TCP4ClientEndpoint(reactor, "127.0.0.1", int(m.group(2))), proc)
+
+        console = self.isolated(site) + ["from gostrelay.cli import main; main()"]
+        proc, m = yield self.started(console, "--listen", "ws:tcp\\:0\\:interface\\=127.0.0.1", env=self.env)
         endpoint = clientFromString(reactor, f"ws:tcp\\:127.0.0.1\\:{m.group(2)}")
         yield self.assertRelays(endpoint, proc)
 
     @defer.inlineCallbacks
+    def test_packageMappedByImportHook(self):  # type: ignore[no-untyped-def]
+        """
+        The package mapped by an import hook (a vendored copy): the
+        console script adds the plugin directory next
+        to the package, so our types are found.
+        """
+        tree = self.copyTree()
+        launcher = self.isolated() + [PACKAGE_ONLY.format(root=tree)]
+        proc, m = yield self.started(launcher, "-L", "relay://127.0.0.1:0", env=self.env)
+        yield self.assertRelays(TCP4ClientEndpoint(reactor, "127.0.0.1", int(m.group(2))), proc)
+
+    @defer.inlineCallbacks
     def test_pluginsMissing(self):  # type: ignore[no-untyped-def]
-        tree = os.path.abspath(self.mktemp())
-        shutil.copytree(os.path.join(ROOT, "gostrelay"), os.path.join(tree, "gostrelay"))
+        tree = self.copyTree(withPlugins=False)
+        launcher = self.isolated() + [PACKAGE_ONLY.format(root=tree)]
         for args in (["-L", "relay://127.0.0.1:0"], ["--listen", "tcp:0:interface=127.0.0.1"]):
-            proc = self.child([sys.executable, "-c", BOOTSTRAP, tree], *args, env=self.environment())
+            proc = self.child(launcher, *args, env=self.env)
             yield proc.waitForExit(30)
             self.assertEqual(proc.exitCode, 1, proc.describe())
             lines = [line for line in proc.lines["err"] if line.strip()]
             self.assertEqual(len(lines), 1, proc.describe())
             self.assertIn("pip install", lines[0])
+
+
