@@ -48,7 +48,7 @@ from gostrelay.handlers.relay import RelayHandler
 from gostrelay.mux import MuxConfig, MuxSession
 from gostrelay.router import Router
 from gostrelay.transports.ws import serverFactory
-from gostrelay.wire import smux
+from gostrelay.wire import smux, socks
 from gostrelay.wire.httpproxy import MAX_HEAD_SIZE
 from gostrelay.wire.relay import (
     FLAG_UDP,
@@ -596,6 +596,119 @@ class ProxyEntryMachine(RuleBasedStateMachine):
 
 
 # =====================================================================
+# The SOCKS5 negotiation on its own (sans-IO)
+
+
+@st.composite
+def socks5Messages(draw: Any) -> bytes:
+    """
+    One SOCKS5 client message, well formed or nearly so.
+    """
+    kind = draw(st.sampled_from(["greeting", "userpass", "request", "junk"]))
+    if kind == "greeting":
+        methods = draw(st.lists(st.sampled_from([0, 1, 2, 3, 0x80, 0xFF]), max_size=5))
+        return bytes([draw(st.sampled_from([5, 5, 5, 4])), len(methods)]) + bytes(methods)
+    if kind == "userpass":
+        user = draw(st.sampled_from([b"", b"user", b"u" * 255]))
+        password = draw(st.sampled_from([b"", b"pass", b"wrong"]))
+        return bytes([draw(st.sampled_from([1, 1, 1, 2])), len(user)]) + user + bytes([len(password)]) + password
+    if kind == "request":
+        command = draw(st.sampled_from([1, 1, 2, 3, 0x7E]))
+        address = draw(
+            st.sampled_from([b"\x01" + bytes(4), b"\x04" + bytes(15) + b"\x01", b"\x03\x0bexample.com", b"\x03\x00", b"\x09"])
+        )
+        return bytes([draw(st.sampled_from([5, 5, 5, 4])), command, 0]) + address + b"\x00\x50"
+    return draw(JUNK)
+
+
+class Socks5NegotiationMachine(RuleBasedStateMachine):
+    """
+    L{Socks5ServerNegotiation} driven as the proxy entry drives it: one
+    buffer, C{consumed} bytes dropped after every step.
+
+    After every step: no exception, C{consumed} within the buffer, a
+    machine that waits for more holds less than one message's worth (so
+    the entry's buffer cap is never what stops a SOCKS5 client), a
+    finished machine answers nothing more, and a refusal's last answer is
+    one the protocol defines.  At the end the same bytes fed at once give
+    the same answers, request and refusal as fed in pieces.
+    """
+
+    #: The longest SOCKS5 client message (an RFC 1929 request).
+    LONGEST = 1 + 1 + 255 + 1 + 255
+
+    @initialize(users=st.booleans(), udp=st.booleans())
+    def start(self, users: bool, udp: bool) -> None:
+        self.users = users
+        self.commands = frozenset({socks.CMD_CONNECT} | ({socks.CMD_UDP_ASSOCIATE} if udp else set()))
+        self.negotiation = self.make()
+        self.buffer = b""
+        self.stream = b""
+        self.sent = b""
+        self.refused: str | None = None
+        self.request: Any = None
+
+    def make(self) -> socks.Socks5ServerNegotiation:
+        check = (lambda user, password: (user, password) == ("user", "pass")) if self.users else None
+        return socks.Socks5ServerNegotiation(check, self.commands)
+
+    @rule(message=socks5Messages(), cuts=CUTS)
+    def receive(self, message: bytes, cuts: list[int]) -> None:
+        for chunk in chunks(message, cuts):
+            self.stream += chunk
+            self.buffer += chunk
+            before = self.negotiation.phase
+            step = self.negotiation.receive(self.buffer)
+            assert 0 <= step.consumed <= len(self.buffer), step
+            self.buffer = self.buffer[step.consumed :]
+            self.sent += step.send
+            if before in (socks.Socks5Phase.FAILED, socks.Socks5Phase.REPLY):
+                assert step == socks.Socks5Step(), f"{before}: {step}"
+            if step.request is not None:
+                assert self.request is None, "two requests"
+                assert step.request.command in self.commands
+                self.request = step.request
+            if step.refused is not None:
+                assert self.refused is None, "refused twice"
+                self.refused = step.refused
+                assert self.negotiation.phase is socks.Socks5Phase.FAILED
+                assert self.sent.endswith(self.answerTo(step.refused)), (step.refused, self.sent)
+
+    @staticmethod
+    def answerTo(why: str) -> bytes:
+        """
+        What a client must read last when refused for C{why}: the answer
+        the protocol defines for it.
+        """
+        if "offers no" in why:
+            return socks.encodeMethodSelection(socks.METHOD_NO_ACCEPTABLE)
+        if "authentication failed" in why or "username/password version" in why:
+            return socks.encodeUserPassStatus(False)
+        if "is not supported" in why:
+            return socks.encodeSocks5Reply(socks.REP_COMMAND_NOT_SUPPORTED)
+        if "unknown address type" in why:
+            return socks.encodeSocks5Reply(socks.REP_ADDRESS_TYPE_NOT_SUPPORTED)
+        assert "not SOCKS5: version" in why, why
+        return b""
+
+    @invariant()
+    def bounded(self) -> None:
+        if self.negotiation.phase in (socks.Socks5Phase.GREETING, socks.Socks5Phase.USERPASS, socks.Socks5Phase.REQUEST):
+            assert len(self.buffer) < self.LONGEST, len(self.buffer)
+
+    def teardown(self) -> None:
+        if not hasattr(self, "negotiation"):
+            return
+        once = self.make()
+        step = once.receive(self.stream)
+        assert step.send == self.sent, (step.send, self.sent)
+        assert step.request == self.request
+        assert step.refused == self.refused
+        assert once.phase is self.negotiation.phase
+        assert len(self.stream) - step.consumed == len(self.buffer)
+
+
+# =====================================================================
 # smux sessions
 
 
@@ -908,6 +1021,9 @@ class FuzzTests(unittest.SynchronousTestCase):
     def test_smuxSession(self) -> None:
         _run(SmuxMachine)
 
+    def test_socks5Negotiation(self) -> None:
+        _run(Socks5NegotiationMachine)
+
     def test_webSocket(self) -> None:
         _run(WebSocketMachine)
 
@@ -939,4 +1055,4 @@ class ParserBoundTests(unittest.SynchronousTestCase):
         check()
 
 
-__all__ = ["FuzzTests", "ParserBoundTests", "RelayServerMachine", "ProxyEntryMachine", "SmuxMachine", "WebSocketMachine"]
+__all__ = ["FuzzTests", "ParserBoundTests", "RelayServerMachine", "ProxyEntryMachine", "SmuxMachine", "Socks5NegotiationMachine", "WebSocketMachine"]

@@ -36,7 +36,10 @@ from gostrelay.wire.socks import (
     SOCKS4_REJECTED,
     Socks4Request,
     Socks5Datagram,
+    Socks5Phase,
     Socks5Request,
+    Socks5ServerNegotiation,
+    Socks5Step,
     SocksError,
     encodeMethodSelection,
     encodeSocks4Reply,
@@ -630,3 +633,141 @@ class Socks5DatagramTests(SynchronousTestCase):
             return
         self.assertIsInstance(parsed, Socks5Datagram)
         self.assertTrue(data.endswith(parsed.data))
+
+
+class Socks5NegotiationTests(SynchronousTestCase):
+    """
+    L{Socks5ServerNegotiation}: the server's side of a whole SOCKS5
+    negotiation, greeting to reply, with GOST's answers.
+    """
+
+    connect = socks5RequestBytes(CMD_CONNECT, ATYP_DOMAIN, "example.com", 80)
+
+    def test_noAuthentication(self) -> None:
+        """
+        Without users, a client offering "no authentication" gets it; its
+        request follows; bytes after the request stay in the buffer.
+        """
+        negotiation = Socks5ServerNegotiation()
+        buf = h("05 01 00") + self.connect + b"early"
+        step = negotiation.receive(buf)
+        request = Socks5Request(CMD_CONNECT, "example.com", 80, ATYP_DOMAIN)
+        self.assertEqual(step, Socks5Step(len(buf) - 5, h("05 00"), request=request))
+        self.assertEqual(negotiation.phase, Socks5Phase.REPLY)
+        self.assertEqual(negotiation.request, request)
+        self.assertEqual(negotiation.receive(b"early"), Socks5Step())
+        self.assertEqual(negotiation.reply(REP_SUCCEEDED, "192.0.2.7", 4000), h("05 00 00 01 c0000207 0fa0"))
+        self.assertEqual(negotiation.phase, Socks5Phase.DONE)
+
+    def test_byteByByte(self) -> None:
+        """
+        Fed one byte more at a time, the machine answers each message as
+        soon as it is whole, and the same bytes as when fed at once.
+        """
+        negotiation = Socks5ServerNegotiation(lambda user, password: (user, password) == ("u", "p"))
+        stream = h("05 02 00 02") + h("01 01 75 01 70") + self.connect
+        buf = b""
+        sent = b""
+        phases = []
+        for byte in stream:
+            buf += bytes([byte])
+            step = negotiation.receive(buf)
+            self.assertIsNone(step.refused)
+            buf = buf[step.consumed :]
+            sent += step.send
+            phases.append(negotiation.phase)
+        self.assertEqual(sent, h("05 02") + h("01 00"))
+        self.assertEqual(buf, b"")
+        self.assertEqual(negotiation.user, "u")
+        self.assertEqual(phases[3], Socks5Phase.USERPASS)
+        self.assertEqual(phases[8], Socks5Phase.REQUEST)
+        self.assertEqual(phases[-2:], [Socks5Phase.REQUEST, Socks5Phase.REPLY])
+
+    def test_usersNeedUserPass(self) -> None:
+        """
+        With users, a client that does not offer username/password gets
+        "no acceptable methods" and the negotiation ends.
+        """
+        negotiation = Socks5ServerNegotiation(lambda user, password: True)
+        step = negotiation.receive(h("05 01 00") + self.connect)
+        self.assertEqual(step, Socks5Step(3, encodeMethodSelection(METHOD_NO_ACCEPTABLE), refused="SOCKS5 client offers no username/password method"))
+        self.assertEqual(negotiation.phase, Socks5Phase.FAILED)
+        self.assertEqual(negotiation.receive(self.connect), Socks5Step())
+
+    def test_noAcceptableMethod(self) -> None:
+        negotiation = Socks5ServerNegotiation()
+        step = negotiation.receive(h("05 01 80"))
+        self.assertEqual(step, Socks5Step(3, h("05 ff"), refused="SOCKS5 client offers no acceptable method"))
+
+    def test_userPassWithoutUsers(self) -> None:
+        """
+        Without users, a client that offers only username/password is asked
+        for them and let in whatever they are; its user name is kept.
+        """
+        negotiation = Socks5ServerNegotiation()
+        step = negotiation.receive(h("05 01 02") + h("01 05") + b"alice" + h("00") + self.connect)
+        self.assertEqual(step.send, h("05 02 01 00"))
+        self.assertIsNotNone(step.request)
+        self.assertEqual(negotiation.user, "alice")
+
+    def test_wrongPassword(self) -> None:
+        seen = []
+
+        def authenticate(user: str, password: str) -> bool:
+            seen.append((user, password))
+            return False
+
+        negotiation = Socks5ServerNegotiation(authenticate)
+        step = negotiation.receive(h("05 01 02") + h("01 05") + b"alice" + h("03") + b"pw!" + self.connect)
+        self.assertEqual(step, Socks5Step(3 + 11, h("05 02 01 01"), refused="SOCKS5 authentication failed for user 'alice'"))
+        self.assertEqual(seen, [("alice", "pw!")])
+        self.assertEqual(negotiation.user, "alice")
+
+    def test_unsupportedCommands(self) -> None:
+        """
+        A command the driver does not serve is answered "command not
+        supported"; UDP ASSOCIATE is a request where the driver serves it.
+        """
+        for command, name in ((CMD_BIND, "BIND"), (CMD_UDP_ASSOCIATE, "UDP ASSOCIATE"), (0x7E, "0x7e")):
+            negotiation = Socks5ServerNegotiation()
+            request = socks5RequestBytes(command, ATYP_IPV4, "0.0.0.0", 0)
+            step = negotiation.receive(h("05 01 00") + request)
+            self.assertEqual(step.send, h("05 00") + encodeSocks5Reply(REP_COMMAND_NOT_SUPPORTED))
+            self.assertEqual(step.refused, f"SOCKS5 {name} is not supported")
+            self.assertEqual(negotiation.request, Socks5Request(command, "0.0.0.0", 0, ATYP_IPV4))
+        negotiation = Socks5ServerNegotiation(commands=frozenset({CMD_CONNECT, CMD_UDP_ASSOCIATE}))
+        step = negotiation.receive(h("05 01 00") + socks5RequestBytes(CMD_UDP_ASSOCIATE, ATYP_IPV4, "0.0.0.0", 0))
+        self.assertEqual(step.request, Socks5Request(CMD_UDP_ASSOCIATE, "0.0.0.0", 0, ATYP_IPV4))
+        self.assertIsNone(step.refused)
+
+    def test_malformed(self) -> None:
+        """
+        Malformed messages end the negotiation with the parser's reply, after
+        what was answered before them.
+        """
+        cases = [
+            (h("04 01 00"), b"", "bad socks5 request: not SOCKS5: version 0x04"),
+            (h("05 01 02 02 00"), h("05 02") + encodeUserPassStatus(False), "bad socks5 request: bad username/password version 0x02"),
+            (h("05 01 00 05 01 00 09"), h("05 00") + encodeSocks5Reply(REP_ADDRESS_TYPE_NOT_SUPPORTED), "bad socks5 request: unknown address type 0x09"),
+        ]
+        for stream, send, why in cases:
+            negotiation = Socks5ServerNegotiation()
+            step = negotiation.receive(stream)
+            self.assertEqual((step.send, step.refused), (send, why))
+            self.assertEqual(negotiation.phase, Socks5Phase.FAILED)
+
+    def test_replies(self) -> None:
+        """
+        L{Socks5ServerNegotiation.reply} answers only a waiting request; a
+        bound address a reply cannot carry goes as 0.0.0.0:0; a failure
+        code ends the negotiation.
+        """
+        negotiation = Socks5ServerNegotiation()
+        self.assertRaises(ValueError, negotiation.reply, REP_SUCCEEDED)
+        negotiation.receive(h("05 01 00") + self.connect)
+        self.assertEqual(negotiation.reply(REP_SUCCEEDED, "x" * 300, 80), encodeSocks5Reply(REP_SUCCEEDED))
+        self.assertRaises(ValueError, negotiation.reply, REP_SUCCEEDED)
+        negotiation = Socks5ServerNegotiation()
+        negotiation.receive(h("05 01 00") + self.connect)
+        self.assertEqual(negotiation.reply(REP_HOST_UNREACHABLE), encodeSocks5Reply(REP_HOST_UNREACHABLE))
+        self.assertEqual(negotiation.phase, Socks5Phase.FAILED)

@@ -11,8 +11,10 @@ anything else HTTP).  The C{sni} handler is the same entry with TLS and
 HTTP only.  Every target is reached
 through the service's router, so through its chain when it has one.
 
-Codecs are sans-IO (L{gostrelay.wire.socks}, L{gostrelay.wire.httpproxy});
-this module is the state machine between them, the router and the pipe.
+Codecs are sans-IO (L{gostrelay.wire.socks}, L{gostrelay.wire.httpproxy}),
+and so is the SOCKS5 negotiation (L{gostrelay.wire.socks.Socks5ServerNegotiation}:
+greeting, method, username/password, request, reply); this module drives
+them and sits between them, the router and the pipe.
 Malformed requests get the protocol's own error reply and a close.
 """
 
@@ -130,6 +132,7 @@ class ProxyEntryProtocol(Protocol):
         self._eof = False
         self._started = 0.0
         self._httpParser: httpproxy.ProxyRequestParser | None = None
+        self._negotiation: socks.Socks5ServerNegotiation | None = None
         self._onConnected: Any = None
         self._onFailed: Any = None
         self.association: Any = None
@@ -228,80 +231,49 @@ class ProxyEntryProtocol(Protocol):
     # -- SOCKS5
 
     def _socks5(self) -> None:
-        auth = self.handler.authenticator
-        while self.state not in ("dialing", "closed"):
-            if self.state == "start":
-                parsed = socks.parseMethods(self.buffer)
-                if parsed is None:
-                    return
-                methods, consumed = parsed
-                self._take(consumed)
-                if auth is not None:
-                    if socks.METHOD_USERPASS not in methods:
-                        self.transport.write(socks.encodeMethodSelection(socks.METHOD_NO_ACCEPTABLE))  # type: ignore[union-attr]
-                        self._close("SOCKS5 client offers no username/password method")
-                        return
-                    self.transport.write(socks.encodeMethodSelection(socks.METHOD_USERPASS))  # type: ignore[union-attr]
-                    self.state = "userpass"
-                elif socks.METHOD_NO_AUTH in methods:
-                    self.transport.write(socks.encodeMethodSelection(socks.METHOD_NO_AUTH))  # type: ignore[union-attr]
-                    self.state = "request"
-                elif socks.METHOD_USERPASS in methods:
-                    self.transport.write(socks.encodeMethodSelection(socks.METHOD_USERPASS))  # type: ignore[union-attr]
-                    self.state = "userpass"
-                else:
-                    self.transport.write(socks.encodeMethodSelection(socks.METHOD_NO_ACCEPTABLE))  # type: ignore[union-attr]
-                    self._close("SOCKS5 client offers no acceptable method")
-                    return
-            elif self.state == "userpass":
-                parsed2 = socks.parseUserPass(self.buffer)
-                if parsed2 is None:
-                    return
-                (user, password), consumed = parsed2
-                self._take(consumed)
-                self.user = user
-                if auth is not None and not auth.authenticate(user, password):
-                    self.transport.write(socks.encodeUserPassStatus(False))  # type: ignore[union-attr]
-                    self._close(f"SOCKS5 authentication failed for user {user!r}")
-                    return
-                self.transport.write(socks.encodeUserPassStatus(True))  # type: ignore[union-attr]
-                self.state = "request"
-            elif self.state == "request":
-                parsed3 = socks.parseSocks5Request(self.buffer)
-                if parsed3 is None:
-                    return
-                request, consumed = parsed3
-                self._take(consumed)
-                self.target = joinHostPort(request.host, request.port)
-                if request.command == socks.CMD_UDP_ASSOCIATE and self.handler.udp:
-                    self._associate()
-                    return
-                if request.command != socks.CMD_CONNECT:
-                    self.transport.write(socks.encodeSocks5Reply(socks.REP_COMMAND_NOT_SUPPORTED))  # type: ignore[union-attr]
-                    name = {socks.CMD_BIND: "BIND", socks.CMD_UDP_ASSOCIATE: "UDP ASSOCIATE"}.get(
-                        request.command, f"0x{request.command:02x}"
-                    )
-                    self._close(f"SOCKS5 {name} is not supported")
-                    return
+        """
+        Drive the SOCKS5 negotiation (L{socks.Socks5ServerNegotiation}):
+        write what it answers, then dial or associate what it asks for.
+        """
+        negotiation = self._negotiation
+        if negotiation is None:
+            auth = self.handler.authenticator
+            commands = {socks.CMD_CONNECT} | ({socks.CMD_UDP_ASSOCIATE} if self.handler.udp else set())
+            negotiation = self._negotiation = socks.Socks5ServerNegotiation(
+                auth.authenticate if auth is not None else None, frozenset(commands)
+            )
+        step = negotiation.receive(self.buffer)
+        self._take(step.consumed)
+        self.user = negotiation.user
+        if step.send:
+            self.transport.write(step.send)  # type: ignore[union-attr]
+        if negotiation.request is not None:
+            self.target = joinHostPort(negotiation.request.host, negotiation.request.port)
+        if step.refused is not None:
+            self._close(step.refused)
+            return
+        request = step.request
+        if request is None:
+            return
+        if request.command == socks.CMD_UDP_ASSOCIATE:
+            self._associate()
+            return
 
-                def connected(protocol: Any) -> None:
-                    host = getattr(protocol.transport.getHost(), "host", "0.0.0.0")
-                    port = getattr(protocol.transport.getHost(), "port", 0)
-                    try:
-                        reply = socks.encodeSocks5Reply(socks.REP_SUCCEEDED, host, port)
-                    except ValueError:
-                        reply = socks.encodeSocks5Reply(socks.REP_SUCCEEDED)
-                    self.transport.write(reply)  # type: ignore[union-attr]
+        def connected(protocol: Any) -> None:
+            host = protocol.transport.getHost()
+            reply = negotiation.reply(socks.REP_SUCCEEDED, getattr(host, "host", "0.0.0.0"), getattr(host, "port", 0))
+            self.transport.write(reply)  # type: ignore[union-attr]
 
-                def failed(reason: Failure) -> None:
-                    self.transport.write(socks5FailureReply(reason))  # type: ignore[union-attr]
+        def failed(reason: Failure) -> None:
+            self.transport.write(socks5FailureReply(reason))  # type: ignore[union-attr]
 
-                self._connect(connected, failed)
-                return
+        self._connect(connected, failed)
 
     def _associate(self) -> None:
         from gostrelay.handlers.socksudp import UDPAssociation
 
+        negotiation = self._negotiation
+        assert negotiation is not None
         self._cancelTimeout()
         self.state = "associating"
         host = self.transport.getHost()  # type: ignore[union-attr]
@@ -319,7 +291,7 @@ class ProxyEntryProtocol(Protocol):
                 association.close()
                 return
             self.state = "associated"
-            self.transport.write(socks.encodeSocks5Reply(socks.REP_SUCCEEDED, *address))  # type: ignore[union-attr]
+            self.transport.write(negotiation.reply(socks.REP_SUCCEEDED, *address))  # type: ignore[union-attr]
             self.log.info(
                 "{peer} socks5 UDP association user={user!r}: open on {addr}",
                 peer=self.peer, user=self.user, addr=joinHostPort(*address),
@@ -328,7 +300,7 @@ class ProxyEntryProtocol(Protocol):
         def failed(reason: Failure) -> None:
             if self.state != "associating":
                 return
-            self.transport.write(socks.encodeSocks5Reply(socks.REP_GENERAL_FAILURE))  # type: ignore[union-attr]
+            self.transport.write(negotiation.reply(socks.REP_GENERAL_FAILURE))  # type: ignore[union-attr]
             why = reason.getErrorMessage()
             if reason.check(RelayRefused) and reason.value.status == Status.FORBIDDEN:  # type: ignore[union-attr]
                 why = "the relay server refuses UDP association (it needs bind=true)"

@@ -12,13 +12,21 @@ parser after every C{dataReceived}.  Malformed input raises L{SocksError},
 whose C{reply} is what the server should write before closing (C{b""}: just
 close).  The parsers do not judge commands or empty domain names: that is the
 handler's policy (GOST dials an empty host, i.e. this machine).
+
+L{Socks5ServerNegotiation} strings the SOCKS5 parsers together into the
+server's side of a whole negotiation (greeting, method selection,
+username/password, request, reply) as an explicit state machine, so that a
+handler only moves bytes and dials; the SOCKS client machines
+(L{gostrelay.wire.socksclient}) are its counterparts.
 """
 
 from __future__ import annotations
 
+import enum
 import ipaddress
 import struct
 from dataclasses import dataclass
+from typing import Callable
 
 from gostrelay.wire.address import (
     ATYP_DOMAIN,
@@ -289,6 +297,177 @@ def encodeSocks5Reply(rep: int, host: str = "0.0.0.0", port: int = 0) -> bytes:
     return bytes([SOCKS5_VERSION, rep, 0x00]) + _encodeAddress(host, port)
 
 
+# SOCKS5 negotiation as a whole (the server's side)
+
+
+class Socks5Phase(enum.Enum):
+    """
+    Where a L{Socks5ServerNegotiation} is: what it waits for next.
+    """
+
+    #: The client's greeting (C{VER NMETHODS METHODS}).
+    GREETING = "greeting"
+    #: The client's RFC 1929 username/password.
+    USERPASS = "userpass"
+    #: The client's request (C{VER CMD RSV ATYP DST.ADDR DST.PORT}).
+    REQUEST = "request"
+    #: The driver's answer to the request (L{Socks5ServerNegotiation.reply}).
+    REPLY = "reply"
+    #: The reply was success: the connection carries the client's bytes.
+    DONE = "done"
+    #: The negotiation failed: the connection is to be closed.
+    FAILED = "failed"
+
+
+#: SOCKS5 commands by name, for refusal lines.
+_COMMAND_NAMES = {CMD_CONNECT: "CONNECT", CMD_BIND: "BIND", CMD_UDP_ASSOCIATE: "UDP ASSOCIATE"}
+
+
+@dataclass(frozen=True)
+class Socks5Step:
+    """
+    What one L{Socks5ServerNegotiation.receive} asks of its driver.
+
+    @ivar consumed: how many bytes of the buffer were used; the rest stay
+        buffered (after the request, they belong to the target).
+    @ivar send: the bytes to write to the client now (C{b""}: nothing).
+    @ivar request: the client's request, once the negotiation reached it;
+        the driver dials and answers with L{Socks5ServerNegotiation.reply}.
+    @ivar refused: why the negotiation failed: write C{send}, then close.
+    """
+
+    consumed: int = 0
+    send: bytes = b""
+    request: Socks5Request | None = None
+    refused: str | None = None
+
+
+class Socks5ServerNegotiation:
+    """
+    The server's side of one SOCKS5 negotiation (RFC 1928, RFC 1929),
+    sans-IO: greeting -> method selection -> username/password -> request
+    -> reply.
+
+    The driver calls L{receive} with every byte received so far (the module's
+    convention: it keeps one buffer and drops C{consumed} bytes) and writes
+    what the step says; once a step carries a C{request} the driver dials
+    and answers with L{reply}.  Every input gets a defined answer: a
+    malformed message, a method or command we do not serve, or credentials
+    that do not pass end in a step with C{refused} (and the reply the client
+    should read first, as GOST answers), never in an exception.
+
+    The methods chosen are GOST's: with users (C{authenticate} given) only
+    username/password; without, "no authentication" when offered, else
+    username/password with any credentials (a client that offers only that
+    method still gets through; its user name is logged).
+
+    @param authenticate: checks a user name and password; C{None}: no users.
+    @param commands: the commands served; others are answered "command not
+        supported" (C{0x07}).  CONNECT by default; UDP ASSOCIATE where the
+        handler serves it.
+    @ivar user: the user name the client sent (C{""} before, or without).
+    """
+
+    def __init__(
+        self,
+        authenticate: Callable[[str, str], bool] | None = None,
+        commands: frozenset[int] = frozenset({CMD_CONNECT}),
+    ) -> None:
+        self.authenticate = authenticate
+        self.commands = commands
+        self.phase = Socks5Phase.GREETING
+        self.user = ""
+        self.request: Socks5Request | None = None
+
+    def receive(self, buf: bytes) -> Socks5Step:
+        """
+        Take every byte received so far; answer as far as they go.
+        """
+        consumed = 0
+        send = b""
+        try:
+            while True:
+                rest = buf[consumed:] if consumed else buf
+                phase = self.phase
+                if phase is Socks5Phase.GREETING:
+                    parsed = parseMethods(rest)
+                    if parsed is None:
+                        break
+                    methods, n = parsed
+                    consumed += n
+                    method, why = self._chooseMethod(methods)
+                    send += encodeMethodSelection(method)
+                    if why:
+                        return self._fail(consumed, send, why)
+                    self.phase = Socks5Phase.USERPASS if method == METHOD_USERPASS else Socks5Phase.REQUEST
+                elif phase is Socks5Phase.USERPASS:
+                    parsed2 = parseUserPass(rest)
+                    if parsed2 is None:
+                        break
+                    (user, password), n = parsed2
+                    consumed += n
+                    self.user = user
+                    if self.authenticate is not None and not self.authenticate(user, password):
+                        send += encodeUserPassStatus(False)
+                        return self._fail(consumed, send, f"SOCKS5 authentication failed for user {user!r}")
+                    send += encodeUserPassStatus(True)
+                    self.phase = Socks5Phase.REQUEST
+                elif phase is Socks5Phase.REQUEST:
+                    parsed3 = parseSocks5Request(rest)
+                    if parsed3 is None:
+                        break
+                    request, n = parsed3
+                    consumed += n
+                    self.request = request
+                    if request.command not in self.commands:
+                        send += encodeSocks5Reply(REP_COMMAND_NOT_SUPPORTED)
+                        name = _COMMAND_NAMES.get(request.command, f"0x{request.command:02x}")
+                        return self._fail(consumed, send, f"SOCKS5 {name} is not supported")
+                    self.phase = Socks5Phase.REPLY
+                    return Socks5Step(consumed, send, request=request)
+                else:
+                    # Past the request: the bytes are the driver's, not ours.
+                    break
+        except SocksError as e:
+            return self._fail(consumed, send + e.reply, f"bad socks5 request: {e}")
+        return Socks5Step(consumed, send)
+
+    def _chooseMethod(self, methods: list[int]) -> tuple[int, str]:
+        """
+        The method to select, and why the negotiation ends (C{""}: it goes
+        on).
+        """
+        if self.authenticate is not None:
+            if METHOD_USERPASS not in methods:
+                return METHOD_NO_ACCEPTABLE, "SOCKS5 client offers no username/password method"
+            return METHOD_USERPASS, ""
+        if METHOD_NO_AUTH in methods:
+            return METHOD_NO_AUTH, ""
+        if METHOD_USERPASS in methods:
+            return METHOD_USERPASS, ""
+        return METHOD_NO_ACCEPTABLE, "SOCKS5 client offers no acceptable method"
+
+    def _fail(self, consumed: int, send: bytes, why: str) -> Socks5Step:
+        self.phase = Socks5Phase.FAILED
+        return Socks5Step(consumed, send, refused=why)
+
+    def reply(self, rep: int, host: str = "0.0.0.0", port: int = 0) -> bytes:
+        """
+        The reply to the request: success (L{REP_SUCCEEDED}) with the bound
+        address (one a reply cannot carry is sent as C{0.0.0.0:0}), or a
+        failure code.
+
+        @raise ValueError: when no request waits for its reply.
+        """
+        if self.phase is not Socks5Phase.REPLY:
+            raise ValueError(f"no SOCKS5 request waits for a reply (phase {self.phase.value})")
+        self.phase = Socks5Phase.DONE if rep == REP_SUCCEEDED else Socks5Phase.FAILED
+        try:
+            return encodeSocks5Reply(rep, host, port)
+        except ValueError:
+            return encodeSocks5Reply(rep)
+
+
 # SOCKS5 UDP
 
 
@@ -348,7 +527,10 @@ __all__ = [
     "SOCKS4_REJECTED",
     "Socks4Request",
     "Socks5Datagram",
+    "Socks5Phase",
     "Socks5Request",
+    "Socks5ServerNegotiation",
+    "Socks5Step",
     "SocksError",
     "encodeMethodSelection",
     "encodeSocks4Reply",
