@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from typing import Any
+from typing import Any, Callable
 
 from twisted.internet import defer
 from twisted.internet.interfaces import IPushProducer
@@ -228,17 +228,53 @@ class DropWhenPaused:
         self.paused = True
 
 
+@implementer(IDatagramReceiver)
+class DatagramCallbacks:
+    """
+    A receiver made of callables, for an owner that receives from two
+    channels (the stream it serves and the socket beyond it) and so cannot
+    be the receiver of both.
+    """
+
+    def __init__(
+        self,
+        received: Callable[[bytes, str], object],
+        closed: Callable[[Failure | None], object] | None = None,
+    ) -> None:
+        self._received = received
+        self._closed = closed
+
+    def datagramReceived(self, data: bytes, addr: str) -> None:
+        self._received(data, addr)
+
+    def channelClosed(self, reason: Failure | None) -> None:
+        if self._closed is not None:
+            self._closed(reason)
+
+
 class _StreamChannel(Protocol):
     """
     Shared by the framed stream channels: a L{DropWhenPaused} gate is the
     producer of the transport, so that a full send buffer drops datagrams
     instead of growing it.
+
+    The client side connects the channel as the stream's protocol
+    (L{ChannelFactory}); a server whose protocol already owns the stream
+    (the relay server after its request) calls C{makeConnection} with its
+    transport and passes on what it reads to C{dataReceived}.
+
+    @ivar sent: datagrams written to the stream (C{sentBytes}: their data).
+    @ivar received: datagrams read from it (C{receivedBytes}: their data).
     """
 
     def __init__(self, receiver: IDatagramReceiver | None = None) -> None:
         self.receiver = receiver
         self.gate = DropWhenPaused()
         self._closed = False
+        self.sent = 0
+        self.sentBytes = 0
+        self.received = 0
+        self.receivedBytes = 0
 
     @property
     def paused(self) -> bool:
@@ -255,19 +291,30 @@ class _StreamChannel(Protocol):
     def connectionMade(self) -> None:
         self.transport.registerProducer(self.gate, True)  # type: ignore[union-attr]
 
-    def _write(self, frame: bytes) -> None:
+    def _write(self, frame: bytes, size: int) -> bool:
+        """
+        Write one frame carrying C{size} bytes of data, unless the stream is
+        closed or full (then it is dropped and counted).
+        """
         if self._closed or self.transport is None:
-            return
+            return False
         if self.gate.paused:
             self.gate.dropped += 1
-            return
+            return False
+        self.sent += 1
+        self.sentBytes += size
         self.transport.write(frame)
+        return True
+
+    def _count(self, data: bytes) -> None:
+        self.received += 1
+        self.receivedBytes += len(data)
 
     def close(self) -> None:
         if not self._closed and self.transport is not None:
             self.transport.loseConnection()
 
-    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+    def connectionLost(self, reason: Failure | None = None) -> None:
         self._closed = True
         if self.receiver is not None:
             self.receiver.channelClosed(reason)
@@ -276,7 +323,8 @@ class _StreamChannel(Protocol):
 @implementer(IDatagramChannel)
 class LengthFramedChannel(_StreamChannel):
     """
-    A stream of C{LEN PAYLOAD} frames as a datagram channel with one peer.
+    A stream of C{LEN PAYLOAD} frames as a datagram channel with one peer:
+    UDP CONNECT, on the relay client and on the relay server.
     """
 
     def __init__(self, receiver: IDatagramReceiver | None = None, peer: str = "") -> None:
@@ -286,49 +334,88 @@ class LengthFramedChannel(_StreamChannel):
 
     def dataReceived(self, data: bytes) -> None:
         for datagram in self.parser.feed(data):
+            self._count(datagram)
             if self.receiver is not None:
                 self.receiver.datagramReceived(datagram, self.peer)
 
-    def sendDatagram(self, data: bytes, addr: str | None = None) -> None:
+    def sendDatagram(self, data: bytes, addr: str | None = None) -> bool:
+        """
+        Frame C{data} onto the stream; C{False} if it was dropped (larger
+        than a frame can say, or the stream full or closed).
+        """
         if len(data) > MAX_DATAGRAM:
             self.dropped += 1
-            return
-        self._write(encodeLengthFrame(data))
+            return False
+        return self._write(encodeLengthFrame(data), len(data))
 
 
 @implementer(IDatagramChannel)
 class TunnelFramedChannel(_StreamChannel):
     """
     A stream of tunnel datagrams (each naming its peer) as a datagram
-    channel.
+    channel: UDP BIND and UDP association, on the relay client, the relay
+    server and the rudp listener.
+
+    A stream that does not carry tunnel datagrams is closed, with one line
+    on C{log} naming C{label}.  Owners that work with the peer as host and
+    port (the server checks it against its bypass, the rudp listener keys
+    its sessions by it) override L{tunnelDatagramReceived} and call
+    L{sendTunnelDatagram}.
     """
 
-    def __init__(self, receiver: IDatagramReceiver | None = None) -> None:
+    def __init__(
+        self, receiver: IDatagramReceiver | None = None, log: Logger | None = None, label: str = "relay server"
+    ) -> None:
         super().__init__(receiver)
         self.parser = TunnelDatagramParser()
+        self.log = log if log is not None else _log
+        self.label = label
 
     def dataReceived(self, data: bytes) -> None:
         try:
             datagrams = self.parser.feed(data)
         except FrameError as e:
-            _log.info("bad tunnel datagram: {e}; closing", e=e)
+            self.log.info("{label}: bad tunnel datagram: {e}", label=self.label, e=e)
             self.transport.loseConnection()  # type: ignore[union-attr]
             return
         for host, port, datagram in datagrams:
-            if self.receiver is not None:
-                self.receiver.datagramReceived(datagram, joinHostPort(host, port))
+            self._count(datagram)
+            self.tunnelDatagramReceived(host, port, datagram)
 
-    def sendDatagram(self, data: bytes, addr: str | None = None) -> None:
-        if not data or addr is None:
+    def tunnelDatagramReceived(self, host: str, port: int, data: bytes) -> None:
+        """
+        One datagram from C{host:port}; by default, to the receiver.
+        """
+        if self.receiver is not None:
+            self.receiver.datagramReceived(data, joinHostPort(host, port))
+
+    def sendDatagram(self, data: bytes, addr: str | None = None) -> bool:
+        """
+        Frame C{data} onto the stream naming C{addr} (C{"host:port"}); see
+        L{sendTunnelDatagram}.
+        """
+        if addr is None:
             self.dropped += 1
-            return
+            return False
         try:
             host, port = splitHostPort(addr)
-            frame = encodeTunnelDatagram(host, port, data)
-        except (AddressError, FrameError):
+        except AddressError:
             self.dropped += 1
-            return
-        self._write(frame)
+            return False
+        return self.sendTunnelDatagram(host, port, data)
+
+    def sendTunnelDatagram(self, host: str, port: int, data: bytes) -> bool:
+        """
+        Frame C{data} onto the stream naming C{host:port}; C{False} if it was
+        dropped: empty (the framing cannot carry it), too large, an address
+        the framing cannot name, or the stream full or closed.
+        """
+        try:
+            frame = encodeTunnelDatagram(host, port, data)
+        except FrameError:
+            self.dropped += 1
+            return False
+        return self._write(frame, len(data))
 
 
 class ChannelFactory(Factory):

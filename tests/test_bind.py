@@ -168,6 +168,32 @@ class TCPLikeTransport(StringTransport):
         self.streaming = None
 
 
+class StalledTransport(TCPLikeTransport):
+    """
+    A stream whose reader has stopped: it keeps all that is written and,
+    as Twisted's C{FileDescriptor} does, pauses its streaming producer once
+    more than C{bufferSize} bytes wait.
+    """
+
+    bufferSize = 65536
+    producerPaused = False
+
+    def write(self, data: bytes) -> None:
+        super().write(data)
+        if self.producer is not None and self.streaming and not self.producerPaused and len(self.value()) > self.bufferSize:
+            self.producerPaused = True
+            self.producer.pauseProducing()
+
+    def drain(self) -> None:
+        """
+        The reader read everything: the producer may go on.
+        """
+        self.clear()
+        if self.producerPaused:
+            self.producerPaused = False
+            self.producer.resumeProducing()
+
+
 def makeHandler(url: str, reactor: BindReactor | None = None) -> tuple[BindReactor, RelayHandler]:
     reactor = reactor if reactor is not None else BindReactor()
     cfg = buildConfigFromCommandLine([url], [])
@@ -963,11 +989,13 @@ class RemoteListenerTests(SynchronousTestCase):
         self.addCleanup(port.stopListening)
         return reactor, listener, port
 
-    def relayConnection(self, reactor: BindReactor, index: int = -1) -> tuple[Any, TCPLikeTransport]:
+    def relayConnection(
+        self, reactor: BindReactor, index: int = -1, transportClass: type[TCPLikeTransport] = TCPLikeTransport
+    ) -> tuple[Any, Any]:
         host, p, factory, *_ = reactor.tcpClients[index]
         self.assertEqual((host, p), ("127.0.0.1", 8420))
         proto = factory.buildProtocol(None)
-        tr = TCPLikeTransport(peerAddress=RELAY_SERVER)
+        tr = transportClass(peerAddress=RELAY_SERVER)
         proto.makeConnection(tr)
         return proto, tr
 
@@ -1270,3 +1298,28 @@ class RemoteListenerTests(SynchronousTestCase):
         )
         relay.connectionLost(Failure(ConnectionLost()))
         self.assertEqual([p.listening for p in reactor.udpPorts], [False, False])
+
+    def test_rudpStalledStreamDrops(self) -> None:
+        """
+        Replies written onto a BIND stream the relay server no longer reads
+        are dropped (counted) once the stream's buffer is full, not
+        buffered without bound; once it drains, replies flow again.
+        """
+        reactor, listener, port = self.service("rudp://:1053/127.0.0.1:53", RUDPListener, UDPForwardHandler)
+        relay, tr = self.relayConnection(reactor, transportClass=StalledTransport)
+        relay.dataReceived(bytes.fromhex("0100000a0200070100000000041d"))
+        relay.dataReceived(encodeTunnelDatagram("198.51.100.1", 1000, b"query"))
+        (upstream,) = reactor.udpPorts
+        tr.clear()
+        reply = b"r" * 1000
+        frame = len(encodeTunnelDatagram("198.51.100.1", 1000, reply))
+        for _ in range(1000):  # 1 MB of replies, 16 times the buffer
+            upstream.protocol.datagramReceived(reply, ("127.0.0.1", 53))
+        self.assertLessEqual(len(tr.value()), tr.bufferSize + frame, "replies buffered beyond the stream's buffer")
+        written = len(TunnelDatagramParser().feed(tr.value()))
+        gate = tr.producer  # the BIND stream's producer counts what it dropped
+        self.assertEqual((written, gate.dropped), (tr.bufferSize // frame + 1, 1000 - written))
+        tr.drain()
+        upstream.protocol.datagramReceived(b"after", ("127.0.0.1", 53))
+        self.assertEqual(TunnelDatagramParser().feed(tr.value()), [("198.51.100.1", 1000, b"after")])
+        relay.connectionLost(Failure(ConnectionLost()))

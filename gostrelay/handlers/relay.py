@@ -27,7 +27,7 @@ from zope.interface import implementer
 from gostrelay import logs, metrics
 from gostrelay.auth import Authenticator, authenticatorFor, emptyUserWarning
 from gostrelay.config.model import ConfigError, ServiceConfig
-from gostrelay.datagram import DropWhenPaused
+from gostrelay.datagram import DatagramCallbacks, LengthFramedChannel
 from gostrelay.errors import describeFailure
 from gostrelay.guard import TargetGuard, TargetRefused
 from gostrelay.interfaces import IDatagramReceiver, IHandler
@@ -53,7 +53,6 @@ from gostrelay.wire.relay import (
     encodeResponse,
     statusText,
 )
-from gostrelay.wire.udpframe import MAX_DATAGRAM, LengthFrameParser, encodeLengthFrame
 
 DEFAULT_READ_TIMEOUT = 15.0
 
@@ -154,7 +153,7 @@ class RelayServerProtocol(Protocol):
             self.pipe.dataReceived(A, data)
             return
         if self._state == "udp":
-            self._framesReceived(data)
+            self.stream.dataReceived(data)
             return
         if self._state == "bound":
             self.bound.dataReceived(data)
@@ -409,10 +408,9 @@ class RelayServerProtocol(Protocol):
 
     def _udpEstablished(self) -> None:
         self._state = "udp"
-        self.udpCounts = [0, 0, 0, 0]  # datagrams up, bytes up, datagrams down, bytes down
-        self.frames = LengthFrameParser()
-        self.sendGate = DropWhenPaused()
-        self.transport.registerProducer(self.sendGate, True)  # type: ignore[union-attr]
+        # The client's side: our stream, from here on length-framed.
+        self.stream = LengthFramedChannel(DatagramCallbacks(self._fromClient), self.target)
+        self.stream.makeConnection(self.transport)
         self.transport.write(_OK)  # type: ignore[union-attr]
         self.log.info(
             "{peer} {command} {target}/udp user={user!r}: connected",
@@ -420,44 +418,40 @@ class RelayServerProtocol(Protocol):
         )
         rest, self.parser.remainder = self.parser.remainder, b""
         if rest:
-            self._framesReceived(rest)
+            self.stream.dataReceived(rest)
         if self._clientEOF:
             self.transport.loseConnection()  # type: ignore[union-attr]
         self.transport.resumeProducing()  # type: ignore[union-attr]
 
-    def _framesReceived(self, data: bytes) -> None:
-        for datagram in self.frames.feed(data):
-            self.udpCounts[0] += 1
-            self.udpCounts[1] += len(datagram)
-            if logs.TRACE:
-                self.log.debug("{peer} udp -> {n} bytes", peer=self.peer, n=len(datagram))
-            self.channel.sendDatagram(datagram, self.target)
+    def _fromClient(self, datagram: bytes, target: str) -> None:
+        if logs.TRACE:
+            self.log.debug("{peer} udp -> {n} bytes", peer=self.peer, n=len(datagram))
+        self.channel.sendDatagram(datagram, target)
 
     def datagramReceived(self, data: bytes, addr: str) -> None:
+        """
+        A datagram from the target: framed to the client, or dropped while
+        the stream is full.
+        """
         if self._state != "udp":
             return
-        if self.sendGate.paused or len(data) > MAX_DATAGRAM:
-            self.sendGate.dropped += 1
-            return
-        self.udpCounts[2] += 1
-        self.udpCounts[3] += len(data)
-        if logs.TRACE:
+        if self.stream.sendDatagram(data) and logs.TRACE:
             self.log.debug("{peer} udp <- {n} bytes from {addr}", peer=self.peer, n=len(data), addr=addr)
-        self.transport.write(encodeLengthFrame(data))  # type: ignore[union-attr]
 
     def channelClosed(self, reason: Failure | None) -> None:
         if self._state == "udp":
             self.transport.loseConnection()  # type: ignore[union-attr]
 
     def _udpDone(self, reason: Failure | None) -> None:
-        counts = self.udpCounts
+        stream = self.stream
+        stream.connectionLost(reason)
         self.channel.close()
-        metrics.transferred(self.handler.service.name, counts[1], counts[3])
+        metrics.transferred(self.handler.service.name, stream.receivedBytes, stream.sentBytes)
         self.log.info(
             "{peer} {command} {target}/udp user={user!r}: closed, {du} datagrams ({bu} bytes) up, "
             "{dd} datagrams ({bd} bytes) down, {dropped} dropped, {duration:.3f}s, {outcome}",
             peer=self.peer, command=self.command, target=logs.escape(self.target), user=self.user,
-            du=counts[0], bu=counts[1], dd=counts[2], bd=counts[3], dropped=self.sendGate.dropped,
+            du=stream.received, bu=stream.receivedBytes, dd=stream.sent, bd=stream.sentBytes, dropped=stream.dropped,
             duration=self.reactor.seconds() - self._started, outcome=_outcome(reason),
         )
 

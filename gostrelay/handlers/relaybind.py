@@ -32,7 +32,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from gostrelay import logs, metrics
-from gostrelay.datagram import DropWhenPaused, UDPSocketChannel, _ipText, listenUDP
+from gostrelay.datagram import TunnelFramedChannel, UDPSocketChannel, _ipText, listenUDP
 from gostrelay.guard import resolveFirst
 from gostrelay.interfaces import IDatagramReceiver
 from gostrelay.mux import MuxSession, MuxStream
@@ -40,7 +40,6 @@ from gostrelay.pipe import A, B, Pipe, PipeProtocol
 from gostrelay.transports.tcp import serverEndpoint
 from gostrelay.wire.address import ATYP_DOMAIN, joinHostPort, splitHostPort
 from gostrelay.wire.relay import AddrFeature, Status, encodeResponse
-from gostrelay.wire.udpframe import FrameError, TunnelDatagramParser, encodeTunnelDatagram
 
 _GOST_EMPTY_HOST_BUG = re.compile(r"^(?P<host>.*):(?P<port>\d+)$")
 
@@ -216,10 +215,25 @@ class TCPBind:
             metrics.gauge("bindSessions", self.handler.name, -1)
 
 
+class _BindStream(TunnelFramedChannel):
+    """
+    The relay stream of a UDP BIND, from the server's side: tunnel
+    datagrams from the client go to their destination through the bind.
+    """
+
+    def __init__(self, bind: UDPBind) -> None:
+        super().__init__(None, bind.log, f"{bind.protocol.peer} BIND")
+        self.bind = bind
+
+    def tunnelDatagramReceived(self, host: str, port: int, data: bytes) -> None:
+        self.bind.fromClient(host, port, data)
+
+
 @implementer(IDatagramReceiver)
 class UDPBind:
     """
-    The server side of one UDP BIND (or UDP association).
+    The server side of one UDP BIND (or UDP association): the bound socket
+    on one side, the relay stream (a L{_BindStream}) on the other.
     """
 
     def __init__(self, protocol: Any, host: str, port: int) -> None:
@@ -229,11 +243,12 @@ class UDPBind:
         self.host = host
         self.requestedPort = port
         self.channel = UDPSocketChannel(self)
-        self.parser = TunnelDatagramParser()
+        self.stream = _BindStream(self)
         self.bound = ""
-        self.counts = [0, 0, 0, 0]
+        #: Datagrams out (to destinations) and their bytes.
+        self.counts = [0, 0]
+        #: Datagrams the bypass, the guard or a failed resolution stopped.
         self.dropped = 0
-        self.gate: Any = None
 
     def start(self) -> defer.Deferred[Any]:
         return defer.maybeDeferred(listenUDP, self.reactor, self.channel, self.host, self.requestedPort).addCallback(
@@ -246,26 +261,22 @@ class UDPBind:
         self.counted = True
         metrics.gauge("bindSessions", self.protocol.handler.name, 1)
         transport = self.protocol.transport
-        self.gate = DropWhenPaused()
-        transport.registerProducer(self.gate, True)
+        self.stream.label = f"{self.protocol.peer} BIND {self.bound}/udp"
+        self.stream.makeConnection(transport)
         transport.write(encodeResponse(Status.OK, _boundAddr(host, self.host)))
         return port
 
     def dataReceived(self, data: bytes) -> None:
-        try:
-            datagrams = self.parser.feed(data)
-        except FrameError as e:
-            self.log.info("{peer} BIND {bound}/udp: bad tunnel datagram: {e}", peer=self.protocol.peer, bound=self.bound, e=e)
-            self.protocol.transport.loseConnection()
-            return
+        self.stream.dataReceived(data)
+
+    def fromClient(self, host: str, port: int, payload: bytes) -> None:
         bypass = self.protocol.handler.bypass
-        for host, port, payload in datagrams:
-            if bypass and bypass.contains(host, port):
-                self.dropped += 1
-                continue
-            self.counts[0] += 1
-            self.counts[1] += len(payload)
-            self._sendTo(host, port, payload)
+        if bypass and bypass.contains(host, port):
+            self.dropped += 1
+            return
+        self.counts[0] += 1
+        self.counts[1] += len(payload)
+        self._sendTo(host, port, payload)
 
     def _sendTo(self, host: str, port: int, payload: bytes) -> None:
         """
@@ -296,32 +307,33 @@ class UDPBind:
         d.addCallbacks(lambda checked: self.channel.sendDatagram(payload, checked), failed)
 
     def datagramReceived(self, data: bytes, addr: str) -> None:
-        if not data or self.gate is None or self.gate.paused:
-            self.dropped += 1
-            return
+        """
+        A datagram from a peer of the bound socket: to the client, named by
+        its source, unless the bypass or the guard refuse that source.
+        """
         host, port = splitHostPort(addr)
         bypass = self.protocol.handler.bypass
         guard = self.protocol.handler.guard
         if (bypass and bypass.contains(host, port)) or (guard is not None and guard.refusesSource(host, port)):
             self.dropped += 1
             return
-        self.counts[2] += 1
-        self.counts[3] += len(data)
-        self.protocol.transport.write(encodeTunnelDatagram(host, port, data))
+        self.stream.sendTunnelDatagram(host, port, data)
 
     def channelClosed(self, reason: Failure | None) -> None:
         pass
 
     def connectionLost(self, reason: Failure | None) -> None:
         self.channel.close()
-        metrics.transferred(self.protocol.handler.service.name, self.counts[1], self.counts[3])
+        stream = self.stream
+        stream.connectionLost(reason)
+        metrics.transferred(self.protocol.handler.service.name, self.counts[1], stream.sentBytes)
         if getattr(self, "counted", False):
             self.counted = False
             metrics.gauge("bindSessions", self.protocol.handler.name, -1)
-        c = self.counts
         self.log.info(
             "{peer} BIND {bound}/udp user={user!r}: released, {du} datagrams ({bu} bytes) out, "
             "{dd} datagrams ({bd} bytes) in, {dropped} dropped",
             peer=self.protocol.peer, bound=self.bound, user=self.protocol.user,
-            du=c[0], bu=c[1], dd=c[2], bd=c[3], dropped=self.dropped + self.channel.dropped,
+            du=self.counts[0], bu=self.counts[1], dd=stream.sent, bd=stream.sentBytes,
+            dropped=self.dropped + stream.dropped + self.channel.dropped,
         )

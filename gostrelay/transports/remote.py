@@ -32,13 +32,13 @@ from zope.interface import implementer
 
 from gostrelay.config.model import ConfigError, ServiceConfig
 from gostrelay.connectors.relay import RelayRefused
+from gostrelay.datagram import TunnelFramedChannel
 from gostrelay.interfaces import IListener
 from gostrelay.mux import MuxConfig, MuxSession, MuxStream, _StreamAddress
 from gostrelay.router import DEFAULT_DIAL_TIMEOUT
 from gostrelay.transports.udp import UDPListener, UDPSessionTable
 from gostrelay.wire.address import splitHostPort
 from gostrelay.wire.relay import RelayDecodeError, ResponseParser, Status, statusText
-from gostrelay.wire.udpframe import FrameError, TunnelDatagramParser, encodeTunnelDatagram
 
 DEFAULT_MAX_RETRY_DELAY = 5.0
 
@@ -344,51 +344,39 @@ class RTCPListener(_RemoteListener):
 class _TunnelSocket:
     """
     What a L{UDPSessionTable} writes replies to: here, tunnel datagrams on
-    the BIND stream, addressed to the remote peer.
+    the BIND stream, addressed to the remote peer (dropped while the
+    stream is full).
     """
 
-    def __init__(self, transport: Any) -> None:
-        self.transport = transport
-        self.dropped = 0
+    def __init__(self, stream: TunnelFramedChannel) -> None:
+        self.stream = stream
 
     def write(self, data: bytes, addr: Any) -> None:
-        if not data:
-            self.dropped += 1
-            return
-        try:
-            frame = encodeTunnelDatagram(addr[0], addr[1], data)
-        except FrameError:
-            self.dropped += 1
-            return
-        self.transport.write(frame)
+        self.stream.sendTunnelDatagram(addr[0], addr[1], data)
 
 
-class _UDPBindProtocol(Protocol):
+class _UDPBindProtocol(TunnelFramedChannel):
     """
     The client side of a UDP BIND: tunnel datagrams from remote peers,
     demultiplexed into sessions by the rudp handler.
     """
 
     def __init__(self, listener: RUDPListener) -> None:
+        super().__init__(None, listener.log)
         self.listener = listener
-        self.parser = TunnelDatagramParser()
         self.table = UDPSessionTable(listener.sessions, listener.handler)
 
     def connectionMade(self) -> None:
+        super().connectionMade()
         self.listener.bound(self.transport)
-        self.table.transport = _TunnelSocket(self.transport)  # type: ignore[assignment]
+        self.label = f"{self.listener.service.name}: UDP BIND {self.listener.boundAddress}"
+        self.table.transport = _TunnelSocket(self)  # type: ignore[assignment]
 
-    def dataReceived(self, data: bytes) -> None:
-        try:
-            datagrams = self.parser.feed(data)
-        except FrameError as e:
-            self.listener.log.info("bad tunnel datagram from the relay server: {e}", e=e)
-            self.transport.loseConnection()  # type: ignore[union-attr]
-            return
-        for host, port, payload in datagrams:
-            self.table.datagramReceived(payload, (host, port))
+    def tunnelDatagramReceived(self, host: str, port: int, data: bytes) -> None:
+        self.table.datagramReceived(data, (host, port))
 
-    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+    def connectionLost(self, reason: Failure | None = None) -> None:
+        super().connectionLost(reason)
         self.table.closeAll()
         self.listener.log.info(
             "{name}: UDP BIND {bound} ended: {why}",
