@@ -36,6 +36,7 @@ from gostrelay.wire.udpframe import (
     FrameError,
     LengthFrameParser,
     TunnelDatagramParser,
+    UDPConnectReframer,
     encodeLengthFrame,
     encodeTunnelDatagram,
 )
@@ -157,6 +158,48 @@ class TunnelFrameTests(SynchronousTestCase):
         for piece in splitAt(stream, cuts):
             out.extend(parser.feed(piece))
         self.assertEqual(out, [(h, p, d) for (h, p), d in items])
+
+
+class UDPConnectReframerTests(SynchronousTestCase):
+    """
+    A UDP CONNECT's length frames carried on by a proxy hop as tunnel
+    datagrams to the target, or as bare datagrams, and back.
+    """
+
+    @given(tunnelPeers, datagramsLists, cutLists)
+    @settings(max_examples=200, deadline=None)
+    def test_appToTunnel(self, peer: tuple[str, int], datagrams: list[bytes], cuts: list[int]) -> None:
+        """
+        Frames in any split become tunnel datagrams naming the target;
+        empty ones, which the tunnel framing cannot carry, are dropped.
+        """
+        reframer = UDPConnectReframer(*peer)
+        out = b"".join(reframer.tunnelFromApp(piece) for piece in splitAt(b"".join(map(encodeLengthFrame, datagrams)), cuts))
+        self.assertEqual(TunnelDatagramParser().feed(out), [(*peer, d) for d in datagrams if d])
+        self.assertEqual(reframer.dropped, datagrams.count(b""))
+
+    @given(datagramsLists, cutLists)
+    @settings(max_examples=100, deadline=None)
+    def test_appToDatagrams(self, datagrams: list[bytes], cuts: list[int]) -> None:
+        reframer = UDPConnectReframer("127.0.0.1", 53)
+        stream = b"".join(map(encodeLengthFrame, datagrams))
+        self.assertEqual([d for piece in splitAt(stream, cuts) for d in reframer.datagramsFromApp(piece)], datagrams)
+
+    @given(st.lists(st.tuples(tunnelPeers, st.binary(min_size=1, max_size=200)), max_size=6), cutLists)
+    @settings(max_examples=100, deadline=None)
+    def test_tunnelToApp(self, items: list[Any], cuts: list[int]) -> None:
+        """
+        The peer's tunnel datagrams in any split become the application's
+        frames (whoever the peer names: the target is fixed).
+        """
+        reframer = UDPConnectReframer("127.0.0.1", 53)
+        stream = b"".join(encodeTunnelDatagram(h, p, d) for (h, p), d in items)
+        out = b"".join(reframer.tunnelToApp(piece) for piece in splitAt(stream, cuts))
+        self.assertEqual(out, b"".join(encodeLengthFrame(d) for _, d in items))
+        self.assertEqual(UDPConnectReframer.toApp(b"one"), encodeLengthFrame(b"one"))
+
+    def test_badTunnel(self) -> None:
+        self.assertRaises(FrameError, UDPConnectReframer("127.0.0.1", 53).tunnelToApp, b"\x00\x01\xff\x09abcdefgh")
 
 
 # -- channels over a stream

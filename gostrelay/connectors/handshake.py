@@ -48,13 +48,7 @@ from gostrelay.splice import spliceCarrierOf
 from gostrelay.wire.address import splitHostPort
 from gostrelay.wire.socks import SocksError, encodeSocks5Datagram, parseSocks5Datagram
 from gostrelay.wire.socksclient import ProxyProtocolError, ProxyRefused
-from gostrelay.wire.udpframe import (
-    FrameError,
-    LengthFrameParser,
-    TunnelDatagramParser,
-    encodeLengthFrame,
-    encodeTunnelDatagram,
-)
+from gostrelay.wire.udpframe import FrameError, UDPConnectReframer
 
 _log = Logger(namespace="gostrelay.connector")
 
@@ -99,7 +93,7 @@ class _AssociationSocket(DatagramProtocol):
         if datagram.frag or self.owner.app is None:
             self.dropped += 1
             return
-        self.owner.app.dataReceived(encodeLengthFrame(datagram.data))
+        self.owner.app.dataReceived(UDPConnectReframer.toApp(datagram.data))
 
     def send(self, host: str, port: int, payload: bytes) -> None:
         if self.transport is None:
@@ -126,9 +120,7 @@ class HandshakeClientProtocol(CarrierDelegate, Protocol):
         self.handshake = endpoint.makeHandshake()
         self.app: Any = None
         self._timer: Any = None
-        self._udp: tuple[str, int] | None = None
-        self._fromApp: LengthFrameParser | None = None
-        self._fromProxy: TunnelDatagramParser | None = None
+        self._udp: UDPConnectReframer | None = None
         self._association: _AssociationSocket | None = None
         self._associationPort: Any = None
 
@@ -180,23 +172,20 @@ class HandshakeClientProtocol(CarrierDelegate, Protocol):
             data = self.handshake.remainder
             if not data:
                 return
-        if self._fromProxy is not None:
+        if self._udp is not None:
             try:
-                datagrams = self._fromProxy.feed(data)
+                data = self._udp.tunnelToApp(data)
             except FrameError as e:
                 _log.info("{label}: bad UDP tunnel datagram: {e}", label=self.endpoint.label, e=e)
                 self.transport.loseConnection()  # type: ignore[union-attr]
                 return
-            data = b"".join(encodeLengthFrame(payload) for _h, _p, payload in datagrams)
             if not data:
                 return
         self.app.dataReceived(data)
 
     def _connectApp(self) -> bool:
         if self.endpoint.udpTarget is not None:
-            self._udp = self.endpoint.udpTarget
-            self._fromApp = LengthFrameParser()
-            self._fromProxy = TunnelDatagramParser()
+            self._udp = UDPConnectReframer(*self.endpoint.udpTarget)
             if self.endpoint.associate and not self._openAssociation():
                 return False
         try:
@@ -285,18 +274,13 @@ class HandshakeClientProtocol(CarrierDelegate, Protocol):
     def write(self, data: bytes) -> None:
         if not data:
             return
-        if self._association is not None and self._fromApp is not None and self._udp is not None:
-            for payload in self._fromApp.feed(data):
-                self._association.send(self._udp[0], self._udp[1], payload)
-            return
-        if self._fromApp is not None and self._udp is not None:
-            frames = []
-            for payload in self._fromApp.feed(data):
-                try:
-                    frames.append(encodeTunnelDatagram(self._udp[0], self._udp[1], payload))
-                except FrameError:
-                    continue  # an empty datagram has no tunnel framing: dropped
-            data = b"".join(frames)
+        if self._udp is not None:
+            if self._association is not None:
+                for payload in self._udp.datagramsFromApp(data):
+                    self._association.send(self._udp.host, self._udp.port, payload)
+                return
+            # An empty datagram has no tunnel framing: dropped.
+            data = self._udp.tunnelFromApp(data)
             if not data:
                 return
         self.transport.write(data)  # type: ignore[union-attr]

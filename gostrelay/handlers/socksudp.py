@@ -21,22 +21,10 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from gostrelay import logs
-from gostrelay.datagram import UDPSocketChannel, _ipText, listenUDP
+from gostrelay.datagram import DatagramCallbacks, UDPSocketChannel, _ipText, listenUDP
 from gostrelay.interfaces import IDatagramReceiver
 from gostrelay.wire import socks
 from gostrelay.wire.address import joinHostPort, splitHostPort
-
-
-@implementer(IDatagramReceiver)
-class _ClientSide:
-    def __init__(self, association: UDPAssociation) -> None:
-        self.association = association
-
-    def datagramReceived(self, data: bytes, addr: str) -> None:
-        self.association.fromClient(data, addr)
-
-    def channelClosed(self, reason: Failure | None) -> None:
-        pass
 
 
 @implementer(IDatagramReceiver)
@@ -59,7 +47,8 @@ class UDPAssociation:
         self.peer = peer
         self.clientHost = _ipText(clientHost)
         self.ttl = ttl
-        self.local = UDPSocketChannel(_ClientSide(self))
+        # The client's socket; the association itself receives from upstream.
+        self.local = UDPSocketChannel(DatagramCallbacks(self.fromClient))
         self.upstream: Any = None
         self.clientAddr: str | None = None
         self.counts = [0, 0, 0, 0]

@@ -17,10 +17,13 @@ header) at a time.
 from __future__ import annotations
 
 import struct
+from typing import Generic, TypeVar
 
 from gostrelay.wire.address import AddressError, atypeForHost, decodeSocksAddress, encodeSocksAddress
 
 MAX_DATAGRAM = 0xFFFF
+
+T = TypeVar("T")
 
 #: The FRAG byte GOST writes in tunnel datagrams; readers ignore it.
 TUNNEL_FRAG = 0xFF
@@ -38,26 +41,31 @@ def encodeLengthFrame(payload: bytes) -> bytes:
     return struct.pack(">H", len(payload)) + payload
 
 
-class LengthFrameParser:
+class _FrameParser(Generic[T]):
     """
-    Splits a stream of C{LEN PAYLOAD} frames into datagrams.
+    The incremental, bounded loop both parsers share: whole frames out,
+    the incomplete tail kept.  A subclass says where the frame at an
+    offset ends (L{_frameAt}).
     """
 
     def __init__(self) -> None:
         self._buffer = bytearray()
 
-    def feed(self, data: bytes) -> list[bytes]:
-        out: list[bytes] = []
+    def _frameAt(self, buf: bytearray, offset: int) -> tuple[T, int] | None:
+        """
+        The frame starting at C{offset} and the offset after it, or C{None}
+        while it is incomplete.
+        """
+        raise NotImplementedError
+
+    def feed(self, data: bytes) -> list[T]:
+        out: list[T] = []
         self._buffer += data
         buf = self._buffer
         offset = 0
-        while len(buf) - offset >= 2:
-            (length,) = struct.unpack_from(">H", buf, offset)
-            end = offset + 2 + length
-            if len(buf) < end:
-                break
-            out.append(bytes(buf[offset + 2 : end]))
-            offset = end
+        while (frame := self._frameAt(buf, offset)) is not None:
+            item, offset = frame
+            out.append(item)
         if offset:
             del buf[:offset]
         return out
@@ -65,6 +73,21 @@ class LengthFrameParser:
     @property
     def buffered(self) -> int:
         return len(self._buffer)
+
+
+class LengthFrameParser(_FrameParser[bytes]):
+    """
+    Splits a stream of C{LEN PAYLOAD} frames into datagrams.
+    """
+
+    def _frameAt(self, buf: bytearray, offset: int) -> tuple[bytes, int] | None:
+        if len(buf) - offset < 2:
+            return None
+        (length,) = struct.unpack_from(">H", buf, offset)
+        end = offset + 2 + length
+        if len(buf) < end:
+            return None
+        return bytes(buf[offset + 2 : end]), end
 
 
 def encodeTunnelDatagram(host: str, port: int, data: bytes) -> bytes:
@@ -84,7 +107,7 @@ def encodeTunnelDatagram(host: str, port: int, data: bytes) -> bytes:
     return struct.pack(">HB", len(data), TUNNEL_FRAG) + address + data
 
 
-class TunnelDatagramParser:
+class TunnelDatagramParser(_FrameParser[tuple[str, int, bytes]]):
     """
     Splits a stream of tunnel datagrams into C{(host, port, data)}.
 
@@ -92,31 +115,71 @@ class TunnelDatagramParser:
     and framing continues.
     """
 
-    def __init__(self) -> None:
-        self._buffer = bytearray()
+    def _frameAt(self, buf: bytearray, offset: int) -> tuple[tuple[str, int, bytes], int] | None:
+        if len(buf) - offset < 4:
+            return None
+        (length,) = struct.unpack_from(">H", buf, offset)
+        try:
+            _, host, port, addrEnd = decodeSocksAddress(buf, offset + 3)
+        except AddressError as e:
+            if "unknown address type" in str(e):
+                raise FrameError(str(e)) from None
+            return None
+        end = addrEnd + length
+        if len(buf) < end:
+            return None
+        return (host, port, bytes(buf[addrEnd:end])), end
 
-    def feed(self, data: bytes) -> list[tuple[str, int, bytes]]:
-        out: list[tuple[str, int, bytes]] = []
-        self._buffer += data
-        buf = self._buffer
-        offset = 0
-        while len(buf) - offset >= 4:
-            (length,) = struct.unpack_from(">H", buf, offset)
+
+class UDPConnectReframer:
+    """
+    One UDP CONNECT's C{LEN PAYLOAD} frames (what the relay's datagram
+    channel writes to any UDP-capable hop) carried on by a proxy hop in
+    another framing: GOST's tunnel datagrams addressed to the target
+    (SOCKS5 command 0xF3, HTTP C{X-Gost-Protocol: udp}), or bare datagrams
+    (a standard SOCKS5 UDP ASSOCIATE).  Both directions, incremental and
+    bounded as the parsers are.
+
+    @ivar dropped: datagrams from the application the tunnel framing
+        cannot carry (empty ones).
+    """
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host = host
+        self.port = port
+        self.dropped = 0
+        self._fromApp = LengthFrameParser()
+        self._fromPeer = TunnelDatagramParser()
+
+    def datagramsFromApp(self, data: bytes) -> list[bytes]:
+        """
+        The application's frames as datagrams.
+        """
+        return self._fromApp.feed(data)
+
+    def tunnelFromApp(self, data: bytes) -> bytes:
+        """
+        The application's frames as tunnel datagrams to the target.
+        """
+        frames = []
+        for payload in self._fromApp.feed(data):
             try:
-                _, host, port, addrEnd = decodeSocksAddress(buf, offset + 3)
-            except AddressError as e:
-                if "unknown address type" in str(e):
-                    raise FrameError(str(e)) from None
-                break
-            end = addrEnd + length
-            if len(buf) < end:
-                break
-            out.append((host, port, bytes(buf[addrEnd:end])))
-            offset = end
-        if offset:
-            del buf[:offset]
-        return out
+                frames.append(encodeTunnelDatagram(self.host, self.port, payload))
+            except FrameError:
+                self.dropped += 1
+        return b"".join(frames)
 
-    @property
-    def buffered(self) -> int:
-        return len(self._buffer)
+    def tunnelToApp(self, data: bytes) -> bytes:
+        """
+        The peer's tunnel datagrams as the application's frames.
+
+        @raise FrameError: the peer's stream is not tunnel datagrams.
+        """
+        return b"".join(encodeLengthFrame(payload) for _host, _port, payload in self._fromPeer.feed(data))
+
+    @staticmethod
+    def toApp(payload: bytes) -> bytes:
+        """
+        One datagram from the peer as the application's frame.
+        """
+        return encodeLengthFrame(payload)
