@@ -19,7 +19,15 @@ from zope.interface import implementer
 
 from gostrelay import metrics, registry
 from gostrelay.config.model import ChainConfig, ConfigError, HopConfig, NodeConfig
-from gostrelay.router import DialError, HopFailed
+from gostrelay.errors import (
+    DialError,
+    HopFailed,
+    ProxyHopRefused,
+    RelayRefused,
+    describeConnectError,
+    describeFailure,
+)
+from gostrelay.router import directEndpoint
 from gostrelay.selector import Node, Selector
 
 _log = Logger(namespace="gostrelay.chain")
@@ -165,7 +173,6 @@ class Chain:
             version = hop.proxyHeaders.get(node.name)
             if version:
                 from gostrelay.layering import HeaderFirstEndpoint
-                from gostrelay.router import directEndpoint
                 from gostrelay.wire.proxyheader import encodeHeader
 
                 source, destination = origin if origin is not None else (None, None)
@@ -199,8 +206,6 @@ class Chain:
         """
         route = self.route(hashKey, self.hopsFor(address))
         if not route:
-            from gostrelay.router import directEndpoint
-
             return directEndpoint(self.clock, address, timeout)
         connector = route[-1][1].value[0]
         progress = _Progress()
@@ -222,11 +227,8 @@ def describeDialFailure(f: Failure) -> str:
     How a dial failed, in a few words: C{connection refused}, C{timed out},
     C{name not resolved}, C{TLS: ...}.
     """
-    from gostrelay.errors import describeFailure
-    from gostrelay.router import _reason
-
     if isinstance(f.value, error.ConnectError) and not isinstance(f.value, error.ConnectingCancelledError):
-        return _reason(f.value)
+        return describeConnectError(f.value)
     if isinstance(f.value, DialError):
         return str(f.value)
     return describeFailure(f)
@@ -246,16 +248,12 @@ class _HopEndpoint:
         self.progress = progress
 
     def connect(self, factory: IProtocolFactory) -> defer.Deferred[Any]:
-        from gostrelay.connectors.relay import RelayRefused
-
         def ok(protocol: Any) -> Any:
             self.progress.reached = max(self.progress.reached, self.index + 1)
             return protocol
 
         def failed(f: Failure) -> Failure:
-            if f.check(defer.CancelledError, error.ConnectingCancelledError, HopFailed, RelayRefused):
-                return f
-            if isinstance(getattr(f.value, "proxy", None), str):
+            if f.check(defer.CancelledError, error.ConnectingCancelledError, HopFailed, RelayRefused, ProxyHopRefused):
                 return f  # a proxy hop's refusal (http, socks) names its node itself
             return Failure(HopFailed(self.label, describeDialFailure(f), culprit=self.index))
 
@@ -347,28 +345,23 @@ class _MarkingEndpoint:
         chain worked); a named hop failure is that node's; anything else
         happened reaching the first node.
         """
-        from gostrelay.connectors.relay import RelayRefused
-
         if not self.route:
             return None
-        proxy = getattr(f.value, "proxy", None)
-        if isinstance(proxy, str):
+        e = f.value
+        if isinstance(e, ProxyHopRefused):
             # A proxy hop's refusal (http, socks): the refusing node's.
             for hop, node in self.route:
-                if node.addr == proxy:
+                if node.addr == e.proxy:
                     return hop, node
-        if f.check(RelayRefused):
-            target = getattr(f.value, "target", "")
+        if isinstance(e, RelayRefused):
             for hop, node in self.route[1:]:
-                if node.addr == target:
+                if node.addr == e.target:
                     return hop, node
             return None
-        if f.check(HopFailed):
-            culprit = getattr(f.value, "culprit", None)
-            if culprit is not None and 0 <= culprit < len(self.route):
-                return self.route[culprit]
-            server = getattr(f.value, "server", "")
+        if isinstance(e, HopFailed):
+            if e.culprit is not None and 0 <= e.culprit < len(self.route):
+                return self.route[e.culprit]
             for hop, node in self.route:
-                if self._label(node) == server:
+                if self._label(node) == e.server:
                     return hop, node
         return self.route[0]

@@ -27,13 +27,8 @@ from twisted.internet.interfaces import IHostResolution, IResolutionReceiver
 from zope.interface import implementer
 
 from gostrelay.bypass import BypassSet, IPAddress, canonicalIP, isLoopbackName, isPrivateIP
+from gostrelay.errors import TargetRefused
 from gostrelay.wire.address import AddressError, joinHostPort, splitHostPort
-
-
-class TargetRefused(Exception):
-    """
-    The guard refuses a target; C{str()} says why, for the log line.
-    """
 
 
 @implementer(IResolutionReceiver)

@@ -2,14 +2,16 @@
 Outgoing connections of a service: through its chain when it has one,
 directly otherwise (spec-relay.md 7.1).
 
-A router turns C{(network, "host:port")} into a connected protocol, with the
-service's C{dialTimeout} on every attempt and the handler's C{retries}.
+A router turns C{(network, "host:port")} into a connected protocol (or a
+datagram channel), with the service's C{dialTimeout} on every attempt and
+the handler's C{retries}: one loop (L{_Dial}) for streams, datagrams and UDP
+associations.
 """
 
 from __future__ import annotations
 
 import ipaddress
-from typing import Any
+from typing import Any, Callable
 from typing import Protocol as TypingProtocol
 
 from twisted.internet import defer, error
@@ -17,47 +19,19 @@ from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint, TCP
 from twisted.internet.interfaces import IProtocolFactory, IStreamClientEndpoint
 from twisted.python.failure import Failure
 
+from gostrelay.datagram import (
+    ChannelFactory,
+    LengthFramedChannel,
+    ResolvingChannel,
+    TunnelFramedChannel,
+    UDPSocketChannel,
+    connectUDP,
+    listenUDP,
+)
+from gostrelay.errors import DialError, HopFailed, RelayRefused, UnsupportedNetwork, describeConnectError
 from gostrelay.wire.address import AddressError, splitHostPort
 
 DEFAULT_DIAL_TIMEOUT = 15.0
-
-
-class DialError(Exception):
-    """
-    A target could not be reached; C{str()} says why, for the log line.
-    """
-
-
-class UnsupportedNetwork(DialError):
-    pass
-
-
-class HopFailed(DialError, error.ConnectError):
-    """
-    A node of a chain failed: its relay server could not be reached
-    (refused, timed out, a TLS or WebSocket handshake failed), or it did not
-    answer, or it refused to reach the next node.  The message names the
-    node, not the target, so that an unreachable relay server is never
-    blamed on the target.
-
-    @ivar server: the node's address, with its hop (C{"127.0.0.1:8420
-        (hop 1)"}).
-    @ivar how: what went wrong (C{"connection refused"}, C{"TLS: ..."}).
-    @ivar status: the relay status when the node answered one, else C{None}.
-    @ivar culprit: the index in the route of the node whose fail counter
-        this counts against, when known.
-    """
-
-    def __init__(self, server: str, how: str, status: int | None = None, culprit: int | None = None) -> None:
-        self.message = f"relay server {server}: {how}"
-        error.ConnectError.__init__(self, string=self.message)
-        self.server = server
-        self.how = how
-        self.status = status
-        self.culprit = culprit
-
-    def __str__(self) -> str:
-        return self.message
 
 
 def directEndpoint(reactor: Any, address: str, timeout: float = DEFAULT_DIAL_TIMEOUT) -> IStreamClientEndpoint:
@@ -169,13 +143,12 @@ class Router:
             return defer.fail(UnsupportedNetwork(f"network {network!r} is not supported here"))
         if self.guard is None:
             # No generator, no extra Deferred: this runs once per connection.
-            return _Dial(self, network, address, address, False, factory, origin).start()
+            return _StreamDial(self, network, address, address, False, factory, origin).start()
         return self._checked(address).addCallback(
-            lambda checked: _Dial(self, network, address, checked[0], checked[1], factory, origin).start()
+            lambda checked: _StreamDial(self, network, address, checked[0], checked[1], factory, origin).start()
         )
 
-    @defer.inlineCallbacks
-    def datagram(self, address: str, receiver: Any):  # type: ignore[no-untyped-def]
+    def datagram(self, address: str, receiver: Any) -> defer.Deferred[Any]:
         """
         A datagram channel to C{address}: through the chain, a relay UDP
         CONNECT stream carrying length-prefixed frames; directly, a UDP
@@ -184,40 +157,9 @@ class Router:
         @return: a L{Deferred} firing with an L{IDatagramChannel}, or failing
             with L{DialError}.
         """
-        from gostrelay.datagram import ChannelFactory, LengthFramedChannel, connectUDP
-
-        checked, _direct = yield self._checked(address)
-        last: Exception | None = None
-        for _attempt in range(self.retries + 1):
-            d: defer.Deferred[Any]
-            if self.chained(address):
-                channel = LengthFramedChannel(receiver, address)
-                d = self.route.endpoint("udp", address, self.dialTimeout).connect(ChannelFactory(channel))  # type: ignore[union-attr]
-            else:
-                d = connectUDP(self.reactor, receiver, checked)
-            timedOut: list[bool] = []
-            timer = self.reactor.callLater(self.dialTimeout, _expire, d, timedOut)
-            try:
-                result = yield d
-            except (defer.CancelledError, error.ConnectingCancelledError):
-                if not timedOut:
-                    raise defer.CancelledError() from None
-                last = DialError(f"dial udp {address}: timed out after {self.dialTimeout:g}s")
-            except HopFailed as e:
-                last = e
-            except error.ConnectError as e:
-                last = DialError(f"dial udp {address}: {_reason(e)}")
-            except DialError as e:
-                last = e
-            except Exception as e:  # noqa: BLE001 - any dial failure is a dial error
-                last = DialError(f"dial udp {address}: {e}")
-            else:
-                return channel if self.route is not None else result
-            finally:
-                if timer.active():
-                    timer.cancel()
-        assert last is not None
-        raise last
+        return self._checked(address).addCallback(
+            lambda checked: _DatagramDial(self, address, checked[0], receiver).start()
+        )
 
     def association(self, receiver: Any) -> defer.Deferred[Any]:
         """
@@ -227,41 +169,11 @@ class Router:
         needs bind=true, as in GOST); directly, an unconnected UDP socket
         that resolves names before sending.
         """
-        from gostrelay.datagram import (
-            ChannelFactory,
-            ResolvingChannel,
-            TunnelFramedChannel,
-            UDPSocketChannel,
-            listenUDP,
-        )
-
         if self.route is not None:
             bindEndpoint = getattr(self.route, "bindEndpoint", None)
             if bindEndpoint is None:
                 return defer.fail(DialError("this route cannot carry a UDP association"))
-            channel = TunnelFramedChannel(receiver)
-            try:
-                d = bindEndpoint("udp", "", self.dialTimeout).connect(ChannelFactory(channel))
-            except Exception as e:  # noqa: BLE001
-                return defer.fail(DialError(f"UDP association: {e}"))
-            timedOut: list[bool] = []
-            timer = self.reactor.callLater(self.dialTimeout, _expire, d, timedOut)
-
-            def done(result: Any) -> Any:
-                if timer.active():
-                    timer.cancel()
-                return result
-
-            def failed(f: Any) -> Any:
-                if f.check(defer.CancelledError) and timedOut:
-                    raise DialError(f"UDP association: timed out after {self.dialTimeout:g}s")
-                if f.check(HopFailed):
-                    return f
-                if f.check(error.ConnectError) and getattr(f.value, "status", None) is None:
-                    raise DialError(f"UDP association: {_reason(f.value)}")
-                return f
-
-            return d.addBoth(done).addCallbacks(lambda _: channel, failed)
+            return _AssociationDial(self, bindEndpoint, receiver).start()
         socketChannel = UDPSocketChannel(receiver)
         try:
             listenUDP(self.reactor, socketChannel)
@@ -270,10 +182,103 @@ class Router:
         return defer.succeed(ResolvingChannel(self.reactor, socketChannel))
 
 
+class _DialTimedOut(Exception):
+    """
+    An attempt outlived the router's dial timeout (L{Deferred.addTimeout}
+    cancelled it); a cancellation by the caller stays a L{CancelledError}.
+    """
+
+
+def _timedOut(result: Any, timeout: float) -> Any:
+    if isinstance(result, Failure) and result.check(defer.CancelledError, error.ConnectingCancelledError):
+        return Failure(_DialTimedOut(timeout))
+    return result
+
+
 class _Dial:
     """
-    One L{Router.connect}: up to C{retries + 1} attempts, each bounded by
-    the dial timeout.
+    The one retry loop of a router: up to C{attempts} attempts, each bounded
+    by the dial timeout.  A failed attempt becomes a L{DialError} whose
+    message starts with L{what} (a chain node's failure stays the
+    L{HopFailed} naming it) and is tried again while attempts are left.
+    A relay server's refusal (L{RelayRefused}, when L{refusalIsAnswer}) and
+    a cancellation end the dial at once: the server answered, the caller
+    gave up.  Subclasses make one attempt in L{_attempt}.
+    """
+
+    #: The start of failure messages (C{"dial 10.0.0.1:80"}).
+    what = ""
+    #: Whether a relay server's refusal reaches the caller as it is (whose
+    #: status it maps to an HTTP or SOCKS answer) rather than as a retried
+    #: L{DialError}.
+    refusalIsAnswer = True
+
+    def __init__(self, router: Router, attempts: int) -> None:
+        self.router = router
+        self.left = attempts
+        self.attempt: defer.Deferred[Any] | None = None
+        self.result: defer.Deferred[Any] = defer.Deferred(lambda _: self._cancel())
+
+    def _attempt(self) -> defer.Deferred[Any]:
+        raise NotImplementedError()
+
+    def start(self) -> defer.Deferred[Any]:
+        self._next()
+        return self.result
+
+    def _next(self) -> None:
+        self.left -= 1
+        try:
+            d = self._attempt()
+        except Exception:  # noqa: BLE001 - e.g. a chain refusing the target: the caller's failure
+            self.result.errback()
+            return
+        self.attempt = d
+        d.addTimeout(self.router.dialTimeout, self.router.reactor, onTimeoutCancel=_timedOut)
+        d.addCallbacks(self._connected, self._failed)
+
+    def _cancel(self) -> None:
+        if self.attempt is not None:
+            attempt, self.attempt = self.attempt, None
+            attempt.cancel()
+
+    def _connected(self, result: Any) -> None:
+        self.attempt = None
+        if not self.result.called:
+            self.result.callback(result)
+
+    def _failed(self, f: Failure) -> None:
+        if self.attempt is None or self.result.called:
+            return  # cancelled by the caller
+        self.attempt = None
+        e = f.value
+        if isinstance(e, (defer.CancelledError, error.ConnectingCancelledError)):
+            self.result.errback(defer.CancelledError())
+            return
+        if isinstance(e, RelayRefused) and self.refusalIsAnswer:
+            self.result.errback(f)
+            return
+        if isinstance(e, _DialTimedOut):
+            failure: DialError = self._timeoutError()
+        elif isinstance(e, DialError):
+            failure = e
+        elif isinstance(e, error.ConnectError):
+            failure = DialError(f"{self.what}: {describeConnectError(e)}")
+        else:
+            failure = DialError(f"{self.what}: {e}")
+        if self.left <= 0:
+            self.result.errback(failure)
+            return
+        self._next()
+
+    def _timeoutError(self) -> DialError:
+        return DialError(f"{self.what}: timed out after {self.router.dialTimeout:g}s")
+
+
+class _StreamDial(_Dial):
+    """
+    One L{Router.connect}: to the checked address directly, or through the
+    route.
     """
 
     def __init__(
@@ -286,115 +291,74 @@ class _Dial:
         factory: IProtocolFactory,
         origin: Any = None,
     ) -> None:
-        self.router = router
+        super().__init__(router, router.retries + 1)
+        self.what = f"dial {address}"
         self.origin = origin
         self.network = network
         self.address = address
         self.checked = checked
         self.direct = direct
         self.factory = factory
-        self.left = router.retries + 1
-        self.attempt: defer.Deferred[Any] | None = None
-        self.timer: Any = None
-        self.timedOut = False
         self.endpoint: Any = None
-        self.result: defer.Deferred[Any] = defer.Deferred(lambda _: self._cancel())
 
-    def start(self) -> defer.Deferred[Any]:
-        try:
-            self._next()
-        except Exception:  # noqa: BLE001 - e.g. a chain refusing the target: the caller's failure
-            self.result.errback()
-        return self.result
-
-    def _next(self) -> None:
+    def _attempt(self) -> defer.Deferred[Any]:
         router = self.router
-        self.left -= 1
         if self.direct or router.route is None:
-            endpoint = directEndpoint(router.reactor, self.checked, router.dialTimeout)
+            self.endpoint = directEndpoint(router.reactor, self.checked, router.dialTimeout)
         else:
-            endpoint = router.endpoint(self.network, self.address, self.origin)
-        self.timedOut = False
-        self.endpoint = endpoint
-        d = self.attempt = endpoint.connect(self.factory)
-        self.timer = router.reactor.callLater(router.dialTimeout, self._expire, d)
-        d.addCallbacks(self._connected, self._failed)
+            self.endpoint = router.endpoint(self.network, self.address, self.origin)
+        return self.endpoint.connect(self.factory)
 
-    def _expire(self, d: defer.Deferred[Any]) -> None:
-        self.timer = None
-        self.timedOut = True
-        d.cancel()
+    def _timeoutError(self) -> DialError:
+        stalled = getattr(self.endpoint, "stalled", None)
+        where = stalled() if stalled is not None else None
+        if where is not None:
+            # A chain says which relay server kept us waiting.
+            return HopFailed(where, f"timed out after {self.router.dialTimeout:g}s (dialing {self.address})")
+        return super()._timeoutError()
 
-    def _stopTimer(self) -> None:
-        if self.timer is not None:
-            if self.timer.active():
-                self.timer.cancel()
-            self.timer = None
 
-    def _cancel(self) -> None:
-        self._stopTimer()
-        if self.attempt is not None:
-            attempt, self.attempt = self.attempt, None
-            attempt.cancel()
+class _DatagramDial(_Dial):
+    """
+    One L{Router.datagram}.  Its callers map no relay status, so a relay
+    server's refusal is one more reason the target was not reached.
+    """
 
-    def _connected(self, protocol: Any) -> None:
-        self.attempt = None
-        self._stopTimer()
-        if not self.result.called:
-            self.result.callback(protocol)
+    refusalIsAnswer = False
 
-    def _failed(self, f: Failure) -> None:
-        self._stopTimer()
-        if self.attempt is None or self.result.called:
-            return  # cancelled by the caller
-        self.attempt = None
-        address, timeout = self.address, self.router.dialTimeout
-        e = f.value
-        if isinstance(e, (defer.CancelledError, error.ConnectingCancelledError)):
-            if not self.timedOut:
-                self.result.errback(defer.CancelledError())
-                return
-            stalled = getattr(self.endpoint, "stalled", None)
-            where = stalled() if stalled is not None else None
-            if where is not None:
-                # A chain says which relay server kept us waiting.
-                last: Exception = HopFailed(where, f"timed out after {timeout:g}s (dialing {address})")
-            else:
-                last = DialError(f"dial {address}: timed out after {timeout:g}s")
-        elif isinstance(e, HopFailed):
-            last = e
-        elif isinstance(e, error.ConnectError):
-            if getattr(e, "status", None) is not None:
-                self.result.errback(f)  # a relay server's refusal: callers map its status
-                return
-            last = DialError(f"dial {address}: {_reason(e)}")
-        elif isinstance(e, DialError):
-            last = e
-        else:
-            last = DialError(f"dial {address}: {e}")
-        if self.left <= 0:
-            self.result.errback(last)
-            return
+    def __init__(self, router: Router, address: str, checked: str, receiver: Any) -> None:
+        super().__init__(router, router.retries + 1)
+        self.what = f"dial udp {address}"
+        self.address = address
+        self.checked = checked
+        self.receiver = receiver
+
+    def _attempt(self) -> defer.Deferred[Any]:
+        router = self.router
+        if router.route is None or not router.chained(self.address):
+            return connectUDP(router.reactor, self.receiver, self.checked)
+        channel = LengthFramedChannel(self.receiver, self.address)
+        d = router.route.endpoint("udp", self.address, router.dialTimeout).connect(ChannelFactory(channel))
+        return d.addCallback(lambda _: channel)
+
+
+class _AssociationDial(_Dial):
+    """
+    One L{Router.association} through a route: a single attempt.
+    """
+
+    what = "UDP association"
+
+    def __init__(self, router: Router, bindEndpoint: Callable[..., IStreamClientEndpoint], receiver: Any) -> None:
+        super().__init__(router, 1)
+        self.bindEndpoint = bindEndpoint
+        self.receiver = receiver
+
+    def _attempt(self) -> defer.Deferred[Any]:
+        channel = TunnelFramedChannel(self.receiver)
         try:
-            self._next()
-        except Exception:  # noqa: BLE001
-            self.result.errback()
+            d = self.bindEndpoint("udp", "", self.router.dialTimeout).connect(ChannelFactory(channel))
+        except Exception as e:  # noqa: BLE001
+            raise DialError(f"UDP association: {e}") from None
+        return d.addCallback(lambda _: channel)
 
-
-def _expire(d: defer.Deferred[Any], timedOut: list[bool]) -> None:
-    """
-    The dial timeout: cancel the attempt, remembering it was us (a
-    cancellation from the caller stops retrying; a timeout does not).
-    """
-    timedOut.append(True)
-    d.cancel()
-
-
-def _reason(e: error.ConnectError) -> str:
-    if isinstance(e, error.ConnectionRefusedError):
-        return "connection refused"
-    if isinstance(e, error.DNSLookupError):
-        return "name not resolved"
-    if isinstance(e, (error.TimeoutError, error.TCPTimedOutError)):
-        return "timed out"
-    return e.osError if getattr(e, "osError", None) else (str(e.args[0]) if e.args else e.__class__.__name__)

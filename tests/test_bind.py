@@ -37,7 +37,8 @@ from zope.interface import implementer
 from gostrelay.build import BuildContext
 from gostrelay.chain import Chain
 from gostrelay.config.url import buildConfigFromCommandLine
-from gostrelay.connectors.relay import RelayConnector, RelayRefused
+from gostrelay.connectors.relay import RelayConnector
+from gostrelay.errors import RelayRefused
 from gostrelay.handlers.forward import TCPForwardHandler
 from gostrelay.handlers.relay import RelayHandler, RelayServerProtocol
 from gostrelay.handlers.relaybind import bindAddress, parsePortRanges, portAllowed

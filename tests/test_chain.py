@@ -24,9 +24,8 @@ from gostrelay.build import BuildContext
 from gostrelay.chain import Chain, _MarkingEndpoint
 from gostrelay.config.model import ConfigError
 from gostrelay.config.url import buildConfigFromCommandLine
-from gostrelay.connectors.relay import RelayRefused
 from gostrelay.endpoints import chainEndpoint
-from gostrelay.router import HopFailed
+from gostrelay.errors import HopFailed, RelayRefused
 from gostrelay.wire.relay import connectRequest
 from tests import vectors
 from tests.support.fakes import AppFactory, RecordingTransport

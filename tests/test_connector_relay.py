@@ -31,10 +31,9 @@ from gostrelay.connectors.relay import (
     DEFAULT_RESPONSE_WAIT,
     RelayClientEndpoint,
     RelayConnector,
-    RelayRefused,
 )
 from gostrelay.datagram import ChannelFactory, LengthFramedChannel
-from gostrelay.router import UnsupportedNetwork
+from gostrelay.errors import RelayRefused, UnsupportedNetwork
 from gostrelay.wire.relay import RequestParser, Status
 from tests import vectors
 from tests.support.fakes import SERVER, AppFactory, HalfCloseableRecordingTransport, RecordingTransport

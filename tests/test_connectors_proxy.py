@@ -21,8 +21,8 @@ from twisted.trial import unittest
 from gostrelay.build import buildServices
 from gostrelay.config.model import ConfigError
 from gostrelay.config.url import buildConfigFromCommandLine
-from gostrelay.connectors.handshake import ProxyHopRefused
 from gostrelay.endpoints import chainEndpoint
+from gostrelay.errors import ProxyHopRefused
 from tests.processes import CONSOLE, childEnvironment, spawn
 from tests.support.proxies import startMicrosocks, startPproxy, startTinyproxy
 from tests.support.targets import Collector, EchoFactory, UDPClient, UDPEcho

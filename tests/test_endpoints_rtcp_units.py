@@ -20,8 +20,8 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
-from gostrelay.connectors.relay import RelayRefused
 from gostrelay.endpoints.rtcp import RemoteTCPServerEndpoint
+from gostrelay.errors import RelayRefused
 from gostrelay.wire import smux
 from gostrelay.wire.relay import AddrFeature, Response, Status, encodeResponse
 

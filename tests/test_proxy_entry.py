@@ -23,8 +23,8 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from gostrelay.build import BuildContext
 from gostrelay.config.url import buildConfigFromCommandLine
+from gostrelay.errors import DialError
 from gostrelay.handlers.proxy import DEFAULT_READ_TIMEOUT, ProxyEntryHandler
-from gostrelay.router import DialError
 from gostrelay.wire.relay import connectRequest
 from tests import vectors
 from tests.support.fakes import RecordingTransport

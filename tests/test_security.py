@@ -30,8 +30,9 @@ from gostrelay.build import BuildContext, buildServices
 from gostrelay.bypass import Bypass, canonicalIP, isPrivateHost, parseMatcher
 from gostrelay.config.model import Config
 from gostrelay.config.url import buildConfigFromCommandLine
+from gostrelay.errors import DialError
 from gostrelay.handlers.relay import RelayHandler, isPrivate
-from gostrelay.router import DialError, Router
+from gostrelay.router import Router
 from gostrelay.wire import socks
 from gostrelay.wire.address import joinHostPort
 from gostrelay.wire.relay import (

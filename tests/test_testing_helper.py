@@ -12,7 +12,7 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.protocols.basic import LineReceiver
 from twisted.trial.unittest import SynchronousTestCase
 
-from gostrelay.connectors.relay import RelayRefused
+from gostrelay.errors import RelayRefused
 from gostrelay.testing import MemoryRelay
 from gostrelay.wire.relay import Status
 

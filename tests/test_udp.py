@@ -27,9 +27,9 @@ from zope.interface import implementer
 from gostrelay.build import BuildContext
 from gostrelay.config.url import buildConfigFromCommandLine
 from gostrelay.datagram import ChannelFactory, LengthFramedChannel, TunnelFramedChannel
+from gostrelay.errors import DialError
 from gostrelay.handlers.udpforward import UDPForwardHandler
 from gostrelay.interfaces import IDatagramReceiver
-from gostrelay.router import DialError
 from gostrelay.transports.udp import DEFAULT_TTL, UDPListener
 from gostrelay.wire.relay import connectRequest
 from gostrelay.wire.udpframe import (

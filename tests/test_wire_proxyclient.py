@@ -17,7 +17,8 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
-from gostrelay.connectors.handshake import HandshakeEndpoint, ProxyHopRefused
+from gostrelay.connectors.handshake import HandshakeEndpoint
+from gostrelay.errors import ProxyHopRefused
 from gostrelay.wire.address import AddressError
 from gostrelay.wire.httpconnect import MAX_RESPONSE_HEAD, HTTPConnectHandshake
 from gostrelay.wire.httpproxy import ProxyRequestParser

@@ -42,7 +42,7 @@ from zope.interface import directlyProvides, implementer, providedBy
 
 from gostrelay.config.model import ConfigError, NodeConfig
 from gostrelay.connectors.carrier import CarrierDelegate
-from gostrelay.errors import describeFailure
+from gostrelay.errors import ProxyHopRefused, describeFailure
 from gostrelay.layering import connectLayered
 from gostrelay.splice import spliceCarrierOf
 from gostrelay.wire.address import splitHostPort
@@ -51,23 +51,6 @@ from gostrelay.wire.socksclient import ProxyProtocolError, ProxyRefused
 from gostrelay.wire.udpframe import FrameError, UDPConnectReframer
 
 _log = Logger(namespace="gostrelay.connector")
-
-
-class ProxyHopRefused(ConnectError):
-    """
-    A proxy hop said no (or did not speak its protocol).
-
-    @ivar proxy: the refusing node's address (C{"host:port"}), by which the
-        chain finds the node to mark failed.
-    @ivar answer: the proxy's answer in words.
-    @ivar target: what the hop was asked to reach.
-    """
-
-    def __init__(self, proxy: str, label: str, target: str, answer: str) -> None:
-        super().__init__(None, f"{label} refused {target}: {answer}")
-        self.proxy = proxy
-        self.answer = answer
-        self.target = target
 
 
 class _AssociationSocket(DatagramProtocol):

@@ -18,8 +18,8 @@ from zope.interface import implementer
 
 from gostrelay.config.model import ConfigError, NodeConfig
 from gostrelay.connectors.handshake import HandshakeEndpoint, nodeCredentials, nodeLabel
+from gostrelay.errors import UnsupportedNetwork
 from gostrelay.interfaces import IConnector
-from gostrelay.router import UnsupportedNetwork
 from gostrelay.wire.address import AddressError, joinHostPort, splitHostPort
 from gostrelay.wire.httpconnect import HTTPConnectHandshake
 

@@ -46,10 +46,9 @@ from zope.interface import directlyProvides, implementer, providedBy
 from gostrelay import logs
 from gostrelay.config.model import ConfigError, NodeConfig
 from gostrelay.connectors.carrier import CarrierDelegate
-from gostrelay.errors import describeFailure
+from gostrelay.errors import HopFailed, RelayRefused, UnsupportedNetwork, describeFailure
 from gostrelay.interfaces import IConnector
 from gostrelay.layering import connectLayered
-from gostrelay.router import HopFailed, UnsupportedNetwork
 from gostrelay.splice import spliceCarrierOf
 from gostrelay.wire.address import joinHostPort, splitHostPort
 from gostrelay.wire.relay import (
@@ -72,24 +71,6 @@ DEFAULT_QUIET_DELAY = 0.020
 DEFAULT_RESPONSE_WAIT = 0.5
 
 _log = Logger(namespace="gostrelay.connector.relay")
-
-
-class RelayRefused(ConnectError):
-    """
-    The relay server answered a status other than OK.
-
-    @ivar server: the relay server, as its node is named (address and hop).
-    """
-
-    def __init__(self, status: int, target: str, server: str = "") -> None:
-        self.message = f"relay server {server + ' ' if server else ''}refused {target}: {statusText(status)}"
-        super().__init__(self.message)
-        self.status = status
-        self.target = target
-        self.server = server
-
-    def __str__(self) -> str:
-        return self.message
 
 
 #: What a relay stream offers for each kind of carrier (its interfaces but

@@ -26,8 +26,8 @@ from zope.interface import implementer
 
 from gostrelay.config.model import ConfigError, NodeConfig
 from gostrelay.connectors.handshake import HandshakeEndpoint, hopIndex, nodeCredentials, nodeLabel
+from gostrelay.errors import UnsupportedNetwork
 from gostrelay.interfaces import IConnector
-from gostrelay.router import UnsupportedNetwork
 from gostrelay.wire.address import AddressError, splitHostPort
 from gostrelay.wire.socks import CMD_CONNECT, CMD_UDP_ASSOCIATE
 from gostrelay.wire.socksclient import CMD_UDP_TUN, Socks4ClientHandshake, Socks5ClientHandshake

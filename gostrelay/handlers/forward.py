@@ -21,10 +21,11 @@ from zope.interface import implementer
 
 from gostrelay import metrics
 from gostrelay.config.model import ConfigError, ServiceConfig
+from gostrelay.errors import DialError
 from gostrelay.handlers.relay import describeAddress, forwarderSelector, hostOf, serviceBypass
 from gostrelay.interfaces import IHandler
 from gostrelay.pipe import DEFAULT_HALF_CLOSE_TIMEOUT, DEFAULT_SPLICE_THRESHOLD, A, B, Pipe, PipeSideFactory
-from gostrelay.router import DialError, Router
+from gostrelay.router import Router
 from gostrelay.selector import Node
 
 EMPTY_TARGET = ":0"

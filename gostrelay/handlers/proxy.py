@@ -31,8 +31,8 @@ from zope.interface import implementer
 from gostrelay import logs, metrics
 from gostrelay.auth import Authenticator, authenticatorFor, emptyUserWarning
 from gostrelay.config.model import ServiceConfig
-from gostrelay.connectors.relay import RelayRefused
-from gostrelay.guard import TargetGuard, TargetRefused
+from gostrelay.errors import DialError, HopFailed, RelayRefused, TargetRefused, relayStatus
+from gostrelay.guard import TargetGuard
 from gostrelay.handlers.relay import _outcome, describeAddress, serviceBypass
 from gostrelay.interfaces import IHandler
 from gostrelay.pipe import (
@@ -44,7 +44,7 @@ from gostrelay.pipe import (
     PipeProtocol,
     PipeSideFactory,
 )
-from gostrelay.router import DialError, HopFailed, Router
+from gostrelay.router import Router
 from gostrelay.wire import httpproxy, socks, tlshello
 from gostrelay.wire.address import joinHostPort, splitHostPort
 from gostrelay.wire.relay import Status, statusText
@@ -72,8 +72,8 @@ def httpFailureResponse(reason: Failure, realm: str = "gost") -> bytes:
     A direct dial failure keeps GOST's 503.  The body says which, without
     naming the relay server (the entry's log line does).
     """
-    status = getattr(reason.value, "status", None)
-    if reason.check(RelayRefused, HopFailed) and status is not None:
+    status = relayStatus(reason)
+    if status is not None:
         text = statusText(status)
         body = f"the relay server refused the request: {text}\n".encode("latin-1", "replace")
         if status == Status.UNAUTHORIZED:
@@ -83,10 +83,11 @@ def httpFailureResponse(reason: Failure, realm: str = "gost") -> bytes:
                 headers=[("Proxy-Authenticate", f'Basic realm="{quoted}"'), ("Proxy-Agent", httpproxy.PROXY_AGENT)],
                 body=body,
             )
-        code = {Status.FORBIDDEN: 403, Status.TIMEOUT: 504}.get(status, 502)
+        codes: dict[int, int] = {Status.FORBIDDEN: 403, Status.TIMEOUT: 504}
+        code = codes.get(status, 502)
         return httpproxy.encodeResponse(code, headers=[("Proxy-Agent", httpproxy.PROXY_AGENT)], body=body)
-    if reason.check(HopFailed):
-        how = getattr(reason.value, "how", "")
+    if isinstance(reason.value, HopFailed):
+        how = reason.value.how
         code = 504 if "timed out" in how or "no response" in how else 502
         body = b"the relay server could not be reached or did not answer\n"
         return httpproxy.encodeResponse(code, headers=[("Proxy-Agent", httpproxy.PROXY_AGENT)], body=body)
@@ -100,12 +101,13 @@ def socks5FailureReply(reason: Failure) -> bytes:
     "network unreachable" (what GOST answers).
     """
     rep = socks.REP_NETWORK_UNREACHABLE
-    status = getattr(reason.value, "status", None)
-    if reason.check(RelayRefused, HopFailed) and status is not None:
-        rep = {
+    status = relayStatus(reason)
+    if status is not None:
+        replies: dict[int, int] = {
             Status.FORBIDDEN: socks.REP_NOT_ALLOWED,
             Status.HOST_UNREACHABLE: socks.REP_HOST_UNREACHABLE,
-        }.get(status, socks.REP_NETWORK_UNREACHABLE)
+        }
+        rep = replies.get(status, socks.REP_NETWORK_UNREACHABLE)
     return socks.encodeSocks5Reply(rep)
 
 
@@ -302,7 +304,7 @@ class ProxyEntryProtocol(Protocol):
                 return
             self.transport.write(negotiation.reply(socks.REP_GENERAL_FAILURE))  # type: ignore[union-attr]
             why = reason.getErrorMessage()
-            if reason.check(RelayRefused) and reason.value.status == Status.FORBIDDEN:  # type: ignore[union-attr]
+            if isinstance(reason.value, RelayRefused) and reason.value.status == Status.FORBIDDEN:
                 why = "the relay server refuses UDP association (it needs bind=true)"
             self._close(f"UDP association failed: {why}")
 

@@ -28,8 +28,8 @@ from gostrelay import logs, metrics
 from gostrelay.auth import Authenticator, authenticatorFor, emptyUserWarning
 from gostrelay.config.model import ConfigError, ServiceConfig
 from gostrelay.datagram import DatagramCallbacks, LengthFramedChannel
-from gostrelay.errors import describeFailure
-from gostrelay.guard import TargetGuard, TargetRefused
+from gostrelay.errors import DialError, TargetRefused, describeFailure
+from gostrelay.guard import TargetGuard
 from gostrelay.interfaces import IDatagramReceiver, IHandler
 from gostrelay.mux import MuxConfig
 from gostrelay.pipe import (
@@ -41,7 +41,7 @@ from gostrelay.pipe import (
     PipeProtocol,
     PipeSideFactory,
 )
-from gostrelay.router import DialError, Router
+from gostrelay.router import Router
 from gostrelay.selector import Node, Selector
 from gostrelay.wire.address import joinHostPort, splitHostPort
 from gostrelay.wire.relay import (

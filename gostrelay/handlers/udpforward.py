@@ -20,10 +20,11 @@ from zope.interface import implementer
 
 from gostrelay import metrics
 from gostrelay.config.model import ServiceConfig
+from gostrelay.errors import DialError
 from gostrelay.handlers.forward import _bypassed
 from gostrelay.handlers.relay import forwarderSelector, serviceBypass
 from gostrelay.interfaces import IDatagramReceiver, IHandler
-from gostrelay.router import DialError, Router
+from gostrelay.router import Router
 from gostrelay.selector import Node
 from gostrelay.wire.address import splitHostPort
 

@@ -31,8 +31,8 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from gostrelay.config.model import ConfigError, ServiceConfig
-from gostrelay.connectors.relay import RelayRefused
 from gostrelay.datagram import TunnelFramedChannel
+from gostrelay.errors import RelayRefused
 from gostrelay.interfaces import IListener
 from gostrelay.mux import MuxConfig, MuxSession, MuxStream, _StreamAddress
 from gostrelay.router import DEFAULT_DIAL_TIMEOUT
@@ -57,8 +57,8 @@ def bindFailureText(reason: Failure, address: str) -> str:
     Why a BIND of C{address} failed, in one line: the relay server's answer
     by name, with what it usually means.
     """
-    if reason.check(RelayRefused):
-        status = reason.value.status  # type: ignore[union-attr]
+    if isinstance(reason.value, RelayRefused):
+        status = reason.value.status
         answered = f"the relay server answered {statusText(status)}"
         if status == Status.FORBIDDEN:
             return f"{answered}: it refuses BIND (start it with bind=true)"

@@ -39,6 +39,7 @@ from twisted.python.filepath import FilePath
 from zope.interface import implementer
 
 from gostrelay.config.model import ConfigError, NodeConfig, ServiceConfig, TLSConfig
+from gostrelay.errors import CertificateRejected
 from gostrelay.interfaces import IDialer, IListener
 from gostrelay.pipe import setNoDelay
 from gostrelay.router import DEFAULT_DIAL_TIMEOUT, directEndpoint
@@ -340,13 +341,6 @@ def _isIP(host: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-class CertificateRejected(Exception):
-    """
-    The peer's certificate failed verification; the message says why
-    (expired, unknown CA, ...), for the log line.
-    """
 
 
 #: OpenSSL X509_V_ERR_* codes, in words.
