@@ -18,10 +18,22 @@ broken).  As a v2 sender a stream pauses its producer while the peer's
 window is used up.  A carrier that cannot take more pauses the producers
 registered on every stream.  smux v1 has no half-close: a FIN ends the
 stream both ways.
+
+Each stream's life is one L{StreamState} and each session's one
+L{SessionState}, small C{IntEnum} machines rather than automat: every
+frame in and every write out asks "is this stream (session) still
+there?", and on this bulk data path that must cost what a boolean
+did (one attribute load and one C-level compare), not a method dispatch
+through an automat transition table.  The states only move forward, so
+"ended" is C{state >= CLOSED}.  Flow control stays beside the lifecycle
+as two producer states (C{paused}: the protocol paused our reading;
+C{windowShut}: the peer's v2 window is used up): they come and go
+independently of it and of each other.
 """
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -79,6 +91,54 @@ class MuxConfig:
         return config
 
 
+class StreamState(enum.IntEnum):
+    """
+    The life of one smux stream, in the order it is lived::
+
+        OPEN --peer's FIN--> FIN_HELD --held bytes delivered--> READ_DONE
+
+    and from any of those, CLOSED (we closed it) or LOST (its session
+    ended); both are final.
+    """
+
+    #: Bytes go both ways.
+    OPEN = 0
+    #: The peer's FIN arrived; its end reaches the protocol after the bytes
+    #: held before it (a paused v2 stream, or no protocol attached yet).
+    FIN_HELD = 1
+    #: The protocol was told the peer's end (C{readConnectionLost}); smux
+    #: has no half-close, so the stream waits for our side to close.
+    READ_DONE = 2
+    #: We closed: our FIN went, the protocol learns it on the next turn.
+    CLOSED = 3
+    #: The session ended under the stream.
+    LOST = 4
+
+
+class SessionState(enum.IntEnum):
+    """
+    The life of an smux session: C{OPEN}, then C{CLOSING} when we closed it
+    (its carrier is being closed; nothing more is read or sent), then
+    C{DONE} once the carrier is gone.  The carrier may go first (C{OPEN}
+    straight to C{DONE}).
+    """
+
+    OPEN = 0
+    CLOSING = 1
+    DONE = 2
+
+
+# Module-level names for the hot paths (a global load, not an enum lookup).
+_OPEN = StreamState.OPEN
+_FIN_HELD = StreamState.FIN_HELD
+_READ_DONE = StreamState.READ_DONE
+_CLOSED = StreamState.CLOSED
+_LOST = StreamState.LOST
+_SESSION_OPEN = SessionState.OPEN
+_SESSION_CLOSING = SessionState.CLOSING
+_SESSION_DONE = SessionState.DONE
+
+
 @implementer(IAddress)
 class _StreamAddress:
     def __init__(self, host: str, port: int) -> None:
@@ -94,18 +154,20 @@ class _StreamAddress:
 class MuxStream:
     """
     One smux stream, the transport of one protocol.
-    """
 
-    disconnecting = False
+    @ivar state: where the stream is in its life (L{StreamState}).
+    @ivar paused: the protocol paused our reading (L{pauseProducing}).
+    @ivar windowShut: as a v2 sender, the peer's window is used up (our
+        writer's producer is paused).
+    """
 
     def __init__(self, session: MuxSession, sid: int) -> None:
         self.session = session
         self.sid = sid
+        self.state = _OPEN
         self.protocol: Any = None
         self.producer: Any = None
         self.paused = False
-        self.finSent = False
-        self.closed = False
         self.consumed = 0
         self._lastUpdate = 0
         self._pending: list[bytes] = []
@@ -116,10 +178,22 @@ class MuxStream:
         self.peerConsumed = 0
         self.peerWindow = INITIAL_PEER_WINDOW
         self.windowShut = False
-        self.remoteFinished = False
-        self._eofDelivered = False
         self.peerAddress: Any = None
         self.hostAddress: Any = None
+
+    @property
+    def closed(self) -> bool:
+        """
+        The stream has ended (we closed it, or its session is gone).
+        """
+        return self.state >= _CLOSED
+
+    @property
+    def disconnecting(self) -> bool:
+        """
+        L{ITransport}'s flag: we closed the stream.
+        """
+        return self.state is _CLOSED
 
     def attach(self, protocol: Any) -> None:
         self.protocol = protocol
@@ -129,7 +203,7 @@ class MuxStream:
     # -- from the session
 
     def _deliver(self, data: bytes) -> None:
-        if self.closed:
+        if self.state >= _CLOSED:
             return
         if self.protocol is None or (self.paused and self.session.config.version >= 2):
             # v2: a paused stream holds its bytes and withholds its window
@@ -155,13 +229,13 @@ class MuxStream:
             self.session._send(smux.encodeUpdate(2, self.sid, self.consumed, self.session.config.maxStreamBuffer))
 
     def _flushPending(self) -> None:
-        while self._pending and not self.paused and self.protocol is not None and not self.closed:
+        while self._pending and not self.paused and self.protocol is not None and self.state < _CLOSED:
             data = self._pending.pop(0)
             self._pendingBytes -= len(data)
             self.protocol.dataReceived(data)
             if self.session.config.version >= 2:
                 self._consumed(len(data))
-        if self.remoteFinished and not self._pending:
+        if self.state is _FIN_HELD and not self._pending:
             self._deliverEOF()
 
     def _windowUpdate(self, consumed: int, window: int) -> None:
@@ -187,24 +261,24 @@ class MuxStream:
         has no half-close, so the peer will not read what we write after
         it closed, and the stream ends when our side closes too).
         """
-        self.remoteFinished = True
+        if self.state is _OPEN:
+            self.state = _FIN_HELD
         if not self._pending:
             self._deliverEOF()
 
     def _deliverEOF(self) -> None:
-        if self._eofDelivered or self.closed or self.protocol is None:
+        if self.state is not _FIN_HELD or self.protocol is None:
             return
-        self._eofDelivered = True
+        self.state = _READ_DONE
         if IHalfCloseableProtocol.providedBy(self.protocol):
             self.protocol.readConnectionLost()
         else:
             self.loseConnection()
 
     def _sessionLost(self, reason: Failure) -> None:
-        if self.closed:
+        if self.state >= _CLOSED:
             return
-        self.closed = True
-        self.finSent = True
+        self.state = _LOST
         if self.protocol is not None:
             protocol, self.protocol = self.protocol, None
             protocol.connectionLost(reason)
@@ -212,7 +286,7 @@ class MuxStream:
     # -- ITransport
 
     def write(self, data: bytes) -> None:
-        if self.finSent or not data:
+        if self.state >= _CLOSED or not data:
             return
         self.session._writeData(self.sid, data)
         if self.session.config.version >= 2:
@@ -223,13 +297,10 @@ class MuxStream:
         self.write(b"".join(data))
 
     def loseConnection(self) -> None:
-        if self.closed:
+        if self.state >= _CLOSED:
             return
-        self.disconnecting = True
-        self.closed = True
-        if not self.finSent:
-            self.finSent = True
-            self.session._send(smux.encodeFrame(self.session.config.version, smux.FIN, self.sid))
+        self.state = _CLOSED
+        self.session._send(smux.encodeFrame(self.session.config.version, smux.FIN, self.sid))
         if self.paused:
             self.paused = False
             if self.session.config.version < 2:
@@ -250,7 +321,7 @@ class MuxStream:
     # -- IPushProducer (the protocol reading from us)
 
     def pauseProducing(self) -> None:
-        if not self.paused and not self.closed:
+        if not self.paused and self.state < _CLOSED:
             self.paused = True
             if self.session.config.version < 2:
                 self.session._streamPaused()
@@ -308,8 +379,10 @@ class MuxSession:
         self.streams: dict[int, MuxStream] = {}
         self._nextId = 1 if client else 0
         self._pausedStreams = 0
+        #: Where the session is in its life (L{SessionState}).
+        self.state = _SESSION_OPEN
+        #: The carrier cannot take more: our streams' writers are paused.
         self.carrierPaused = False
-        self.closed = False
         #: Called when the last stream of the session is gone (a dialer that
         #: closes idle sessions sets it).
         self.onIdle: Callable[[], None] | None = None
@@ -323,10 +396,17 @@ class MuxSession:
             self._keepalive = reactor.callLater(self.config.keepaliveInterval, self._sendKeepalive)
             self._deadline = reactor.callLater(self.config.keepaliveTimeout, self._checkHeard)
 
+    @property
+    def closed(self) -> bool:
+        """
+        The session has ended or is ending: nothing more is read or sent.
+        """
+        return self.state is not _SESSION_OPEN
+
     # -- carrier events
 
     def dataReceived(self, data: bytes) -> None:
-        if self.closed:
+        if self.state is not _SESSION_OPEN:
             return
         try:
             frames = self.parser.feed(data)
@@ -343,7 +423,7 @@ class MuxSession:
                     label=self.label, cmd=smux.COMMAND_NAMES[frame.cmd], sid=frame.sid, n=len(frame.data),
                 )
             self._frame(frame)
-            if self.closed:
+            if self.state is not _SESSION_OPEN:
                 return
 
     def _frame(self, frame: smux.Frame) -> None:
@@ -372,14 +452,12 @@ class MuxSession:
                 stream._windowUpdate(consumed, window)
 
     def connectionLost(self, reason: Failure | None = None) -> None:
-        if self.closed and not self.streams:
-            self._finish(reason)
-            return
-        self.closed = True
-        why = reason or Failure(ConnectionLost("smux session closed"))
-        for stream in list(self.streams.values()):
-            stream._sessionLost(why)
-        self.streams.clear()
+        self.state = _SESSION_DONE
+        if self.streams:
+            why = reason or Failure(ConnectionLost("smux session closed"))
+            for stream in list(self.streams.values()):
+                stream._sessionLost(why)
+            self.streams.clear()
         self._finish(reason)
 
     def _finish(self, reason: Failure | None) -> None:
@@ -403,7 +481,7 @@ class MuxSession:
 
     def _forget(self, sid: int) -> None:
         self.streams.pop(sid, None)
-        if not self.streams and not self.closed and self.onIdle is not None:
+        if not self.streams and self.state is _SESSION_OPEN and self.onIdle is not None:
             self.onIdle()
 
     def _writeData(self, sid: int, data: bytes) -> None:
@@ -418,7 +496,7 @@ class MuxSession:
         )
 
     def _send(self, frame: bytes) -> None:
-        if not self.closed:
+        if self.state is _SESSION_OPEN:
             self.transport.write(frame)
 
     def _streamPaused(self) -> None:
@@ -428,7 +506,7 @@ class MuxSession:
 
     def _streamResumed(self) -> None:
         self._pausedStreams -= 1
-        if self._pausedStreams == 0 and not self.closed:
+        if self._pausedStreams == 0 and self.state is _SESSION_OPEN:
             self.transport.resumeProducing()
 
     # -- the carrier's back-pressure on our writers
@@ -452,14 +530,14 @@ class MuxSession:
 
     def _sendKeepalive(self) -> None:
         self._keepalive = None
-        if self.closed:
+        if self.state is not _SESSION_OPEN:
             return
         self._send(smux.encodeFrame(self.config.version, smux.NOP, 0))
         self._keepalive = self.reactor.callLater(self.config.keepaliveInterval, self._sendKeepalive)
 
     def _checkHeard(self) -> None:
         self._deadline = None
-        if self.closed:
+        if self.state is not _SESSION_OPEN:
             return
         if not self._heard and self._pausedStreams == 0:
             _log.info(
@@ -475,9 +553,9 @@ class MuxSession:
         """
         End the session: its carrier is closed, its streams end.
         """
-        if self.closed:
+        if self.state is not _SESSION_OPEN:
             return
-        self.closed = True
+        self.state = _SESSION_CLOSING
         for stream in list(self.streams.values()):
             stream._sessionLost(Failure(ConnectionLost("smux session closed")))
         self.streams.clear()

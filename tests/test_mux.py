@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.internet.error import ConnectionDone, ConnectionLost
-from twisted.internet.interfaces import IPushProducer
+from twisted.internet.interfaces import IHalfCloseableProtocol, IPushProducer
 from twisted.internet.protocol import Protocol
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
@@ -25,7 +25,7 @@ from zope.interface import implementer
 
 from gostrelay.config.metadata import Metadata
 from gostrelay.config.model import ConfigError
-from gostrelay.mux import INITIAL_PEER_WINDOW, MuxConfig, MuxSession, MuxStream
+from gostrelay.mux import INITIAL_PEER_WINDOW, MuxConfig, MuxSession, MuxStream, SessionState, StreamState
 from gostrelay.wire.smux import FIN, NOP, PSH, SYN, UPD, FrameParser, decodeUpdate, encodeFrame, encodeUpdate
 from tests import vectors
 
@@ -895,6 +895,95 @@ class SessionEndTests(MuxTestCase):
         pair.server.dataReceived(bytes.fromhex("0109000003000000"))
         self.assertTrue(pair.st.disconnecting)
         self.assertEqual(len(rproto.lost), 1)
+
+
+class StateTests(MuxTestCase):
+    """
+    The stream and session states (L{StreamState}, L{SessionState}) name
+    where each is in its life, and only move forward.
+    """
+
+    def test_streamLife(self) -> None:
+        """
+        A paused v2 stream whose peer finished holds the FIN behind its
+        bytes (C{FIN_HELD}); resumed, it delivers them, then the end
+        (C{READ_DONE}); closing it is C{CLOSED}, C{disconnecting}.
+        """
+        pair = Pair(version=2)
+        stream, proto, remote, rproto = pair.open()
+        self.assertEqual((stream.state, remote.state), (StreamState.OPEN, StreamState.OPEN))
+        remote.pauseProducing()
+        stream.write(b"tail")
+        stream.loseConnection()
+        self.assertEqual(stream.state, StreamState.CLOSED)
+        self.assertTrue(stream.closed and stream.disconnecting)
+        pair.pump()
+        self.assertEqual(remote.state, StreamState.FIN_HELD)
+        self.assertFalse(remote.closed or remote.disconnecting)
+        remote.resumeProducing()
+        # Recorder takes no half-close: the end closes the stream.
+        self.assertEqual(remote.state, StreamState.CLOSED)
+        self.assertEqual(rproto.received, b"tail")
+
+    def test_readDoneForHalfCloseable(self) -> None:
+        """
+        A protocol that takes a read EOF gets it, and the stream stays
+        writable (C{READ_DONE}) until it closes.
+        """
+
+        @implementer(IHalfCloseableProtocol)
+        class HalfCloser(Recorder):
+            eof = 0
+
+            def readConnectionLost(self) -> None:
+                self.eof += 1
+
+        pair = Pair(attach=False)
+        stream = pair.client.openStream()
+        stream.attach(Recorder())
+        pair.pump()
+        remote = pair.accepted[-1]
+        protocol = HalfCloser()
+        stream.loseConnection()
+        pair.pump()
+        self.assertEqual(remote.state, StreamState.FIN_HELD, "no protocol yet: the end waits")
+        remote.attach(protocol)
+        self.assertEqual((remote.state, protocol.eof), (StreamState.READ_DONE, 1))
+        pair.server.dataReceived(encodeFrame(1, FIN, remote.sid))
+        self.assertEqual(protocol.eof, 1, "one end only")
+        pair.st.clear()
+        remote.write(b"reply")
+        self.assertEqual(frames(1, pair.st.value()), [(PSH, remote.sid, b"reply")])
+        remote.loseConnection()
+        self.assertEqual(remote.state, StreamState.CLOSED)
+
+    def test_sessionLost(self) -> None:
+        """
+        Streams of a session whose carrier went are C{LOST}, not
+        disconnecting (we did not close them); the session is C{DONE}.
+        """
+        pair = Pair()
+        stream, proto, remote, rproto = pair.open()
+        pair.server.connectionLost(Failure(ConnectionLost("gone")))
+        self.assertEqual(remote.state, StreamState.LOST)
+        self.assertTrue(remote.closed)
+        self.assertFalse(remote.disconnecting)
+        remote.loseConnection()
+        self.assertEqual(remote.state, StreamState.LOST, "final")
+        self.assertEqual(pair.server.state, SessionState.DONE)
+        self.assertTrue(pair.server.closed)
+
+    def test_sessionClosing(self) -> None:
+        pair = Pair()
+        self.assertEqual(pair.client.state, SessionState.OPEN)
+        self.assertFalse(pair.client.closed)
+        pair.client.close()
+        self.assertEqual(pair.client.state, SessionState.CLOSING)
+        self.assertTrue(pair.client.closed)
+        pair.client.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual(pair.client.state, SessionState.DONE)
+        self.assertEqual(len(pair.closed["client"]), 1)
+        pair.server.connectionLost(Failure(ConnectionDone()))
 
 
 class ConfigTests(SynchronousTestCase):
