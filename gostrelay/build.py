@@ -9,17 +9,31 @@ listens.
 
 from __future__ import annotations
 
+import errno
+import ipaddress
+import os
 from typing import Any
 
 from twisted.application import service
+from twisted.application.internet import StreamServerEndpointService
 from twisted.internet import defer
+from twisted.internet.endpoints import StandardIOEndpoint
+from twisted.internet.error import CannotListenError
+from twisted.internet.interfaces import IStreamServerEndpoint
 from twisted.logger import Logger
 
-from gostrelay import metrics, registry
-from gostrelay.config.model import Config, ConfigError, ServiceConfig
+from gostrelay import logs, metrics, registry, workers
+from gostrelay.admission import AcceptChecks, admissionFor
+from gostrelay.auth import Authenticator
+from gostrelay.chain import Chain
+from gostrelay.config.model import Config, ConfigError, ListenerConfig, ServiceConfig
 from gostrelay.config.options import NODE_OPTIONS, SERVICE_OPTIONS, badValues, typeOptions
+from gostrelay.layering import AcceptFactory, AcceptStack, acceptStack
+from gostrelay.limiter import limitsFor, wrapHandler
 from gostrelay.router import DEFAULT_DIAL_TIMEOUT, Router
 from gostrelay.selector import strategyName
+from gostrelay.tracking import ConnectionTable, ServiceFactory
+from gostrelay.transports.tcp import serverEndpoint
 
 
 class RefusedConfiguration(ConfigError):
@@ -69,7 +83,6 @@ class BuildContext:
             chain = self.config.chain(chainName)
             if chain is None:
                 raise ConfigError(f"{where}: chain {chainName!r} is not defined")
-            from gostrelay.chain import Chain
 
             route = Chain.fromConfig(self.reactor, chain, self, where)
         return Router(self.reactor, route, dialTimeout, retries)
@@ -230,17 +243,11 @@ class GostService(service.Service):
             # One accept-layer order for every stream listener
             # (gostrelay.layering): PROXY -> admission -> limits -> TLS/ws ->
             # handler.
-            from gostrelay.layering import AcceptFactory, AcceptStack, acceptStack
-            from gostrelay.tracking import ConnectionTable, ServiceFactory
-
             endpoint = getattr(listener, "endpoint", None)
             stack = acceptStack(endpoint) if _isServerEndpoint(endpoint) else AcceptStack(None)
             self.stack = stack
-            from twisted.internet.endpoints import StandardIOEndpoint
 
             if isinstance(stack.socket, StandardIOEndpoint):
-                from gostrelay import logs
-
                 logs.keepOffStandardOutput()
             handler = AcceptFactory(
                 stack.wrap(ServiceFactory(handler, svc.name, clock)),
@@ -358,8 +365,6 @@ def isOpenProxy(svc: ServiceConfig, host: Any) -> bool:
     where to connect: a proxy handler without users or forward targets on a
     non-loopback IP address.
     """
-    import ipaddress
-
     handler = svc.handler
     if handler is None or handler.type not in _PROXY_HANDLERS:
         return False
@@ -383,11 +388,6 @@ def _cannotListen(svc: ServiceConfig, error: BaseException) -> tuple[str, str]:
     One line for a listening failure (which service, which address, why),
     and a short form.
     """
-    import errno as _errno
-    import os
-
-    from twisted.internet.error import CannotListenError
-
     where = svc.source or svc.name
     if isinstance(error, CannotListenError):
         interface = error.interface or ""
@@ -399,7 +399,7 @@ def _cannotListen(svc: ServiceConfig, error: BaseException) -> tuple[str, str]:
             address = f"{interface}:{error.port}"
         socketError = error.socketError
         code = getattr(socketError, "errno", None)
-        if code == _errno.EADDRINUSE:
+        if code == errno.EADDRINUSE:
             reason, short = "the address is in use (another process listens there)", "address in use"
         elif code is not None:
             reason = short = (getattr(socketError, "strerror", None) or os.strerror(code)).lower()
@@ -411,8 +411,6 @@ def _cannotListen(svc: ServiceConfig, error: BaseException) -> tuple[str, str]:
 
 
 def _isServerEndpoint(endpoint: Any) -> bool:
-    from twisted.internet.interfaces import IStreamServerEndpoint
-
     return endpoint is not None and IStreamServerEndpoint.providedBy(endpoint)
 
 
@@ -435,8 +433,6 @@ def buildServices(reactor: Any, config: Config) -> service.MultiService:
 
     @raise RefusedConfiguration: when any part cannot run.
     """
-    from gostrelay.config.model import ListenerConfig
-
     for svc in config.services:
         if svc.listener is None:
             svc.listener = ListenerConfig(type="tcp")  # GOST's default
@@ -445,12 +441,10 @@ def buildServices(reactor: Any, config: Config) -> service.MultiService:
         raise RefusedConfiguration(problems)
     context = BuildContext(reactor, config)
     top = service.MultiService()
-    from gostrelay import workers as _workers
 
-    if config.metrics and _workers.INDEX == 0:
+    if config.metrics and workers.INDEX == 0:
         metricsService(reactor, config.metrics, config).setServiceParent(top)
     built: list[GostService] = []
-    from gostrelay import workers
 
     for i, svc in enumerate(config.services):
         where = _where(svc, i)
@@ -503,8 +497,6 @@ def _limited(reactor: Any, handler: Any, listener: Any, svc: ServiceConfig, conf
         return handler, None
     if getattr(listener, "datagram", False):
         raise ConfigError(f"{where}: service {', '.join(dict.fromkeys(named))}: implemented for stream listeners, not UDP")
-    from gostrelay.admission import AcceptChecks, admissionFor
-    from gostrelay.limiter import limitsFor, wrapHandler
 
     traffic, requests = limitsFor(reactor, svc, config, where)
     checks = [c for c in (admissionFor(reactor, svc, config, where), requests) if c is not None]
@@ -543,11 +535,6 @@ def metricsService(reactor: Any, section: Any, config: Config) -> service.IServi
     The Prometheus endpoint of a C{metrics:} section (C{addr}, C{path},
     C{auth} or C{auther}).
     """
-    from twisted.application.internet import StreamServerEndpointService
-
-    from gostrelay.auth import Authenticator
-    from gostrelay.transports.tcp import serverEndpoint
-
     if not isinstance(section, dict) or not section.get("addr"):
         raise ConfigError("metrics: needs an addr, e.g. metrics: {addr: \":9000\"}")
     m = metrics.enable()

@@ -18,7 +18,9 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from gostrelay import metrics, registry
+from gostrelay.bypass import bypassesFor
 from gostrelay.config.model import ChainConfig, ConfigError, HopConfig, NodeConfig
+from gostrelay.connectors.relay import RelayConnector
 from gostrelay.errors import (
     DialError,
     HopFailed,
@@ -27,8 +29,11 @@ from gostrelay.errors import (
     describeConnectError,
     describeFailure,
 )
+from gostrelay.layering import HeaderFirstEndpoint
 from gostrelay.router import directEndpoint
 from gostrelay.selector import Node, Selector
+from gostrelay.wire.address import splitHostPort
+from gostrelay.wire.proxyheader import encodeHeader
 
 _log = Logger(namespace="gostrelay.chain")
 
@@ -65,7 +70,6 @@ class Hop:
                 proxyHeaders[nodeConfig.name] = version
         if not nodes:
             raise ConfigError(f"{where}: hop {hop.name!r} has no nodes")
-        from gostrelay.bypass import bypassesFor
 
         bypass = bypassesFor([hop.bypass, *hop.bypasses], context.config, where)
         return cls(hop.name, Selector.fromConfig(nodes, hop.selector, reactor, where), bypass, proxyHeaders)
@@ -95,8 +99,6 @@ class Chain:
         # Every log line and error names a node by its address and hop, and
         # its relay connector's own lines say the same (the proxy
         # connectors name their node themselves).
-        from gostrelay.connectors.relay import RelayConnector
-
         self.labels: dict[int, str] = {}
         for number, hop in enumerate(self.hops, 1):
             nodes = getattr(hop.selector, "nodes", [])
@@ -131,8 +133,6 @@ class Chain:
         bypass matches the target is skipped with all the hops after it
         (spec-relay.md 7.3); 0 means a direct connection.
         """
-        from gostrelay.wire.address import splitHostPort
-
         try:
             host, port = splitHostPort(address)
         except ValueError:
@@ -172,9 +172,6 @@ class Chain:
                 through = previousConnector.endpoint(through, "tcp", node.addr)
             version = hop.proxyHeaders.get(node.name)
             if version:
-                from gostrelay.layering import HeaderFirstEndpoint
-                from gostrelay.wire.proxyheader import encodeHeader
-
                 source, destination = origin if origin is not None else (None, None)
                 if through is None:
                     through = directEndpoint(self.clock, node.addr, timeout)

@@ -11,6 +11,7 @@ from typing import Sequence
 from twisted.python import usage
 
 from gostrelay import logs
+from gostrelay.build import CannotStart
 from gostrelay.tap import Options, makeService
 
 
@@ -23,9 +24,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         print("Try 'gostrelay --help'.", file=sys.stderr)
         raise SystemExit(2)
 
+    # Imported here: importing the reactor installs the default one.
     from twisted.internet import reactor
-
-    from gostrelay.build import CannotStart
 
     logs.start(options["debug"])
     top = makeService(options, reactor)

@@ -29,6 +29,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from gostrelay import logs
+from gostrelay.guard import resolveFirst
 from gostrelay.interfaces import IDatagramChannel, IDatagramReceiver
 from gostrelay.wire.address import AddressError, joinHostPort, splitHostPort
 from gostrelay.wire.udpframe import (
@@ -116,8 +117,6 @@ class UDPSocketChannel(DatagramProtocol):
 
 
 async def _resolve(reactor: Any, host: str) -> str:
-    from gostrelay.guard import resolveFirst
-
     return await resolveFirst(reactor, host)
 
 

@@ -37,6 +37,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from twisted.internet import defer, tcp
+from twisted.internet import endpoints as tx
 from twisted.internet.interfaces import (
     IHalfCloseableProtocol,
     IProtocolFactory,
@@ -44,12 +45,15 @@ from twisted.internet.interfaces import (
     ITCPTransport,
 )
 from twisted.logger import Logger
+from twisted.protocols.haproxy._wrapper import HAProxyWrappingFactory
 from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.python.failure import Failure
 from zope.interface import alsoProvides, implementer
 
 from gostrelay.splice import spliceCarrierOf
 from gostrelay.tracking import ConnectionTable, describePeer, peerKey
+from gostrelay.transports.tcp import _DualStackEndpoint, _ReusePortEndpoint
+from gostrelay.transports.tls import BulkTLSFactory, TLSServerEndpoint
 from gostrelay.wire.proxyheader import HeaderReader, ProxyHeaderError
 
 
@@ -433,8 +437,6 @@ class AcceptStack:
 
 
 def _tlsLayer(contextFactory: Any) -> Callable[[Any], Any]:
-    from gostrelay.transports.tls import BulkTLSFactory
-
     return lambda factory: BulkTLSFactory(contextFactory, False, factory)
 
 
@@ -446,11 +448,7 @@ def acceptStack(endpoint: Any) -> AcceptStack:
     Anything else is kept whole: the accept layer then runs above that
     endpoint's own layers.
     """
-    from twisted.internet import endpoints as tx
-    from twisted.protocols.haproxy._wrapper import HAProxyWrappingFactory
-
-    from gostrelay.transports.tcp import _DualStackEndpoint, _ReusePortEndpoint
-    from gostrelay.transports.tls import TLSServerEndpoint
+    # Imported here: an import cycle (transports.ws dials with connectLayered).
     from gostrelay.transports.ws import WebSocketServerEndpoint, serverFactory
 
     if isinstance(endpoint, WebSocketServerEndpoint):

@@ -28,6 +28,7 @@ from twisted.logger import (
     formatTime,
     globalLogBeginner,
 )
+from twisted.python.logfile import LogFile
 from zope.interface import implementer
 
 #: Per-frame protocol logging (C{-DD}).
@@ -228,8 +229,6 @@ def observer() -> ILogObserver:
     """
     stream: IO[str] = _stream or _StandardOutput()  # type: ignore[assignment]
     if _path is not None:
-        from twisted.python.logfile import LogFile
-
         stream = LogFile.fromFullPath(_path)  # type: ignore[assignment]
     # The safety net under L{escape}: whatever reaches a line, no control
     # character, terminal escape or undecodable byte is written raw.

@@ -117,6 +117,7 @@ def metricsSite(metrics: Metrics, path: str = DEFAULT_PATH, users: Any = None) -
     A twisted.web site serving C{metrics} at C{path} (HTTP Basic auth when
     C{users}, an L{gostrelay.auth.Authenticator}, is given).
     """
+    # Imported here: a process without -metrics does not load them.
     from prometheus_client.twisted import MetricsResource
     from twisted.web.server import Site
 

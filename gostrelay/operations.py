@@ -26,7 +26,7 @@ def raiseFileLimit() -> tuple[int, int]:
     @return: the soft limit before and after.
     """
     try:
-        import resource
+        import resource  # here: POSIX only, the fallback below elsewhere
     except ImportError:  # pragma: no cover - not POSIX
         return (0, 0)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)

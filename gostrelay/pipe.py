@@ -25,10 +25,12 @@ from twisted.internet.interfaces import (
 )
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
+from twisted.protocols.tls import TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from gostrelay import logs
+from gostrelay.splice import trySplice
 
 A = 0
 B = 1
@@ -70,7 +72,6 @@ def canHalfClose(transport: object) -> bool:
     """
     if not IHalfCloseableDescriptor.providedBy(transport):
         return False
-    from twisted.protocols.tls import TLSMemoryBIOProtocol
 
     layer: Any = transport
     for _depth in range(16):
@@ -167,8 +168,6 @@ class Pipe:
                     self._trySplice()
 
     def _trySplice(self) -> None:
-        from gostrelay.splice import trySplice
-
         self._spliceAt = _NEVER
         trySplice(self.reactor, self)
 

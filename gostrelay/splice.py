@@ -63,7 +63,7 @@ splicedBytes = 0
 
 def _fileLimit() -> int:
     try:
-        import resource
+        import resource  # here: POSIX only, the fallback below elsewhere
 
         soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     except (ImportError, OSError, ValueError):  # pragma: no cover - not POSIX

@@ -8,15 +8,23 @@ from __future__ import annotations
 import re
 import sys
 from typing import Any, Sequence
+from urllib.parse import parse_qsl, unquote
 
 from twisted.application import service
+from twisted.logger import Logger
 from twisted.python import usage
 
 import gostrelay
-from gostrelay import logs
+import twisted
+from gostrelay import logs, workers
+from gostrelay.build import CannotStart, RefusedConfiguration, buildServices
 from gostrelay.config.files import dumpConfig, findDefault, loadSource
+from gostrelay.config.listen import DESCRIPTION as _DESCRIPTION
+from gostrelay.config.listen import ListenSpec, classify
 from gostrelay.config.model import Config, ConfigError
 from gostrelay.config.url import buildConfigFromCommandLine
+from gostrelay.operations import ReloadService, raiseFileLimit
+from gostrelay.registry import PluginsMissing
 
 SYNOPSIS = """\
 Usage: gostrelay [options]
@@ -68,8 +76,6 @@ def rewriteGostFlags(args: Sequence[str]) -> list[str]:
 
 
 def versionText() -> str:
-    import twisted
-
     return (
         f"gostrelay {gostrelay.__version__} (Twisted {twisted.__version__}, "
         f"Python {sys.version.split()[0]})"
@@ -122,10 +128,6 @@ class Options(usage.Options):
 
     def opt_listen(self, value: str) -> None:
         """A service: a GOST URL (GOST's -L) or an endpoint description (repeatable)."""
-        from gostrelay.config.listen import DESCRIPTION as _DESCRIPTION
-        from gostrelay.config.listen import ListenSpec, classify
-        from gostrelay.registry import PluginsMissing
-
         try:
             kind = classify(value)
         except (ConfigError, PluginsMissing) as e:
@@ -137,8 +139,6 @@ class Options(usage.Options):
     opt_L = opt_listen
 
     def _described(self, flag: str) -> Any:
-        from gostrelay.config.listen import ListenSpec
-
         if not self["listen"]:
             raise usage.UsageError(f"--{flag} applies to the --listen DESCRIPTION before it; there is none")
         last = self["listen"][-1]
@@ -270,8 +270,6 @@ def parseMetricsFlag(value: str) -> dict[str, Any]:
     GOST's C{-metrics [user:pass@]addr[?path=/metrics]} as the YAML
     C{metrics:} section.
     """
-    from urllib.parse import parse_qsl, unquote
-
     rest, _, query = value.partition("?")
     userinfo, at, addr = rest.rpartition("@")
     section: dict[str, Any] = {"addr": addr}
@@ -312,10 +310,8 @@ def makeService(options: Options, reactor: Any = None) -> service.IService:
     configuration and exits 0; a configuration that cannot run exits 1 with
     one line per problem; a command line without services exits 2.
     """
-    from gostrelay.build import RefusedConfiguration, buildServices
-    from gostrelay.registry import PluginsMissing
-
     if reactor is None:
+        # Imported here: twistd installs its reactor before this runs.
         from twisted.internet import reactor as _reactor
 
         reactor = _reactor
@@ -343,7 +339,6 @@ def makeService(options: Options, reactor: Any = None) -> service.IService:
     if not config.services:
         _fail(["the configuration has no services"], 2)
     _refuseWorkers(config)
-    from gostrelay import workers
 
     if (config.workers and config.workers > 1) or workers.INDEX > 0:
         workers.REUSE_PORT = True
@@ -360,7 +355,6 @@ def makeService(options: Options, reactor: Any = None) -> service.IService:
     for child in list(services):
         child.disownServiceParent()
         child.setServiceParent(top)
-    from gostrelay.operations import ReloadService, raiseFileLimit
 
     raiseFileLimit()
     reloader = ReloadService(reactor, top)
@@ -390,8 +384,6 @@ class TopService(service.MultiService):
             reactor.addSystemEventTrigger("after", "shutdown", self._exitCleanly)
 
     def privilegedStartService(self) -> None:
-        from gostrelay.build import CannotStart
-
         try:
             super().privilegedStartService()
         except CannotStart as e:
@@ -401,8 +393,6 @@ class TopService(service.MultiService):
                 # A daemonizing twistd hands the first 100 bytes of the
                 # exception to the waiting parent, which prints them: the
                 # short form there, the whole line in the log.
-                from twisted.logger import Logger
-
                 Logger(namespace="gostrelay").error("gostrelay: {line}", line=str(e))
                 raise RuntimeError(e.short) from None
             print(f"gostrelay: {e}", file=sys.__stderr__)
@@ -458,15 +448,11 @@ class _WorkerService(service.Service):
         self.processes: list[Any] = []
 
     def startService(self) -> None:
-        from gostrelay import workers
-
         service.Service.startService(self)
         # Filled in place: the reload service holds the same list.
         self.processes.extend(workers.spawnWorkers(self.reactor, self.count, self.arguments))
 
     def stopService(self) -> Any:
-        from gostrelay import workers
-
         service.Service.stopService(self)
         workers.stopWorkers(self.processes)
         return None

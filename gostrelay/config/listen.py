@@ -26,8 +26,14 @@ import difflib
 import re
 from dataclasses import dataclass, field
 
+from twisted.internet import endpoints
+from twisted.internet.interfaces import IStreamServerEndpointStringParser
+from twisted.plugin import getPlugins
+
+from gostrelay import registry
 from gostrelay.config import names
 from gostrelay.config.model import ConfigError
+from gostrelay.registry import PluginsMissing, ensureOwnPlugins
 
 URL = "url"
 DESCRIPTION = "description"
@@ -65,19 +71,12 @@ def serverPrefixes() -> frozenset[str]:
     """
     global _prefixes
     if _prefixes is None:
-        from twisted.internet.interfaces import IStreamServerEndpointStringParser
-        from twisted.plugin import getPlugins
-
-        from gostrelay.registry import PluginsMissing, ensureOwnPlugins
-
         try:
             ensureOwnPlugins()
         except PluginsMissing:
             pass  # reported, in one line, when the types are looked up
         found = set(_TWISTED_BUILTIN)
         try:
-            from twisted.internet import endpoints
-
             found.update(getattr(endpoints, "_serverParsers", {}))
         except ImportError:  # pragma: no cover
             pass
@@ -97,8 +96,6 @@ def typeNames(kinds: tuple[str, ...] = ("handler", "listener")) -> frozenset[str
     The type names a scheme word may be: GOST's (implemented or not) and
     every registered plugin's.
     """
-    from gostrelay import registry
-
     known: set[str] = set()
     for kind in kinds:
         known |= _GOST_NAMES[kind]

@@ -14,6 +14,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from gostrelay import registry
+from gostrelay.config.listen import didYouMean
 from gostrelay.config.metadata import _goAtoi, isGoBoolString, parseGoDuration
 
 #: Service metadata we read (build, router, tracking).
@@ -65,8 +67,6 @@ def typeOptions(kind: str, name: str) -> dict[str, str] | None:
     The options type C{kind} C{name} declares, or C{None} when it is not
     implemented or declares none (then nothing is checked for it).
     """
-    from gostrelay import registry
-
     plugin = registry.lookup(kind, name)
     options = getattr(plugin, "options", None) if plugin is not None else None
     return dict(options) if options is not None else None
@@ -90,8 +90,6 @@ def unknownOptions(
         every scope, so it is known when any scope reads it.
     @param shared: keys known regardless of scope.
     """
-    from gostrelay.config.listen import didYouMean
-
     sharedKeys = set(shared) | REFUSED_KEYS
     warnings = []
     for key in query:

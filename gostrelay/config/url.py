@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from urllib.parse import parse_qsl, unquote
 
 from gostrelay.config import names
-from gostrelay.config.listen import ListenSpec
+from gostrelay.config.listen import ListenSpec, didYouMean, typeNames
 from gostrelay.config.metadata import Metadata
 from gostrelay.config.model import (
     AuthConfig,
@@ -233,8 +233,6 @@ def _checkedScheme(scheme: str, text: str, upper: str, lower: str, fallbacks: tu
     kind, in C{A+B} A must be an C{upper} and B a C{lower}.  Known words are
     GOST's (implemented or not) and every registered plugin's.
     """
-    from gostrelay.config.listen import didYouMean, typeNames
-
     uppers, lowers = typeNames((upper,)), typeNames((lower,))
     original = scheme
     scheme = names.SCHEME_ALIASES.get(scheme, scheme)
@@ -303,7 +301,6 @@ def parseServiceDescription(cfg: Config, spec: ListenSpec) -> list[ServiceConfig
     if spec.error:
         raise ConfigError(spec.error)
     handler = spec.handler or "relay"
-    from gostrelay.config.listen import didYouMean, typeNames
 
     if handler not in typeNames(("handler",)):
         raise ConfigError(f"{text}: --handler {handler!r}: unknown handler" + didYouMean(handler, typeNames(("handler",))))

@@ -23,6 +23,7 @@ connection only holds the association open.
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any, Callable
 
 from twisted.internet import defer
@@ -192,8 +193,6 @@ class HandshakeClientProtocol(CarrierDelegate, Protocol):
         is the proxy's answer (an unspecified host means the proxy's own
         address, as clients read RFC 1928).
         """
-        import ipaddress
-
         host, port = getattr(self.handshake, "bound", None) or ("", 0)
         try:
             unspecified = ipaddress.ip_address(host).is_unspecified

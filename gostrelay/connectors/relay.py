@@ -49,6 +49,7 @@ from gostrelay.connectors.carrier import CarrierDelegate
 from gostrelay.errors import HopFailed, RelayRefused, UnsupportedNetwork, describeFailure
 from gostrelay.interfaces import IConnector
 from gostrelay.layering import connectLayered
+from gostrelay.mux import MuxConfig
 from gostrelay.splice import spliceCarrierOf
 from gostrelay.wire.address import joinHostPort, splitHostPort
 from gostrelay.wire.relay import (
@@ -461,8 +462,6 @@ class RelayConnector:
         # sends the same one on every connection.
         self._requests: dict[tuple[str, str], bytes] = {}
         # The BIND session's smux settings, as GOST reads them: the connector's.
-        from gostrelay.mux import MuxConfig
-
         self.muxConfig = MuxConfig.fromMetadata(md, where)
         if self.username is not None:
             try:

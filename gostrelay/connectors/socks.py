@@ -17,6 +17,7 @@ plain SOCKS4).  The URL's user name is the SOCKS4 user id.
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any
 
 from twisted.internet import defer
@@ -145,8 +146,6 @@ class SOCKS4Connector:
 
 
 def _isIP(host: str) -> bool:
-    import ipaddress
-
     try:
         ipaddress.ip_address(host.strip("[]"))
     except ValueError:

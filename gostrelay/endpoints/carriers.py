@@ -12,10 +12,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.internet.endpoints import clientFromString
+from twisted.internet.endpoints import _parse, clientFromString, serverFromString, wrapClientTLS
 from twisted.internet.interfaces import IStreamClientEndpoint
 
 from gostrelay.config.metadata import Metadata
+from gostrelay.config.model import TLSConfig
+from gostrelay.transports.tls import _nodeHost, clientCreator, serverContextFactory
+from gostrelay.transports.ws import (
+    DEFAULT_PATH,
+    DEFAULT_PING_INTERVAL,
+    WebSocketClientEndpoint,
+    WebSocketServerEndpoint,
+    _TLSServerEndpoint,
+)
 from gostrelay.wire.address import joinHostPort
 
 
@@ -24,8 +33,6 @@ def _innerHost(description: str) -> str:
     The C{host:port} an inner client description dials, when it says
     (C{tcp:HOST:PORT} or C{tcp:host=H:port=P}); else C{""}.
     """
-    from twisted.internet.endpoints import _parse
-
     try:
         args, kwargs = _parse(description)
     except Exception:  # noqa: BLE001
@@ -38,8 +45,6 @@ def _innerHost(description: str) -> str:
 
 
 def _tlsConfig(kwargs: dict[str, str]) -> Any:
-    from gostrelay.config.model import TLSConfig
-
     md = Metadata(kwargs)
     return TLSConfig(
         certFile=md.getString("certFile"),
@@ -56,10 +61,6 @@ def parseGostTLSClient(reactor: Any, inner: str, **kwargs: str) -> IStreamClient
     C{secure=true} or C{caFile}; SNI from C{serverName} or the inner host).
     Twisted's own C{tls:} always verifies, hence a prefix of our own.
     """
-    from twisted.internet.endpoints import wrapClientTLS
-
-    from gostrelay.transports.tls import _nodeHost, clientCreator
-
     creator = clientCreator(_tlsConfig(kwargs), _nodeHost(_innerHost(inner)), "gosttls endpoint")
     return wrapClientTLS(creator, clientFromString(reactor, inner))
 
@@ -70,8 +71,6 @@ def parseWebSocketClient(reactor: Any, inner: str, overTLS: bool = False, **kwar
     header; default the inner endpoint's host:port), C{keepalive}/C{ttl};
     wss takes C{gosttls:}'s options too.
     """
-    from gostrelay.transports.ws import DEFAULT_PATH, DEFAULT_PING_INTERVAL, WebSocketClientEndpoint
-
     md = Metadata(kwargs)
     through = parseGostTLSClient(reactor, inner, **kwargs) if overTLS else clientFromString(reactor, inner)
     ping = md.getDuration("ttl") or DEFAULT_PING_INTERVAL if md.getBool("keepalive") else 0.0
@@ -87,11 +86,6 @@ def parseWebSocketServer(reactor: Any, inner: str, overTLS: bool = False, **kwar
     C{path} (C{/ws}); wss: C{certFile}, C{keyFile}, C{caFile} (else GOST's
     default certificate).
     """
-    from twisted.internet.endpoints import serverFromString
-
-    from gostrelay.transports.tls import serverContextFactory
-    from gostrelay.transports.ws import DEFAULT_PATH, WebSocketServerEndpoint, _TLSServerEndpoint
-
     endpoint: Any = serverFromString(reactor, inner)
     if overTLS:
         endpoint = _TLSServerEndpoint(endpoint, serverContextFactory(_tlsConfig(kwargs), "wss endpoint"))

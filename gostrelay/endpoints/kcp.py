@@ -28,6 +28,7 @@ from twisted.internet.interfaces import IProtocolFactory, IStreamClientEndpoint,
 from zope.interface import implementer
 
 from gostrelay.config.model import ConfigError, DialerConfig, ListenerConfig, NodeConfig, ServiceConfig
+from gostrelay.transports.kcp import KCPDialer, KCPListener
 from gostrelay.wire.address import joinHostPort
 
 #: Seconds a client session without streams keeps its UDP socket, so that
@@ -81,8 +82,6 @@ class KCPServerEndpoint:
     """
 
     def __init__(self, reactor: Any, port: int, interface: str = "", metadata: dict[str, Any] | None = None) -> None:
-        from gostrelay.transports.kcp import KCPListener
-
         service = ServiceConfig(
             name="kcp endpoint",
             addr=joinHostPort(interface, int(port)),
@@ -108,8 +107,6 @@ class KCPClientEndpoint:
     def __init__(
         self, reactor: Any, host: str, port: int, metadata: dict[str, Any] | None = None, idle: float = DEFAULT_IDLE
     ) -> None:
-        from gostrelay.transports.kcp import KCPDialer
-
         self.address = joinHostPort(host, int(port))
         node = NodeConfig(name="kcp endpoint", addr=self.address, dialer=DialerConfig(type="kcp", metadata=dict(metadata or {})))
         try:

@@ -26,6 +26,9 @@ from twisted.internet.interfaces import IStreamClientEndpoint
 
 from gostrelay.config.metadata import Metadata
 from gostrelay.config.model import AuthConfig, ConnectorConfig, NodeConfig
+from gostrelay.connectors.http import HTTPConnector
+from gostrelay.connectors.socks import SOCKS4Connector, SOCKS5Connector
+from gostrelay.endpoints.carriers import _innerHost
 from gostrelay.wire.address import joinHostPort
 
 _TYPES = {"socks5": "socks5", "socks4": "socks4", "httpconnect": "http"}
@@ -47,9 +50,6 @@ def proxyEndpoint(
     An endpoint reaching C{host:port} through the proxy that C{proxy}
     reaches; C{kind} is C{"http"}, C{"socks5"} or C{"socks4"}.
     """
-    from gostrelay.connectors.http import HTTPConnector
-    from gostrelay.connectors.socks import SOCKS4Connector, SOCKS5Connector
-
     factories = {"http": HTTPConnector, "socks5": SOCKS5Connector, "socks4": SOCKS4Connector}
     metadata: dict[str, Any] = {"timeout": timeout}
     if disable4a:
@@ -73,7 +73,6 @@ def parseProxyClient(reactor: Any, inner: str, kind: str = "socks5", **kwargs: s
     """
     if "host" not in kwargs or "port" not in kwargs:
         raise ValueError(f"{kind}: endpoint needs host= and port=")
-    from gostrelay.endpoints.carriers import _innerHost
 
     md = Metadata(kwargs)
     return proxyEndpoint(

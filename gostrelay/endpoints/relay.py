@@ -23,6 +23,8 @@ from typing import Any
 from twisted.internet.endpoints import clientFromString
 from twisted.internet.interfaces import IStreamClientEndpoint
 
+from gostrelay.build import BuildContext
+from gostrelay.chain import Chain
 from gostrelay.config.metadata import Metadata
 from gostrelay.config.model import ChainConfig, Config, ConfigError
 from gostrelay.config.url import parseNodeURL
@@ -92,9 +94,6 @@ def chainEndpoint(
 
     @raise ConfigError: when a URL names a type that is not implemented.
     """
-    from gostrelay.build import BuildContext
-    from gostrelay.chain import Chain
-
     if not nodes:
         raise ConfigError("chainEndpoint needs at least one node URL")
     config = Config()

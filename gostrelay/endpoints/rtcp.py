@@ -52,8 +52,12 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from gostrelay.build import BuildContext
+from gostrelay.chain import Chain
 from gostrelay.config.metadata import Metadata
 from gostrelay.config.model import ChainConfig, Config, ConfigError
+from gostrelay.config.url import parseNodeURL
+from gostrelay.connectors.relay import relayBindEndpoint
 from gostrelay.mux import MuxConfig
 from gostrelay.router import DEFAULT_DIAL_TIMEOUT
 from gostrelay.transports.remote import (
@@ -299,7 +303,6 @@ def parseRemoteTCPServer(reactor: Any, *args: str, **kwargs: str) -> RemoteTCPSe
     username = kwargs.get("username")
     password = kwargs.get("password", "")
     timeout = md.getDuration("timeout") or DEFAULT_DIAL_TIMEOUT
-    from gostrelay.connectors.relay import relayBindEndpoint
 
     def bindVia(address: str) -> IStreamClientEndpoint:
         return relayBindEndpoint(
@@ -329,10 +332,6 @@ def bindEndpoint(
     @raise ConfigError: when a URL names a type that is not implemented, or
         the last node's connector cannot BIND (only relay can).
     """
-    from gostrelay.build import BuildContext
-    from gostrelay.chain import Chain
-    from gostrelay.config.url import parseNodeURL
-
     if not nodes:
         raise ConfigError("bindEndpoint needs at least one node URL")
     config = Config()

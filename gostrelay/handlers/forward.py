@@ -22,11 +22,13 @@ from zope.interface import implementer
 from gostrelay import metrics
 from gostrelay.config.model import ConfigError, ServiceConfig
 from gostrelay.errors import DialError
-from gostrelay.handlers.relay import describeAddress, forwarderSelector, hostOf, serviceBypass
+from gostrelay.handlers.relay import _outcome, describeAddress, forwarderSelector, hostOf, serviceBypass
 from gostrelay.interfaces import IHandler
 from gostrelay.pipe import DEFAULT_HALF_CLOSE_TIMEOUT, DEFAULT_SPLICE_THRESHOLD, A, B, Pipe, PipeSideFactory
 from gostrelay.router import Router
 from gostrelay.selector import Node
+from gostrelay.wire.address import splitHostPort
+from gostrelay.wire.proxyheader import encodeHeader
 
 EMPTY_TARGET = ":0"
 
@@ -36,8 +38,6 @@ def _bypassed(bypass: Any, target: str) -> bool:
     Whether a forward target matches the service's bypass (GOST's forward
     handlers refuse those, as its proxy handlers do).
     """
-    from gostrelay.wire.address import splitHostPort
-
     try:
         host, port = splitHostPort(target)
     except ValueError:
@@ -96,8 +96,6 @@ class ForwardProtocol(Protocol):
             # GOST's proxyProtocol on a forwarder: the target learns the
             # original client (across a reverse tunnel, the visitor the
             # relay server named) and the address it connected to.
-            from gostrelay.wire.proxyheader import encodeHeader
-
             header = encodeHeader(version, self.transport.getPeer(), self.transport.getHost())  # type: ignore[union-attr]
             protocol.transport.write(header)
         self.log.info(
@@ -122,7 +120,6 @@ class ForwardProtocol(Protocol):
 
     def _pipeDone(self, pipe: Pipe, reason: Failure | None) -> None:
         metrics.transferred(self.handler.service.name, pipe.transferred[A], pipe.transferred[B])
-        from gostrelay.handlers.relay import _outcome
 
         self.log.info(
             "{peer} -> {target}: closed, {up} bytes up, {down} bytes down, {duration:.3f}s, {outcome}",

@@ -34,6 +34,7 @@ from gostrelay.config.model import ServiceConfig
 from gostrelay.errors import DialError, HopFailed, RelayRefused, TargetRefused, relayStatus
 from gostrelay.guard import TargetGuard
 from gostrelay.handlers.relay import _outcome, describeAddress, serviceBypass
+from gostrelay.handlers.socksudp import UDPAssociation
 from gostrelay.interfaces import IHandler
 from gostrelay.pipe import (
     DEFAULT_HALF_CLOSE_TIMEOUT,
@@ -272,8 +273,6 @@ class ProxyEntryProtocol(Protocol):
         self._connect(connected, failed)
 
     def _associate(self) -> None:
-        from gostrelay.handlers.socksudp import UDPAssociation
-
         negotiation = self._negotiation
         assert negotiation is not None
         self._cancelTimeout()

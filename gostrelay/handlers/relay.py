@@ -26,10 +26,12 @@ from zope.interface import implementer
 
 from gostrelay import logs, metrics
 from gostrelay.auth import Authenticator, authenticatorFor, emptyUserWarning
+from gostrelay.bypass import bypassesFor, isPrivateHost
 from gostrelay.config.model import ConfigError, ServiceConfig
 from gostrelay.datagram import DatagramCallbacks, LengthFramedChannel
 from gostrelay.errors import DialError, TargetRefused, describeFailure
 from gostrelay.guard import TargetGuard
+from gostrelay.handlers.relaybind import TCPBind, UDPBind, bindAddress, parsePortRanges, portAllowed
 from gostrelay.interfaces import IDatagramReceiver, IHandler
 from gostrelay.mux import MuxConfig
 from gostrelay.pipe import (
@@ -43,6 +45,7 @@ from gostrelay.pipe import (
 )
 from gostrelay.router import Router
 from gostrelay.selector import Node, Selector
+from gostrelay.tracking import describePeer
 from gostrelay.wire.address import joinHostPort, splitHostPort
 from gostrelay.wire.relay import (
     Command,
@@ -65,8 +68,6 @@ def isPrivate(host: str) -> bool:
     """
     Whether C{host} as written is private (see L{gostrelay.bypass.isPrivateHost}).
     """
-    from gostrelay.bypass import isPrivateHost
-
     return isPrivateHost(host)
 
 
@@ -74,8 +75,6 @@ def serviceBypass(service: ServiceConfig, config: Any, where: str) -> Any:
     """
     A service's bypasses (C{bypass}, C{bypasses}), shared by every handler.
     """
-    from gostrelay.bypass import bypassesFor
-
     return bypassesFor([service.bypass, *service.bypasses], config, where)
 
 
@@ -93,8 +92,6 @@ def hostOf(address: IAddress | None) -> str:
 
 
 def describeAddress(address: IAddress | None) -> str:
-    from gostrelay.tracking import describePeer
-
     return describePeer(address)
 
 
@@ -262,7 +259,6 @@ class RelayServerProtocol(Protocol):
         if self.network == "unix":
             self._reply(Status.SERVICE_UNAVAILABLE, "BIND on unix sockets is not implemented")
             return
-        from gostrelay.handlers.relaybind import TCPBind, UDPBind, bindAddress, portAllowed
 
         try:
             host, port = bindAddress(request.addr)
@@ -574,8 +570,6 @@ class RelayHandler(Factory):
         self.muxConfig = MuxConfig.fromMetadata(md, where)
         self.bindPorts: list[tuple[int, int]] | None = None
         if md.getString("bindPorts"):
-            from gostrelay.handlers.relaybind import parsePortRanges
-
             try:
                 self.bindPorts = parsePortRanges(md.getString("bindPorts"))
             except ValueError as e:

@@ -12,13 +12,18 @@ accept path does for tcp it does here.
 
 from __future__ import annotations
 
+import os
+import re
 from typing import Any
 
+from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IProtocolFactory, IStreamServerEndpoint
 from zope.interface import implementer
 
+from gostrelay.config.listen import firstField
 from gostrelay.config.model import ConfigError, ServiceConfig
 from gostrelay.interfaces import IListener
+from gostrelay.registry import ensureOwnPlugins
 
 
 def endpointFromDescription(reactor: Any, description: str, where: str) -> IStreamServerEndpoint:
@@ -27,10 +32,6 @@ def endpointFromDescription(reactor: Any, description: str, where: str) -> IStre
     unknown prefix, a bad argument, an unreadable key or certificate) as
     one L{ConfigError} line naming it.
     """
-    from twisted.internet.endpoints import serverFromString
-
-    from gostrelay.registry import ensureOwnPlugins
-
     ensureOwnPlugins()
     prefix = "" if where == description else f"{where}: "
     _checkTLSDirectory(description, prefix)
@@ -54,10 +55,6 @@ def _checkTLSDirectory(description: str, prefix: str) -> None:
     C{port=} (default 443): C{tls:8443} would listen on 443 with no
     certificate.  Refuse a first argument that is not a directory.
     """
-    import os
-
-    from gostrelay.config.listen import firstField
-
     kind, rest = firstField(description)
     if kind != "tls":
         return
@@ -74,8 +71,6 @@ def _checkTLSDirectory(description: str, prefix: str) -> None:
 
 
 def _reason(e: Exception) -> str:
-    import re
-
     text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
     unexpected = re.search(r"unexpected keyword argument '([^']*)'", text)
     if isinstance(e, TypeError) and unexpected:

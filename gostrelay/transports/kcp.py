@@ -21,6 +21,7 @@ cipher differs from the peer's: logged once in a while, with that hint.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import random
@@ -36,6 +37,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from gostrelay import workers
 from gostrelay.config.metadata import Metadata
 from gostrelay.config.model import ConfigError, NodeConfig, ServiceConfig
 from gostrelay.datagram import _ipText
@@ -614,7 +616,6 @@ class KCPListener:
     def listen(self, factory: IProtocolFactory) -> defer.Deferred[Any]:
         sockets = _KCPServerSocket(self, factory)
         host = self.host
-        from gostrelay import workers
 
         if workers.REUSE_PORT:
             family = socket.AF_INET6 if host in ("", "::") or ":" in host else socket.AF_INET
@@ -801,8 +802,6 @@ class KCPDialer:
         host, port = splitHostPort(address)
         ip = host or "127.0.0.1"
         try:
-            import ipaddress
-
             ipaddress.ip_address(ip)
         except ValueError:
             ip = yield self.reactor.resolve(ip)

@@ -30,6 +30,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from gostrelay.chain import Chain
 from gostrelay.config.model import ConfigError, ServiceConfig
 from gostrelay.datagram import TunnelFramedChannel
 from gostrelay.errors import RelayRefused
@@ -133,7 +134,6 @@ class _RemoteListener:
         chainConfig = context.config.chain(chainName)
         if chainConfig is None:
             raise ConfigError(f"{where}: chain {chainName!r} is not defined")
-        from gostrelay.chain import Chain
 
         self.chain = Chain.fromConfig(reactor, chainConfig, context, where)
         dialTimeout = service.md.getDuration("dialTimeout") or DEFAULT_DIAL_TIMEOUT

@@ -4,16 +4,20 @@ The tcp listener and dialer: plain TCP sockets.
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
+from twisted.internet import defer
 from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
 from twisted.internet.interfaces import IProtocolFactory, IStreamClientEndpoint, IStreamServerEndpoint
 from zope.interface import implementer
 
+from gostrelay import workers
 from gostrelay.config.model import ConfigError, NodeConfig, ServiceConfig
 from gostrelay.interfaces import IDialer, IListener
 from gostrelay.router import DEFAULT_DIAL_TIMEOUT, directEndpoint
 from gostrelay.wire.address import AddressError, splitHostPort
+from gostrelay.workers import reusePortSocket
 
 DEFAULT_BACKLOG = 128
 
@@ -29,7 +33,6 @@ def serverEndpoint(reactor: Any, addr: str, backlog: int = DEFAULT_BACKLOG, wher
         host, port = splitHostPort(addr)
     except AddressError as e:
         raise ConfigError(f"{where}: bad listen address {addr!r}: {e}") from None
-    from gostrelay import workers
 
     if workers.REUSE_PORT:
         return _ReusePortEndpoint(reactor, host, port, backlog)
@@ -58,11 +61,6 @@ class _ReusePortEndpoint:
         self.backlog = backlog
 
     def listen(self, factory: IProtocolFactory):  # type: ignore[no-untyped-def]
-        import socket
-
-        from twisted.internet import defer
-
-        from gostrelay.workers import reusePortSocket
 
         host = self.host
         family = socket.AF_INET6 if host in ("", "::") or ":" in host else socket.AF_INET
@@ -96,7 +94,6 @@ class _DualStackEndpoint:
         self.backlog = backlog
 
     def listen(self, factory: IProtocolFactory):  # type: ignore[no-untyped-def]
-        import socket
 
         if socket.has_ipv6:
             try:

@@ -22,9 +22,15 @@ import ipaddress
 import os
 from typing import Any
 
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from OpenSSL import SSL, crypto
 from OpenSSL.SSL import Error as TLSError
 from OpenSSL.SSL import WantReadError, ZeroReturnError
+from service_identity import VerificationError
+from service_identity.pyopenssl import verify_hostname, verify_ip_address
 from twisted.internet import ssl
 from twisted.internet.interfaces import (
     IOpenSSLClientConnectionCreator,
@@ -58,11 +64,6 @@ def generateCertificate(commonName: str = "gost.run", organization: str = "GOST"
     CN and O, the CN as DNS SAN, server and client auth.  Returns PEM
     C{(certificate, key)}.
     """
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name(
         [x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization), x509.NameAttribute(NameOID.COMMON_NAME, commonName)]
@@ -445,9 +446,6 @@ class _GostClientCreator:
             self._checkName(connection)
 
     def _checkName(self, connection: SSL.Connection) -> None:
-        from service_identity import VerificationError
-        from service_identity.pyopenssl import verify_hostname, verify_ip_address
-
         try:
             if _isIP(self.serverName):
                 verify_ip_address(connection, self.serverName)

@@ -17,6 +17,7 @@ of which holds an upstream socket or relay connection.
 
 from __future__ import annotations
 
+import socket
 from collections import OrderedDict
 from typing import Any
 
@@ -25,7 +26,7 @@ from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from gostrelay import metrics
+from gostrelay import metrics, workers
 from gostrelay.config.model import ConfigError, ServiceConfig
 from gostrelay.datagram import _ipText
 from gostrelay.interfaces import IListener
@@ -208,11 +209,8 @@ class UDPListener:
             return defer.fail(ConfigError(f"handler {type(handler).__name__} cannot serve a udp listener"))
         table = UDPSessionTable(self, handler)
         host = self.host
-        from gostrelay import workers
 
         if workers.REUSE_PORT:
-            import socket
-
             family = socket.AF_INET6 if host in ("", "::") or ":" in host else socket.AF_INET
             sock = workers.reusePortSocket(family, socket.SOCK_DGRAM, host or "::", self.port)
             try:

@@ -45,7 +45,13 @@ from gostrelay.layering import connectLayered
 from gostrelay.router import DEFAULT_DIAL_TIMEOUT, directEndpoint
 from gostrelay.transports.tcp import DEFAULT_BACKLOG, serverEndpoint
 from gostrelay.transports.tls import TLSServerEndpoint as _TLSServerEndpoint
-from gostrelay.transports.tls import _nodeHost, clientCreator, serverContextFactory, warnUnverifiedCredentials
+from gostrelay.transports.tls import (
+    _nodeHost,
+    clientCreator,
+    serverContextFactory,
+    tlsClientEndpoint,
+    warnUnverifiedCredentials,
+)
 from gostrelay.transports.wscost import trim as trimAutobahn
 from gostrelay.wire.address import joinHostPort, splitHostPort
 
@@ -501,8 +507,6 @@ class WSDialer:
         if through is None:
             through = directEndpoint(self.reactor, address, timeout)
         if self.creator is not None:
-            from gostrelay.transports.tls import tlsClientEndpoint
-
             through = tlsClientEndpoint(self.creator, through)
         return WebSocketClientEndpoint(
             self.reactor, through, self.host or address, self.path, self.headers, self.pingInterval, self.secure

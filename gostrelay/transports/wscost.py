@@ -22,6 +22,10 @@ from __future__ import annotations
 from pprint import pformat
 from typing import Any
 
+from autobahn.twisted import util as twistedUtil
+from autobahn.twisted import websocket as twistedWebsocket
+from autobahn.websocket import protocol
+
 _done = False
 
 
@@ -53,9 +57,6 @@ def trim() -> None:
     if _done:
         return
     _done = True
-    from autobahn.twisted import util as twistedUtil
-    from autobahn.twisted import websocket as twistedWebsocket
-    from autobahn.websocket import protocol
 
     protocol.pformat = _LazyFormat  # type: ignore[attr-defined, assignment]
     # Timings.__str__ must return a str: give it the real pformat.

@@ -194,6 +194,7 @@ class Salsa20Crypt(BlockCrypt):
     name = "salsa20"
 
     def __init__(self, key: bytes) -> None:
+        # Imported here: pycryptodome is an optional dependency.
         try:
             from Crypto.Cipher import Salsa20  # type: ignore[import-not-found]
         except ImportError:
