@@ -26,7 +26,9 @@ endpoint description) runs one order of layers, the same for all::
   4. B{TLS / WebSocket}: the listener's own layers, taken apart from its
      endpoint by L{acceptStack}, so that they sit I{above} the checks: a
      refused connection costs no handshake.
-  5. B{handler}: wrapped for metrics by L{gostrelay.tracking.ServiceFactory}.
+  5. B{handler}: wrapped for metrics by L{gostrelay.tracking.ServiceFactory}
+     (with no TLS or WebSocket layer between, the accept wrapper does the
+     metrics wrapper's job itself: one wrapper per connection, not two).
 
 A refusal at any layer closes the socket at once (no byte written) with
 one log line; nothing ever hands C{None} to a TLS or WebSocket wrapper.
@@ -48,10 +50,10 @@ from twisted.logger import Logger
 from twisted.protocols.haproxy._wrapper import HAProxyWrappingFactory
 from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.python.failure import Failure
-from zope.interface import alsoProvides, implementer
+from zope.interface import implementer
 
 from gostrelay.splice import spliceCarrierOf
-from gostrelay.tracking import ConnectionTable, describePeer, peerKey
+from gostrelay.tracking import ConnectionTable, ServiceFactory, describePeer, peerKey, provideLike
 from gostrelay.transports.tcp import _DualStackEndpoint, _ReusePortEndpoint
 from gostrelay.transports.tls import BulkTLSFactory, TLSServerEndpoint
 from gostrelay.wire.proxyheader import HeaderReader, ProxyHeaderError
@@ -103,7 +105,7 @@ def _passTCP(wrapper: Any, transport: Any) -> None:
     above (TLS turning Nagle off, the pipe) treat it as TCP.
     """
     if ITCPTransport.providedBy(transport):
-        alsoProvides(wrapper, ITCPTransport)
+        provideLike(wrapper, ITCPTransport)
 
 
 @implementer(IHalfCloseableProtocol)
@@ -200,6 +202,9 @@ class AcceptProtocol(ProtocolWrapper):
         self.reader: HeaderReader | None = None
         self._timer: Any = None
         self._refused = False
+        #: The service's request metrics, when this wrapper is also the
+        #: handler's (L{AcceptFactory.service}).
+        self.service: ServiceFactory | None = None
 
     def logPrefix(self) -> str:
         return "AcceptProtocol"
@@ -212,7 +217,7 @@ class AcceptProtocol(ProtocolWrapper):
         if self._refused:
             transport.loseConnection()
         elif self.wrappedProtocol is not None:
-            self.wrappedProtocol.makeConnection(self)  # type: ignore[arg-type]
+            self._connectInner(self.wrappedProtocol)
         else:
             self.reader = HeaderReader()
             self._timer = self.factory.clock.callLater(self.factory.headerTimeout, self._headerTimedOut)
@@ -241,9 +246,15 @@ class AcceptProtocol(ProtocolWrapper):
             self.transport.loseConnection()  # type: ignore[union-attr]
             return
         self.wrappedProtocol = inner
-        inner.makeConnection(self)
+        self._connectInner(inner)
         if reader.remainder and self.wrappedProtocol is not None and self.connected:
             inner.dataReceived(reader.remainder)
+
+    def _connectInner(self, inner: Any) -> None:
+        service = self.service
+        if service is not None:
+            service.started(self)
+        inner.makeConnection(self)
 
     def _badHeader(self, why: str) -> None:
         self.reader = None
@@ -293,7 +304,11 @@ class AcceptProtocol(ProtocolWrapper):
         inner, self.wrappedProtocol = self.wrappedProtocol, None  # type: ignore[assignment]
         try:
             if inner is not None:
+                service = self.service
+                error = getattr(inner, "error", None) if service is not None else None
                 inner.connectionLost(reason)
+                if service is not None:
+                    service.ended(self, error)
         finally:
             self.factory.table.closed(self)
 
@@ -339,6 +354,10 @@ class AcceptFactory(WrappingFactory):
         self.headerTimeout = headerTimeout
         self.badHeaders = 0
         self._lastHeaderLog = -1.0
+        # Nothing between this layer and the handler's metrics wrapper (a
+        # plain tcp listener): the accept wrapper does that wrapper's job
+        # too, one wrapper a connection instead of two.
+        self._service = wrappedFactory if isinstance(wrappedFactory, ServiceFactory) else None
 
     @property
     def service(self) -> str:
@@ -373,10 +392,15 @@ class AcceptFactory(WrappingFactory):
         if why is not None:
             self.table.refuse(describePeer(peer), why)
             return None
-        inner = self.wrappedFactory.buildProtocol(peer)
+        service = self._service
+        if service is not None:
+            inner = service.wrappedFactory.buildProtocol(peer)
+        else:
+            inner = self.wrappedFactory.buildProtocol(peer)
         if inner is None:
             return None
         self.table.opened(connection, key)
+        connection.service = service
         return inner
 
     def headerRefused(self, peer: str, why: str) -> None:

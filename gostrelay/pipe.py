@@ -30,6 +30,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from gostrelay import logs
+from gostrelay.directwrite import writeNow
 from gostrelay.splice import trySplice
 
 A = 0
@@ -212,7 +213,8 @@ class Pipe:
                 direction="->" if side == A else "<-",
                 size=len(data),
             )
-        other.write(data)
+        if not writeNow(other, data):
+            other.write(data)
         if self.transferred[A] + self.transferred[B] >= self._spliceAt:
             # After the write: the splice waits for Twisted to flush it.
             self._trySplice()

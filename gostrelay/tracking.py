@@ -27,10 +27,11 @@ from typing import Any
 from twisted.internet import defer, tcp
 from twisted.internet.address import UNIXAddress
 from twisted.internet.interfaces import IHalfCloseableProtocol
+from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.python.failure import Failure
-from zope.interface import implementer
+from zope.interface import directlyProvides, implementer, providedBy
 
 from gostrelay import metrics
 from gostrelay.splice import spliceCarrierOf
@@ -74,6 +75,29 @@ def describePeer(address: Any) -> str:
         name = raw.decode("utf-8", "backslashreplace") if isinstance(raw, bytes) else raw
         return f"unix:{name}" if name else "unix"
     return peerKey(address)
+
+
+#: (wrapper class, the declaration it takes over) -> its declaration.
+_provides: dict[tuple[type, Any], Any] = {}
+
+
+def provideLike(wrapper: Any, *declarations: Any) -> None:
+    """
+    C{directlyProvides(wrapper, *declarations)}, for a wrapper that is
+    its protocol's transport (it must say it is TCP when it wraps TCP):
+    what Twisted's C{ProtocolWrapper.makeConnection} does for every
+    connection, normalising the interface declarations each time; the
+    result depends only on the class and the declarations, so it is
+    computed once for each (a handful per process) and reused.
+    """
+    key = (type(wrapper), *declarations)
+    provides = _provides.get(key)
+    if provides is None:
+        directlyProvides(wrapper, *declarations)
+        if len(_provides) < 256:
+            _provides[key] = wrapper.__provides__
+    else:
+        wrapper.__provides__ = provides
 
 
 class ConnectionTable:
@@ -194,7 +218,11 @@ class TrackedProtocol(ProtocolWrapper):
     def makeConnection(self, transport: Any) -> None:
         factory: ServiceFactory = self.factory  # type: ignore[assignment]
         factory.started(self)
-        super().makeConnection(transport)
+        # ProtocolWrapper.makeConnection, with the declaration cached.
+        provideLike(self, providedBy(transport))
+        Protocol.makeConnection(self, transport)
+        factory.registerProtocol(self)
+        self.wrappedProtocol.makeConnection(self)  # type: ignore[arg-type]
 
     def readConnectionLost(self) -> None:
         if IHalfCloseableProtocol.providedBy(self.wrappedProtocol):
@@ -241,14 +269,14 @@ class ServiceFactory(WrappingFactory):
             raise AttributeError(name)
         return getattr(self.__dict__["wrappedFactory"], name)
 
-    def started(self, protocol: TrackedProtocol) -> None:
+    def started(self, protocol: Any) -> None:
         self._startTimes[id(protocol)] = self.clock.seconds()
         m = metrics.current
         if m is not None:
             m.requests.labels(m.host, self.service).inc()
             m.inFlight.labels(m.host, self.service).inc()
 
-    def ended(self, protocol: TrackedProtocol, error: Any) -> None:
+    def ended(self, protocol: Any, error: Any) -> None:
         started = self._startTimes.pop(id(protocol), None)
         m = metrics.current
         if m is not None and started is not None:

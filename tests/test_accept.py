@@ -272,6 +272,39 @@ class AcceptLayerTests(unittest.TestCase):
         protocol.setTcpNoDelay(True)
         self.assertTrue(transport.noDelay)  # type: ignore[attr-defined]
 
+    def test_oneWrapperOverTheHandler(self) -> None:
+        """
+        With no TLS or WebSocket layer between, the accept wrapper is the
+        handler's transport and does the metrics wrapper's job (start and
+        end of each request, the handler's error), with or without a PROXY
+        header: one wrapper per connection, not two.
+        """
+        from gostrelay.tracking import ServiceFactory
+
+        calls: list[tuple[str, Any, Any]] = []
+
+        class Recording(ServiceFactory):
+            def started(self, protocol: Any) -> None:
+                calls.append(("started", protocol, None))
+
+            def ended(self, protocol: Any, error: Any) -> None:
+                calls.append(("ended", protocol, error))
+
+        for proxyHeader in (False, True):
+            del calls[:]
+            service = Recording(self.app, "svc", self.clock)
+            factory = AcceptFactory(service, ConnectionTable("svc", self.clock), self.clock, proxyHeader=proxyHeader)
+            protocol, transport = self.accept(factory, CLIENT)
+            if proxyHeader:
+                protocol.dataReceived(encodeHeader(2, CLIENT, SERVICE))
+            app = self.app.built[-1]
+            self.assertIs(app.transport, protocol)
+            self.assertEqual(calls, [("started", protocol, None)])
+            app.error = "refused"  # type: ignore[attr-defined]
+            protocol.connectionLost(Failure(ConnectionDone()))
+            self.assertEqual(calls, [("started", protocol, None), ("ended", protocol, "refused")])
+            self.assertEqual(factory.table.open, {})
+
     def test_localHeader(self) -> None:
         """
         A v2 LOCAL header (the balancer's own health check) leaves the

@@ -45,6 +45,7 @@ from twisted.python.filepath import FilePath
 from zope.interface import implementer
 
 from gostrelay.config.model import ConfigError, NodeConfig, ServiceConfig, TLSConfig
+from gostrelay.directwrite import writeNow
 from gostrelay.errors import CertificateRejected
 from gostrelay.interfaces import IDialer, IListener
 from gostrelay.pipe import setNoDelay
@@ -201,7 +202,9 @@ class BulkTLSProtocol(TLSMemoryBIOProtocol):
             except WantReadError:
                 break
         if chunks:
-            self.transport.write(chunks[0] if len(chunks) == 1 else b"".join(chunks))  # type: ignore[union-attr]
+            data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            if not writeNow(self.transport, data):
+                self.transport.write(data)  # type: ignore[union-attr]
 
     def _write(self, data: bytes) -> None:
         if self._lostTLSConnection:
