@@ -9,7 +9,8 @@ against real C{python -m gostrelay} processes on 127.0.0.1:
     python3 bench/reliability.py fuzz --examples 100000   # long: runs tests.test_fuzz
 
 The code that runs is the CI tests' own (the scenario functions of
-tests.test_reliability); only the sizes differ.  Each part prints a table;
+tests/support/scenarios.py, which tests/test_reliability.py runs at CI
+sizes); only the sizes differ.  Each part prints a table;
 C{--json FILE} also writes every number.  Needs Linux (/proc) and nothing
 else beyond the test dependencies.
 
@@ -52,7 +53,8 @@ sys.path.insert(0, ROOT)
 from twisted.internet import defer, task  # noqa: E402
 
 from gostrelay.operations import raiseFileLimit  # noqa: E402
-from tests.test_reliability import RSS_BUDGET_KIB, VARIANTS, Lab, backPressure, noLeaks, slowloris  # noqa: E402
+from tests.support.lab import Lab  # noqa: E402
+from tests.support.scenarios import RSS_BUDGET_KIB, VARIANTS, backPressure, noLeaks, slowloris  # noqa: E402
 
 MIB = 1024 * 1024
 

@@ -40,7 +40,7 @@ from gostrelay.tracking import ConnectionTable, describePeer, peerKey
 from gostrelay.transports.tls import TLSServerEndpoint
 from gostrelay.transports.ws import WebSocketServerEndpoint
 from gostrelay.wire.proxyheader import MAX_V1, MAX_V2, HeaderReader, ProxyHeaderError, encodeHeader
-from tests.support.cases import LogCapture
+from tests.support.logs import captureLogs
 from tests.support.pki import isolate
 from tests.support.reactor import ReactorSettler, waitUntil, withTimeout
 from tests.support.targets import Collector
@@ -214,7 +214,7 @@ class AcceptLayerTests(unittest.TestCase):
     def setUp(self) -> None:
         self.clock = Clock()
         self.app = AppFactory()
-        self.logs = LogCapture(self)
+        self.logs = captureLogs(self)
 
     def factory(self, proxyHeader: bool = True, **kwargs: Any) -> AcceptFactory:
         admission = kwargs.pop("admission", None)
@@ -328,7 +328,7 @@ class AcceptLayerTests(unittest.TestCase):
         self.assertEqual(transport.value(), b"")
         self.assertEqual(self.app.built, [])
         self.assertEqual(self.clock.getDelayedCalls(), [])
-        lines = [t for t in self.logs.texts() if "svc:" in t]
+        lines = [t for t in self.logs.lines if "svc:" in t]
         self.assertEqual(len(lines), 1, lines)
         self.assertIn("connection from 10.0.0.1:40000 closed: no PROXY header", lines[0])
         protocol.dataReceived(b"more")  # after the refusal: ignored
@@ -343,7 +343,7 @@ class AcceptLayerTests(unittest.TestCase):
         self.assertFalse(transport.disconnecting)
         self.clock.advance(0.1)
         self.assertTrue(transport.disconnecting)
-        self.assertIn("no PROXY header within 10s", self.logs.text())
+        self.assertIn("no PROXY header within 10s", self.logs.text)
         self.assertEqual(self.app.built, [])
 
     def test_limitsSeeTheClient(self) -> None:
@@ -364,7 +364,7 @@ class AcceptLayerTests(unittest.TestCase):
         self.assertTrue(transport.disconnecting)
         self.assertIn(
             "svc: connection from 203.0.113.7:60000 refused: limit of 1 connections from 203.0.113.7 (maxConnsPerIP) reached",
-            self.logs.text(),
+            self.logs.text,
         )
         again.connectionLost(Failure(ConnectionDone()))
         self.assertEqual(factory.table.perIP, {"203.0.113.7": 1, "203.0.113.8": 1})
@@ -384,7 +384,7 @@ class AcceptLayerTests(unittest.TestCase):
         refused, transport = self.accept(factory)
         refused.dataReceived(encodeHeader(1, IPv4Address("TCP", "203.0.113.66", 9), SERVICE))
         self.assertTrue(transport.disconnecting)
-        self.assertIn("connection from 203.0.113.66:9 refused: denied by admission", self.logs.text())
+        self.assertIn("connection from 203.0.113.66:9 refused: denied by admission", self.logs.text)
         admitted, _ = self.accept(factory)
         admitted.dataReceived(encodeHeader(1, CLIENT, SERVICE))
         self.assertEqual([p.host for p in seen], ["203.0.113.66", "203.0.113.7"])
@@ -561,7 +561,7 @@ class TLSLimitTests(unittest.TestCase):
 
     @defer.inlineCallbacks
     def test_refusedBeforeHandshake(self):  # type: ignore[no-untyped-def]
-        logs = LogCapture(self)
+        logs = captureLogs(self)
         top = buildServices(reactor, buildConfigFromCommandLine(["relay+tls://127.0.0.1:0?maxConnsPerIP=1"], []))
         top.startService()
         self.addCleanup(top.stopService)
@@ -577,7 +577,7 @@ class TLSLimitTests(unittest.TestCase):
         yield connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port), refused)
         yield withTimeout(refused.done, 5, "the refused connection closed")
         self.assertEqual(bytes(refused.data), b"", "no TLS byte from the server")
-        text = logs.text()
+        text = logs.text
         self.assertEqual(text.count("refused: limit of 1 connections from 127.0.0.1 (maxConnsPerIP) reached"), 1, text)
         self.assertNotIn("Unhandled", text)
         self.assertNotIn("Traceback", text)
@@ -591,7 +591,7 @@ class TLSLimitTests(unittest.TestCase):
         GOST's rlimiter is checked with the connection limits: over the
         rate, a tls connection is closed before any TLS byte too.
         """
-        logs = LogCapture(self)
+        logs = captureLogs(self)
         top = buildServices(reactor, buildConfigFromCommandLine(["relay+tls://127.0.0.1:0?rlimiter=1"], []))
         top.startService()
         self.addCleanup(top.stopService)
@@ -606,7 +606,7 @@ class TLSLimitTests(unittest.TestCase):
             clients.append(client)
         yield withTimeout(clients[2].done, 5, "the connection over the rate closed")
         self.assertEqual(bytes(clients[2].data), b"", "no TLS byte from the server")
-        text = logs.text()
+        text = logs.text
         self.assertIn("refused: request rate limit (rlimiter)", text)
         self.assertNotIn("Unhandled", text)
         for client in clients[:2]:

@@ -14,7 +14,6 @@ replayed against our server and against our client.
 from __future__ import annotations
 
 import random
-import socket
 from typing import Any
 
 from twisted.internet import defer
@@ -24,7 +23,6 @@ from twisted.internet.error import (
     ConnectionDone,
     ConnectionLost,
     ConnectionRefusedError,
-    DNSLookupError,
 )
 from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.internet.protocol import Factory, Protocol
@@ -58,6 +56,8 @@ from gostrelay.wire.relay import (
 from gostrelay.wire.smux import FIN, NOP, PSH, SYN, FrameParser, encodeFrame
 from gostrelay.wire.udpframe import TunnelDatagramParser, encodeTunnelDatagram
 from tests import vectors
+from tests.support.fakes import TCPLikeTransport
+from tests.support.udp import FakeUDPPort, UDPMemoryReactor
 
 OK = bytes.fromhex("01000000")
 FORBIDDEN = vectors.caseBytes("server_resp_bind_forbidden")
@@ -88,85 +88,25 @@ class FakeTCPPort:
         return self.address
 
 
-class FakeUDPPort:
-    def __init__(self, address: Any, protocol: Any) -> None:
-        self.address = address
-        self.protocol = protocol
-        self.addressFamily = socket.AF_INET6 if ":" in address.host else socket.AF_INET
-        self.connectedTo: tuple[str, int] | None = None
-        self.sent: list[tuple[bytes, Any]] = []
-        self.listening = True
-
-    def connect(self, host: str, port: int) -> None:
-        self.connectedTo = (host, port)
-
-    def write(self, data: bytes, addr: Any = None) -> None:
-        self.sent.append((data, addr if addr is not None else self.connectedTo))
-
-    def stopListening(self) -> None:
-        self.listening = False
-
-    def getHost(self) -> Any:
-        return self.address
-
-
-class BindReactor(MemoryReactorClock):
+class BindReactor(UDPMemoryReactor):
     """
-    A L{MemoryReactorClock} whose listening ports report the interface and
-    port asked for (an ephemeral one for port 0), record stopListening,
-    and can refuse; it makes fake UDP sockets and resolves C{names}.
+    A L{UDPMemoryReactor} whose TCP listening ports also report the
+    interface and port asked for (an ephemeral one for port 0), record
+    stopListening, and can refuse (C{tcpError}).
     """
 
     def __init__(self) -> None:
         super().__init__()
         self.tcpPorts: list[FakeTCPPort] = []
-        self.udpPorts: list[FakeUDPPort] = []
         self.tcpError: Exception | None = None
-        self.udpError: Exception | None = None
-        self.names: dict[str, str] = {}
-        self._ephemeral = 40000
-
-    def _address(self, kind: str, interface: str, port: int) -> Any:
-        if port == 0:
-            self._ephemeral += 1
-            port = self._ephemeral
-        host = interface or "0.0.0.0"
-        return (IPv6Address if ":" in host else IPv4Address)(kind, host, port)
 
     def listenTCP(self, port: int, factory: Any, backlog: int = 50, interface: str = "") -> FakeTCPPort:  # type: ignore[override]
         if self.tcpError is not None:
             raise self.tcpError
         self.tcpServers.append((port, factory, backlog, interface))
-        fake = FakeTCPPort(self._address("TCP", interface, port), factory)
+        fake = FakeTCPPort(self.address("TCP", interface, port), factory)
         self.tcpPorts.append(fake)
         return fake
-
-    def listenUDP(self, port: int, protocol: Any, interface: str = "", maxPacketSize: int = 8192) -> FakeUDPPort:
-        if self.udpError is not None:
-            raise self.udpError
-        fake = FakeUDPPort(self._address("UDP", interface, port), protocol)
-        self.udpPorts.append(fake)
-        protocol.makeConnection(fake)
-        return fake
-
-    def resolve(self, name: str, timeout: Any = (1, 3, 11, 45)) -> defer.Deferred[str]:
-        if name in self.names:
-            return defer.succeed(self.names[name])
-        return defer.fail(DNSLookupError(name))
-
-
-class TCPLikeTransport(StringTransport):
-    """
-    Like a TCP transport: C{unregisterProducer} without a producer is fine.
-    """
-
-    def __init__(self, **kwargs: Any) -> None:
-        kwargs.setdefault("lenient", True)
-        super().__init__(**kwargs)
-
-    def unregisterProducer(self) -> None:
-        self.producer = None
-        self.streaming = None
 
 
 class StalledTransport(TCPLikeTransport):

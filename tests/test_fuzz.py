@@ -30,13 +30,11 @@ import txaio
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
-from twisted.internet import defer
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionDone, ConnectionLost, ConnectionRefusedError
 from twisted.internet.interfaces import IHalfCloseableProtocol
 from twisted.internet.protocol import Protocol
 from twisted.internet.task import Clock
-from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import globalLogPublisher
 from twisted.python.failure import Failure
 from twisted.trial import unittest
@@ -61,7 +59,10 @@ from gostrelay.wire.relay import (
     UserAuthFeature,
     connectRequest,
 )
-from tests.test_reliability import HalfCloseableTransport, TCPLikeTransport, pendingCalls
+from tests.support.fakes import HalfCloseableTransport, TCPLikeTransport
+from tests.support.handlers import pendingCalls
+from tests.support.routes import FakeRoute, Target
+from tests.support.udp import UDPMemoryReactor
 
 #: Examples per machine.  CI: a few hundred steps' worth; the fuzz
 #: profile: GOSTRELAY_FUZZ_EXAMPLES=100000.
@@ -109,104 +110,6 @@ class LoggedFailures:
 
 
 # -- the world around the handlers
-
-
-class FakeUDPPort:
-    def __init__(self, protocol: Any, port: int, interface: str) -> None:
-        self.protocol = protocol
-        self.port = port or 50000
-        self.interface = interface
-        self.sent: list[tuple[bytes, Any]] = []
-        self.listening = True
-
-    def write(self, data: bytes, addr: Any = None) -> None:
-        self.sent.append((data, addr))
-
-    def connect(self, host: str, port: int) -> None:
-        pass
-
-    def getHost(self) -> IPv4Address:
-        return IPv4Address("UDP", "0.0.0.0" if self.interface in ("", "::") else self.interface, self.port)
-
-    def stopListening(self) -> None:
-        self.listening = False
-
-    loseConnection = stopListening
-
-
-class FuzzReactor(MemoryReactorClock):
-    """
-    A memory reactor that also binds (fake) UDP ports.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.udpPorts: list[FakeUDPPort] = []
-
-    def listenUDP(self, port: int, protocol: Any, interface: str = "", maxPacketSize: int = 8192) -> FakeUDPPort:
-        p = FakeUDPPort(protocol, port, interface)
-        protocol.makeConnection(p)
-        self.udpPorts.append(p)
-        return p
-
-
-class PendingDial:
-    def __init__(self, network: str, address: str, factory: Any) -> None:
-        self.network = network
-        self.address = address
-        self.factory = factory
-        self.cancelled = False
-        self.deferred: defer.Deferred[Any] = defer.Deferred(self._cancel)
-
-    def _cancel(self, d: defer.Deferred[Any]) -> None:
-        self.cancelled = True
-
-
-class FakeRoute:
-    """
-    A router's route whose dials wait for the fuzzer to complete or fail
-    them.
-    """
-
-    def __init__(self) -> None:
-        self.dials: list[PendingDial] = []
-
-    def endpoint(self, network: str, address: str, timeout: float) -> Any:
-        route = self
-
-        class _Endpoint:
-            def connect(self, factory: Any) -> defer.Deferred[Any]:
-                dial = PendingDial(network, address, factory)
-                route.dials.append(dial)
-                return dial.deferred
-
-        return _Endpoint()
-
-    def pending(self) -> list[PendingDial]:
-        return [d for d in self.dials if not d.deferred.called]
-
-
-class Target:
-    """
-    The far side of a completed dial.
-    """
-
-    def __init__(self, dial: PendingDial) -> None:
-        self.transport = HalfCloseableTransport(peer=IPv4Address("TCP", "192.0.2.80", 80))
-        self.protocol = dial.factory.buildProtocol(self.transport.getPeer())
-        self.lost = False
-        if self.protocol is None:
-            self.lost = True
-            dial.deferred.errback(Failure(ConnectionRefusedError()))
-            return
-        self.protocol.makeConnection(self.transport)
-        dial.deferred.callback(self.protocol)
-
-    def lose(self, reason: Failure | None = None) -> None:
-        if not self.lost:
-            self.lost = True
-            self.transport.disconnecting = True
-            self.protocol.connectionLost(reason or Failure(ConnectionDone()))
 
 
 # -- strategies
@@ -305,12 +208,12 @@ class RelayServerMachine(RuleBasedStateMachine):
 
     @initialize(index=st.integers(0, len(URLS) - 1), opening=st.one_of(relayRequests(), relayRequests(), JUNK), cuts=CUTS, connect=st.booleans())
     def start(self, index: int, opening: bytes, cuts: list[int], connect: bool) -> None:
-        self.reactor = FuzzReactor()
+        self.reactor = UDPMemoryReactor()
         config = buildConfigFromCommandLine([self.URLS[index]], [])
         self.handler = RelayHandler(self.reactor, config.services[0], BuildContext(self.reactor, config))
         self.route = FakeRoute()
         self.handler.router = Router(self.reactor, self.route, self.handler.router.dialTimeout)
-        self.transport = HalfCloseableTransport(peer=CLIENT)
+        self.transport = HalfCloseableTransport(peerAddress=CLIENT)
         self.protocol = self.handler.buildProtocol(CLIENT)
         self.protocol.makeConnection(self.transport)
         for chunk in chunks(opening, cuts):
@@ -484,7 +387,7 @@ class ProxyEntryMachine(RuleBasedStateMachine):
     def start(self, index: int, opening: bytes, cuts: list[int], connect: bool) -> None:
         from gostrelay import registry
 
-        self.reactor = FuzzReactor()
+        self.reactor = UDPMemoryReactor()
         config = buildConfigFromCommandLine([self.URLS[index]], [])
         service = config.services[0]
         assert service.handler is not None
@@ -493,7 +396,7 @@ class ProxyEntryMachine(RuleBasedStateMachine):
         self.handler = plugin.load()(self.reactor, service, BuildContext(self.reactor, config))
         self.route = FakeRoute()
         self.handler.router = Router(self.reactor, self.route, self.handler.router.dialTimeout)
-        self.transport = HalfCloseableTransport(peer=CLIENT)
+        self.transport = HalfCloseableTransport(peerAddress=CLIENT)
         self.protocol = self.handler.buildProtocol(CLIENT)
         self.protocol.makeConnection(self.transport)
         for chunk in chunks(opening, cuts):
@@ -925,13 +828,13 @@ class WebSocketMachine(RuleBasedStateMachine):
         self.clock = Clock()
         self.previousLoop = txaio.config.loop
         txaio.config.loop = self.clock
-        self.reactor = FuzzReactor()
+        self.reactor = UDPMemoryReactor()
         config = buildConfigFromCommandLine(["relay+ws://127.0.0.1:8443"], [])
         self.relay = RelayHandler(self.reactor, config.services[0], BuildContext(self.reactor, config))
         self.route = FakeRoute()
         self.relay.router = Router(self.reactor, self.route, 15)
         factory = serverFactory(self.relay, path)
-        self.transport = TCPLikeTransport(peer=CLIENT)
+        self.transport = TCPLikeTransport(peerAddress=CLIENT)
         self.protocol = factory.buildProtocol(CLIENT)
         self.protocol.makeConnection(self.transport)
         for chunk in chunks(opening + first, cuts):

@@ -17,11 +17,9 @@ from typing import Any
 
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.error import ConnectionDone, ConnectionLost, ConnectionRefusedError
-from twisted.internet.interfaces import IHalfCloseableDescriptor
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
-from zope.interface import implementer
 
 from gostrelay.build import BuildContext
 from gostrelay.config.model import Config
@@ -40,6 +38,8 @@ from gostrelay.wire.relay import (
     connectRequest,
 )
 from tests import vectors
+from tests.support.fakes import HalfCloseableTransport, TCPLikeTransport
+from tests.support.udp import UDPMemoryReactor
 
 OK = bytes.fromhex("01000000")
 BAD_REQUEST = vectors.caseBytes("server_resp_connect_no_addr")
@@ -52,96 +52,6 @@ SERVICE_UNAVAILABLE = bytes.fromhex("01050000")
 HOST_UNREACHABLE = bytes.fromhex("01060000")
 
 CLIENT = IPv4Address("TCP", "127.0.0.1", 5555)
-
-
-# -- transports
-
-
-class TCPLikeTransport(StringTransport):
-    """
-    A L{StringTransport} that, like Twisted's TCP transports, accepts
-    C{unregisterProducer} with no producer registered and
-    C{resumeProducing} after C{loseConnection}; optionally records its
-    writes in a log shared with other transports, to check ordering.
-    """
-
-    def __init__(self, log: list | None = None, name: str = "", **kwargs: Any) -> None:
-        kwargs.setdefault("lenient", True)
-        super().__init__(**kwargs)
-        self.log = log
-        self.name = name
-
-    def write(self, data: bytes) -> None:
-        if self.log is not None:
-            self.log.append((self.name, data))
-        super().write(data)
-
-    def unregisterProducer(self) -> None:
-        self.producer = None
-        self.streaming = None
-
-
-@implementer(IHalfCloseableDescriptor)
-class HalfCloseableTransport(TCPLikeTransport):
-    """
-    A transport that can shut down its write side (a TCP socket).
-    """
-
-    writeClosed = False
-
-    def loseWriteConnection(self) -> None:
-        self.writeClosed = True
-
-
-class FakeUDPPort:
-    """
-    The listening port and transport of one UDP socket made by
-    L{UDPMemoryReactor.listenUDP}: records what is sent.
-    """
-
-    def __init__(self, port: int, protocol: Any, interface: str, maxPacketSize: int) -> None:
-        self.port = port
-        self.protocol = protocol
-        self.interface = interface
-        self.maxPacketSize = maxPacketSize
-        self.connectedTo: tuple[str, int] | None = None
-        self.sent: list[tuple[bytes, Any]] = []
-        self.listening = True
-
-    def connect(self, host: str, port: int) -> None:
-        self.connectedTo = (host, port)
-
-    def write(self, data: bytes, addr: Any = None) -> None:
-        self.sent.append((data, addr if addr is not None else self.connectedTo))
-
-    def stopListening(self) -> None:
-        self.listening = False
-
-    def getHost(self) -> IPv4Address:
-        return IPv4Address("UDP", "0.0.0.0", 40000)
-
-
-class UDPMemoryReactor(MemoryReactorClock):
-    """
-    A L{MemoryReactorClock} that can also make (fake) UDP sockets, or
-    refuse to when C{udpError} is set.
-    """
-
-    udpError: Exception | None = None
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.udpSockets: list[FakeUDPPort] = []
-
-    def listenUDP(
-        self, port: int, protocol: Any, interface: str = "", maxPacketSize: int = 8192
-    ) -> FakeUDPPort:
-        if self.udpError is not None:
-            raise self.udpError
-        fake = FakeUDPPort(port, protocol, interface, maxPacketSize)
-        self.udpSockets.append(fake)
-        protocol.makeConnection(fake)
-        return fake
 
 
 # -- building blocks
@@ -1069,8 +979,8 @@ class UDPTests(HandlerTestCase):
         proto, tr = connectClient(handler)
         proto.dataReceived(vectors.caseBytes("client_connect_udp_auth_delayed_first_write_hello"))
         self.assertEqual(dialed(reactor), [], "UDP CONNECT must not dial TCP")
-        self.assertEqual(len(reactor.udpSockets), 1)
-        sock = reactor.udpSockets[0]
+        self.assertEqual(len(reactor.udpPorts), 1)
+        sock = reactor.udpPorts[0]
         self.assertEqual(sock.connectedTo, ("127.0.0.1", 53))
         self.assertEqual(tr.value(), OK)
         self.assertEqual(sock.sent, [(b"hello", ("127.0.0.1", 53))])
@@ -1087,7 +997,7 @@ class UDPTests(HandlerTestCase):
         reactor, handler = makeHandler("relay://:0", reactor=reactor)
         proto, tr = connectClient(handler)
         proto.dataReceived(request(FLAG_UDP | Command.CONNECT, NetworkFeature(Network.UDP), TARGET))
-        sock = reactor.udpSockets[0]
+        sock = reactor.udpPorts[0]
         proto.dataReceived(b"\x00")
         proto.dataReceived(b"\x03ab")
         proto.dataReceived(b"c\x00\x00\x00\x01z")
@@ -1102,7 +1012,7 @@ class UDPTests(HandlerTestCase):
         proto, tr = connectClient(handler)
         proto.dataReceived(request(Command.CONNECT, NetworkFeature(Network.UDP), TARGET))
         self.assertEqual(dialed(reactor), [])
-        self.assertEqual(reactor.udpSockets[0].connectedTo, ("127.0.0.1", 8080))
+        self.assertEqual(reactor.udpPorts[0].connectedTo, ("127.0.0.1", 8080))
         self.assertEqual(tr.value(), OK)
 
     def test_clientGoneClosesSocket(self) -> None:
@@ -1114,7 +1024,7 @@ class UDPTests(HandlerTestCase):
         reactor, handler = makeHandler("relay://:0", reactor=reactor)
         proto, tr = connectClient(handler, TCPLikeTransport(peerAddress=CLIENT))
         proto.dataReceived(connectRequest("127.0.0.1:53", network="udp").encode())
-        sock = reactor.udpSockets[0]
+        sock = reactor.udpPorts[0]
         proto.connectionLost(Failure(ConnectionDone()))
         self.assertFalse(sock.listening)
         self.assertNoDelayedCalls(reactor)
@@ -1143,7 +1053,7 @@ class UDPTests(HandlerTestCase):
         proto, tr = connectClient(handler)
         proto.dataReceived(request(FLAG_UDP | Command.CONNECT, AddrFeature.fromAddress("10.1.2.3:53")))
         self.assertEqual(dialed(reactor), [])
-        self.assertEqual(reactor.udpSockets[0].connectedTo, ("127.0.0.1", 7001))
+        self.assertEqual(reactor.udpPorts[0].connectedTo, ("127.0.0.1", 7001))
         self.assertEqual(tr.value(), OK)
 
     def test_udpForwardFailure(self) -> None:

@@ -42,6 +42,7 @@ from gostrelay.wire import smux
 from gostrelay.wire.kcp import arq, crypt, fec
 from gostrelay.wire.kcp.snappyframe import SnappyFrameDecoder
 from tests import vectors
+from tests.support.udp import FakeUDPPort, UDPMemoryReactor
 
 #: The relay response GOST's server sent in the captures (VER 1, OK, no
 #: features) followed by the echoed "hello".
@@ -93,60 +94,56 @@ def config(values: dict[str, Any] | None = None) -> KCPConfig:
 # -- a clock with fake UDP ports and a loss-free network between them
 
 
-class FakeUDPPort:
+class NetworkedUDPPort(FakeUDPPort):
     """
-    The transport of one DatagramProtocol: records what it writes and
-    queues it on the reactor's network.
+    A fake UDP port on L{UDPReactor}'s network: what it writes is also
+    queued for the port it is addressed to; closed, it leaves the network.
     """
 
-    def __init__(self, reactor: UDPReactor, port: int, protocol: Any, interface: str) -> None:
+    def __init__(self, reactor: UDPReactor, protocol: Any, address: IPv4Address, interface: str, maxPacketSize: int) -> None:
+        super().__init__(protocol, address, interface, maxPacketSize)
         self.reactor = reactor
-        self.portNumber = port
-        self.protocol = protocol
-        self.interface = interface
-        self.written: list[tuple[bytes, Any]] = []
-        self.listening = True
-        protocol.makeConnection(self)
+        self.portNumber = address.port
+        self.written = self.sent
 
     def write(self, datagram: bytes, addr: Any = None) -> None:
-        assert self.listening, "write on a closed UDP port"
-        self.written.append((bytes(datagram), addr))
+        super().write(datagram, addr)
         self.reactor.queue.append((self.portNumber, bytes(datagram), addr))
-
-    def getHost(self) -> IPv4Address:
-        host = self.interface if self.interface not in ("", "0.0.0.0", "::") else "127.0.0.1"
-        return IPv4Address("UDP", host, self.portNumber)
 
     def stopListening(self) -> defer.Deferred[None]:
         if self.listening:
-            self.listening = False
             self.reactor.udp.pop(self.portNumber, None)
-            self.protocol.doStop()
-        return defer.succeed(None)
+        return super().stopListening()
 
 
-class UDPReactor(MemoryReactorClock):
+class UDPReactor(UDPMemoryReactor):
     """
-    L{MemoryReactorClock} plus C{listenUDP}: datagrams written by one fake
-    port reach the fake port with the destination port number (loopback
-    only) when L{deliver} runs, unless that port is in C{blackhole}.
+    L{UDPMemoryReactor} plus a network: datagrams written by one fake port
+    reach the fake port with the destination port number (loopback only)
+    when L{deliver} runs, unless that port is in C{blackhole}.  Wildcard
+    binds report 127.0.0.1; port 0 takes one from 50001; a port in use is
+    refused.
     """
 
     def __init__(self) -> None:
         super().__init__()
-        self.udp: dict[int, FakeUDPPort] = {}
+        self.udp: dict[int, NetworkedUDPPort] = {}
         self.queue: list[tuple[int, bytes, Any]] = []
         self.blackhole: set[int] = set()
-        self._nextPort = 50000
+        self._ephemeral = 50000
 
-    def listenUDP(self, port: int, protocol: Any, interface: str = "", maxPacketSize: int = 8192) -> FakeUDPPort:
+    def address(self, kind: str, interface: str, port: int) -> IPv4Address:  # type: ignore[override]
         if port == 0:
-            self._nextPort += 1
-            port = self._nextPort
-        if port in self.udp:
-            raise CannotListenError(interface, port, OSError("in use"))
-        fake = FakeUDPPort(self, port, protocol, interface)
-        self.udp[port] = fake
+            port = self.ephemeralPort()
+        host = interface if interface not in ("", "0.0.0.0", "::") else "127.0.0.1"
+        return IPv4Address(kind, host, port)  # type: ignore[arg-type]
+
+    def makeUDPPort(self, port: int, protocol: Any, interface: str, maxPacketSize: int) -> NetworkedUDPPort:
+        address = self.address("UDP", interface, port)
+        if address.port in self.udp:
+            raise CannotListenError(interface, address.port, OSError("in use"))
+        fake = NetworkedUDPPort(self, protocol, address, interface, maxPacketSize)
+        self.udp[address.port] = fake
         return fake
 
     def deliver(self) -> None:
@@ -253,7 +250,7 @@ class Listening:
         self.factory = factory if factory is not None else RecordingFactory(response=RESPONSE)
         self.kcpPort = testCase.successResultOf(self.listener.listen(self.factory))
         self.sockets = self.kcpPort.sockets
-        self.udp: FakeUDPPort = self.kcpPort.port
+        self.udp: NetworkedUDPPort = self.kcpPort.port
 
     @property
     def written(self) -> list[bytes]:

@@ -6,44 +6,13 @@ Tests for L{gostrelay.pipe}: the byte pipe between two transports
 from __future__ import annotations
 
 from twisted.internet.error import ConnectionDone, ConnectionLost
-from twisted.internet.interfaces import IHalfCloseableDescriptor
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
-from zope.interface import implementer
 
 from gostrelay.pipe import A, B, Pipe, PipeProtocol
-
-
-class TCPLikeTransport(StringTransport):
-    """
-    A L{StringTransport} that, like Twisted's TCP transports, accepts
-    C{unregisterProducer} with no producer registered (the pipe unregisters
-    on every close path) and C{resumeProducing} after C{loseConnection}.
-    """
-
-    def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
-        kwargs.setdefault("lenient", True)
-        super().__init__(*args, **kwargs)
-        self.unregistered = 0
-
-    def unregisterProducer(self) -> None:
-        self.unregistered += 1
-        self.producer = None
-        self.streaming = None
-
-
-@implementer(IHalfCloseableDescriptor)
-class HalfCloseableTransport(TCPLikeTransport):
-    """
-    A transport that can shut down its write side, as a TCP socket can.
-    """
-
-    writeClosed = False
-
-    def loseWriteConnection(self) -> None:
-        self.writeClosed = True
+from tests.support.fakes import HalfCloseableTransport, TCPLikeTransport
 
 
 class PipeTests(SynchronousTestCase):

@@ -32,10 +32,11 @@ from gostrelay.transports.tls import (
     generateCertificate,
     serverContextFactory,
 )
-from tests.support.cases import MIB, LogCapture, TransportTestCase
-from tests.support.pki import CA, PKI, isolate
-from tests.support.reactor import ReactorSettler, sleep, withTimeout
-from tests.support.targets import Collector, Echo, EchoFactory
+from tests.support.cases import MIB, TransportTestCase
+from tests.support.logs import captureLogs
+from tests.support.pki import PKI, isolate
+from tests.support.reactor import sleep, withTimeout
+from tests.support.targets import Collector
 
 # ---------------------------------------------------------------------------
 # The default certificate
@@ -299,7 +300,7 @@ class RelayOverTLSTests(TransportTestCase):
         with a failure described as 'wrong name', and the connector logs
         it.
         """
-        logs = LogCapture(self)
+        logs = captureLogs(self)
         cert, key = self.pki.server
         client, echo, svc = yield self.echoThrough(
             f"relay+tls://127.0.0.1:0?certFile={cert}&keyFile={key}",
@@ -311,7 +312,7 @@ class RelayOverTLSTests(TransportTestCase):
         self.assertEqual(echo.accepted, [])
         # The connector logs after the application has been told.
         yield sleep(0.01)
-        self.assertIn("wrong name", logs.text())
+        self.assertIn("wrong name", logs.text)
 
     @defer.inlineCallbacks
     def test_expired(self):  # type: ignore[no-untyped-def]
@@ -564,19 +565,3 @@ class ClientCreatorTests(unittest.TestCase):
         e = self.assertRaises(ConfigError, serverContextFactory, TLSConfig(certFile=cert, keyFile=cert), "svc")
         self.assertIn("keyFile", str(e))
 
-
-# Keep the module's public helpers visible to the other transport modules.
-__all__ = [
-    "CA",
-    "PKI",
-    "Collector",
-    "Echo",
-    "EchoFactory",
-    "LogCapture",
-    "ReactorSettler",
-    "TransportTestCase",
-    "isolate",
-    "sleep",
-    "withTimeout",
-    "MIB",
-]

@@ -16,10 +16,9 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.internet import defer, reactor
-from twisted.internet.address import IPv4Address
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.error import ConnectionDone, ConnectionRefusedError
-from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
@@ -45,6 +44,7 @@ from tests.support.cases import TransportTestCase
 from tests.support.fakes import RecordingTransport
 from tests.support.reactor import withTimeout
 from tests.support.targets import HalfCloseCollector, UDPEcho
+from tests.support.udp import FakeSessionHandler, UDPMemoryReactor
 
 OK = bytes.fromhex("01000000")
 
@@ -319,64 +319,6 @@ class TunnelFramedChannelTests(SynchronousTestCase):
 # -- the udp listener's sessions, on a memory reactor
 
 
-class FakeUDPPort:
-    def __init__(self, port: int, protocol: Any, interface: str, maxPacketSize: int) -> None:
-        self.port = port or 40000
-        self.protocol = protocol
-        self.interface = interface
-        self.maxPacketSize = maxPacketSize
-        self.sent: list[tuple[bytes, Any]] = []
-        self.listening = True
-
-    def write(self, data: bytes, addr: Any = None) -> None:
-        self.sent.append((data, addr))
-
-    def connect(self, host: str, port: int) -> None:
-        self.connectedTo = (host, port)
-
-    def stopListening(self) -> None:
-        self.listening = False
-
-    def getHost(self) -> IPv4Address:
-        return IPv4Address("UDP", self.interface or "0.0.0.0", self.port)
-
-
-class UDPMemoryReactor(MemoryReactorClock):
-    def __init__(self) -> None:
-        super().__init__()
-        self.udpPorts_: list[FakeUDPPort] = []
-
-    def listenUDP(self, port: int, protocol: Any, interface: str = "", maxPacketSize: int = 8192) -> FakeUDPPort:
-        fake = FakeUDPPort(port, protocol, interface, maxPacketSize)
-        self.udpPorts_.append(fake)
-        protocol.makeConnection(fake)
-        return fake
-
-
-class FakeSession:
-    def __init__(self, table: Any, client: str) -> None:
-        self.table = table
-        self.client = client
-        self.datagrams: list[bytes] = []
-        self.closed = False
-
-    def clientDatagram(self, data: bytes) -> None:
-        self.datagrams.append(data)
-
-    def close(self) -> None:
-        self.closed = True
-
-
-class FakeSessionHandler:
-    def __init__(self) -> None:
-        self.sessions: list[FakeSession] = []
-
-    def openSession(self, table: Any, client: str) -> FakeSession:
-        s = FakeSession(table, client)
-        self.sessions.append(s)
-        return s
-
-
 A = ("127.0.0.1", 5001)
 B = ("127.0.0.1", 5002)
 C = ("127.0.0.1", 5003)
@@ -391,7 +333,7 @@ def startListener(url: str, handler: Any = None, reactor: UDPMemoryReactor | Non
     results: list[Any] = []
     listener.listen(handler).addBoth(results.append)
     port = results[0]
-    return reactor, listener, handler, port, reactor.udpPorts_[-1]
+    return reactor, listener, handler, port, reactor.udpPorts[-1]
 
 
 class ListenerTests(SynchronousTestCase):

@@ -1,6 +1,6 @@
 """
 The in-process transport test case (services built from GOST command
-lines on the real reactor, settled at cleanup) and log capture.
+lines on the real reactor, settled at cleanup).
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from twisted.internet import defer, reactor
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.error import ConnectionDone
 from twisted.internet.protocol import DatagramProtocol, Factory, Protocol
-from twisted.logger import globalLogPublisher
 from twisted.python.failure import Failure
 from twisted.trial import unittest
 
@@ -24,25 +23,6 @@ from tests.support.reactor import ReactorSettler, withTimeout
 from tests.support.targets import BannerProtocol, Collector, EchoFactory, HalfCloseCollector
 
 MIB = 1024 * 1024
-
-
-class LogCapture:
-    """
-    The text of every log event while installed.
-    """
-
-    def __init__(self, testCase: unittest.TestCase) -> None:
-        self.events: list[dict[str, Any]] = []
-        globalLogPublisher.addObserver(self.events.append)
-        testCase.addCleanup(globalLogPublisher.removeObserver, self.events.append)
-
-    def texts(self) -> list[str]:
-        from twisted.logger import formatEvent
-
-        return [formatEvent(e) for e in self.events]
-
-    def text(self) -> str:
-        return "\n".join(self.texts())
 
 
 class TransportTestCase(unittest.TestCase):

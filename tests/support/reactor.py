@@ -1,10 +1,12 @@
 """
-Keeping the real reactor clean between integration tests, and bounded
-waits: a test that leaves a socket or a timer behind fails naming it.
+Keeping the real reactor clean between integration tests, bounded waits,
+and free loopback ports: a test that leaves a socket or a timer behind
+fails naming it.
 """
 
 from __future__ import annotations
 
+import socket
 from typing import Any, Callable
 
 from twisted.internet import defer, reactor, task
@@ -72,8 +74,11 @@ def withTimeout(d: defer.Deferred[Any], seconds: float, what: str) -> defer.Defe
     return d
 
 
-def sleep(seconds: float) -> defer.Deferred[None]:
-    return task.deferLater(reactor, seconds, lambda: None)
+def sleep(seconds: float, clock: Any = reactor) -> defer.Deferred[None]:
+    """
+    Fires after C{seconds} on C{clock} (the real reactor by default).
+    """
+    return task.deferLater(clock, seconds, lambda: None)
 
 
 @defer.inlineCallbacks
@@ -83,3 +88,13 @@ def waitUntil(predicate: Callable[[], Any], timeout: float, what: str):  # type:
         if reactor.seconds() > deadline:
             raise defer.TimeoutError(f"{what}: not within {timeout:g}s")
         yield sleep(0.005)
+
+
+def freePort() -> int:
+    """
+    A TCP port nothing listened on at 127.0.0.1 a moment ago (bound, then
+    released), for programs that cannot report the port they bound.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

@@ -19,7 +19,9 @@ from tests.support.reactor import withTimeout
 @implementer(IHalfCloseableProtocol)
 class Echo(Protocol):
     """
-    Echo every byte; on the peer's FIN close after the echoed bytes.
+    Echo every byte; on the peer's FIN (a half-close) write
+    C{factory.farewell} and close after the echoed bytes; abort once
+    C{factory.resetAfter} bytes arrived, when set.
     """
 
     def connectionMade(self) -> None:
@@ -31,9 +33,14 @@ class Echo(Protocol):
     def dataReceived(self, data: bytes) -> None:
         self.received += len(data)
         self.transport.write(data)  # type: ignore[union-attr]
+        resetAfter = self.factory.resetAfter  # type: ignore[attr-defined]
+        if resetAfter and self.received >= resetAfter:
+            self.transport.abortConnection()  # type: ignore[union-attr]
 
     def readConnectionLost(self) -> None:
         self.halfClosed = True
+        if self.factory.farewell:  # type: ignore[attr-defined]
+            self.transport.write(self.factory.farewell)  # type: ignore[union-attr, attr-defined]
         self.transport.loseConnection()  # type: ignore[union-attr]
 
     def writeConnectionLost(self) -> None:
@@ -41,15 +48,25 @@ class Echo(Protocol):
 
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
         self.factory.open.discard(self)  # type: ignore[attr-defined]
+        self.factory.closed.append((self, reason))  # type: ignore[attr-defined]
 
 
 class EchoFactory(Factory):
+    """
+    Echo targets (see L{Echo} for C{farewell} and C{resetAfter}); records
+    every connection accepted, those still open, and each one's end with
+    its reason.
+    """
+
     protocol = Echo
     noisy = False
 
-    def __init__(self) -> None:
+    def __init__(self, farewell: bytes = b"", resetAfter: int = 0) -> None:
+        self.farewell = farewell
+        self.resetAfter = resetAfter
         self.accepted: list[Echo] = []
         self.open: set[Echo] = set()
+        self.closed: list[tuple[Echo, Failure]] = []
 
 
 class Collector(Protocol):
