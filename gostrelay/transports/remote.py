@@ -379,9 +379,9 @@ class _UDPBindProtocol(TunnelFramedChannel):
         super().connectionLost(reason)
         self.table.closeAll()
         self.listener.log.info(
-            "{name}: UDP BIND {bound} ended: {why}",
+            "{name}: UDP BIND {bound} ended: {why} ({dropped} replies dropped)",
             name=self.listener.service.name, bound=self.listener.boundAddress,
-            why=reason.getErrorMessage() if reason is not None else "closed",
+            why=reason.getErrorMessage() if reason is not None else "closed", dropped=self.dropped,
         )
 
 
