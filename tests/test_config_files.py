@@ -16,7 +16,7 @@ import yaml
 from twisted.application.service import IService
 from twisted.internet import defer, reactor
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
-from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.protocol import Protocol
 from twisted.python import usage
 from twisted.python.failure import Failure
 from twisted.trial import unittest
@@ -29,6 +29,8 @@ from gostrelay.config.model import Config, ConfigError, HandlerConfig
 from gostrelay.config.url import buildConfigFromCommandLine
 from gostrelay.tap import Options, rewriteGostFlags
 from gostrelay.wire.relay import connectRequest
+from tests.support.reactor import waitUntil
+from tests.support.targets import EchoFactory
 
 OK = b"\x01\x00\x00\x00"
 UNAUTHORIZED = b"\x01\x02\x00\x00"
@@ -741,28 +743,6 @@ class AutherTests(TempDirMixin, unittest.SynchronousTestCase):
 # -- a file-configured relay service on the real reactor
 
 
-class Echo(Protocol):
-    def connectionMade(self) -> None:
-        self.factory.open.append(self)  # type: ignore[attr-defined]
-        self.lost: defer.Deferred[None] = defer.Deferred()
-        self.factory.lost.append(self.lost)  # type: ignore[attr-defined]
-
-    def dataReceived(self, data: bytes) -> None:
-        self.transport.write(data)  # type: ignore[union-attr]
-
-    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
-        self.lost.callback(None)
-
-
-class EchoFactory(Factory):
-    protocol = Echo
-    noisy = False
-
-    def __init__(self) -> None:
-        self.open: list[Echo] = []
-        self.lost: list[defer.Deferred[None]] = []
-
-
 class Collector(Protocol):
     """
     Send C{first}; fire C{enough} once C{want} bytes arrived and C{lost}
@@ -849,11 +829,11 @@ class RunningFileServiceTests(TempDirMixin, unittest.TestCase):
         client.enough = defer.Deferred()
         data = yield client.enough
         self.assertEqual(data, OK + b"hello again")
-        self.assertEqual(len(self.echo.open), 1)
+        self.assertEqual(len(self.echo.accepted), 1)
         client.transport.loseConnection()
         yield client.lost
         # The relay closes its side to the target too.
-        yield defer.gatherResults(self.echo.lost)
+        yield waitUntil(lambda: not self.echo.open, 5, "the relay's connection to the target closed")
 
     @defer.inlineCallbacks
     def test_wrongPassword(self):  # type: ignore[no-untyped-def]
@@ -862,7 +842,7 @@ class RunningFileServiceTests(TempDirMixin, unittest.TestCase):
         client = yield self.connect(request, 100)
         yield client.lost
         self.assertEqual(client.data, UNAUTHORIZED)
-        self.assertEqual(self.echo.open, [])
+        self.assertEqual(self.echo.accepted, [])
 
     @defer.inlineCallbacks
     def test_stopClosesPort(self):  # type: ignore[no-untyped-def]

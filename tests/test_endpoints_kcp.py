@@ -16,7 +16,6 @@ from typing import Any
 
 from twisted.internet import defer, reactor
 from twisted.internet.endpoints import TCP4ClientEndpoint, clientFromString, connectProtocol, serverFromString
-from twisted.internet.protocol import Protocol
 from twisted.trial import unittest
 
 from gostrelay.build import BuildContext
@@ -28,20 +27,6 @@ from tests.support.reactor import ReactorSettler, waitUntil, withTimeout
 from tests.support.targets import Collector, EchoFactory
 
 MIB = 1024 * 1024
-
-
-class RecordingEchoFactory(EchoFactory):
-    """
-    An echo that records the address each connection was built for.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.addresses: list[Any] = []
-
-    def buildProtocol(self, addr: Any) -> Protocol | None:
-        self.addresses.append(addr)
-        return super().buildProtocol(addr)
 
 
 class KCPEndpointTestCase(unittest.TestCase):
@@ -103,7 +88,7 @@ class KCPEndpointTests(KCPEndpointTestCase):
         echoed back intact, then a second connection on the same session;
         the server's factory gets the client's UDP address.
         """
-        factory = RecordingEchoFactory()
+        factory = EchoFactory()
         port = yield self.listen(serverFromString(reactor, "kcp:0:interface=127.0.0.1:kcp.key=s3cret:crypt=aes-128"), factory)
         self.assertEqual(port.getHost().host, "127.0.0.1")
         client = clientFromString(reactor, f"kcp:127.0.0.1:{port.getHost().port}:key=s3cret:kcp.crypt=aes-128:idle=0.2")

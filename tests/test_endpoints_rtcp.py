@@ -37,21 +37,6 @@ def freePort() -> int:
         s.close()
 
 
-class RecordingEchoFactory(EchoFactory):
-    """
-    The echo the Twisted program exposes; records the address each
-    visitor's protocol was built for.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.addresses: list[Any] = []
-
-    def buildProtocol(self, addr: Any) -> Protocol | None:
-        self.addresses.append(addr)
-        return super().buildProtocol(addr)
-
-
 class LocalPortCollector(Collector):
     def connectionMade(self) -> None:
         self.localPort = self.transport.getHost().port  # type: ignore[union-attr]
@@ -116,7 +101,7 @@ class RemoteEndpointTests(RemoteEndpointTestCase):
         """
         relay, relayPort = yield self.startRelay()
         remotePort = freePort()
-        factory = RecordingEchoFactory()
+        factory = EchoFactory()
         port = yield self.listen(self.rtcp(remotePort, relayPort), factory)
         self.assertEqual(port.getHost(), IPv4Address("TCP", "127.0.0.1", remotePort))
         client = yield self.echoThrough(remotePort, MIB)

@@ -44,22 +44,13 @@ from gostrelay.mux import MuxConfig
 from gostrelay.transports import kcp
 from tests.processes import CONSOLE, LineProcessProtocol, ProcessTimeout, childEnvironment, spawn
 from tests.support.reactor import ReactorSettler, sleep
-from tests.support.targets import EchoFactory
+from tests.support.targets import EchoFactory, UDPEcho
 
 MIB = 1024 * 1024
 CHECKSUM_HINT = "datagrams fail the checksum: key or crypt differs from the peer's?"
 
 
 # -- targets
-
-
-class UDPEcho(DatagramProtocol):
-    def __init__(self) -> None:
-        self.sizes: list[int] = []
-
-    def datagramReceived(self, data: bytes, addr: Any) -> None:
-        self.sizes.append(len(data))
-        self.transport.write(data, addr)  # type: ignore[union-attr]
 
 
 class UDPPeer(DatagramProtocol):
@@ -277,7 +268,7 @@ class KCPTunnelTests(KCPProcessTestCase):
                 peer.waiting = None
             self.assertEqual(len(answer), size)
             self.assertTrue(answer == payload, f"{size}-byte datagram changed")
-        self.assertEqual(echo.sizes, [1, 1000, 60000, 1000])
+        self.assertEqual([size for size, _ in echo.received], [1, 1000, 60000, 1000])
 
     @defer.inlineCallbacks
     def test_remoteTCP(self):  # type: ignore[no-untyped-def]

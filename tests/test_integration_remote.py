@@ -25,21 +25,10 @@ from twisted.python.failure import Failure
 from twisted.trial import unittest
 
 from tests.processes import CONSOLE, LineProcessProtocol, ProcessTimeout, childEnvironment, spawn
+from tests.support.reactor import freePort
+from tests.support.targets import Collector, EchoFactory, UDPEcho
 
 MIB = 1024 * 1024
-
-
-def freePort(kind: int = socket.SOCK_STREAM) -> int:
-    """
-    A port that was free on 127.0.0.1 a moment ago (bound to port 0 and
-    closed).
-    """
-    s = socket.socket(socket.AF_INET, kind)
-    try:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-    finally:
-        s.close()
 
 
 def _re(text: str) -> str:
@@ -47,27 +36,6 @@ def _re(text: str) -> str:
 
 
 # -- targets
-
-
-class Echo(Protocol):
-    def connectionMade(self) -> None:
-        self.factory.open.add(self)  # type: ignore[attr-defined]
-
-    def dataReceived(self, data: bytes) -> None:
-        self.factory.received += len(data)  # type: ignore[attr-defined]
-        self.transport.write(data)  # type: ignore[union-attr]
-
-    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
-        self.factory.open.discard(self)  # type: ignore[attr-defined]
-
-
-class EchoFactory(Factory):
-    protocol = Echo
-    noisy = False
-
-    def __init__(self) -> None:
-        self.open: set[Echo] = set()
-        self.received = 0
 
 
 class Sink(Protocol):
@@ -87,11 +55,12 @@ class Sink(Protocol):
         self.factory.open.discard(self)  # type: ignore[attr-defined]
 
 
-class SinkFactory(EchoFactory):
-    protocol = Sink  # type: ignore[assignment]
+class SinkFactory(Factory):
+    protocol = Sink
+    noisy = False
 
     def __init__(self) -> None:
-        super().__init__()
+        self.open: set[Sink] = set()
         self.connections: list[Sink] = []
 
 
@@ -104,43 +73,7 @@ class SendAndLeave(Protocol):
         self.transport.loseConnection()  # type: ignore[union-attr]
 
 
-class UDPEcho(DatagramProtocol):
-    noisy = False
-
-    def __init__(self) -> None:
-        self.count = 0
-
-    def datagramReceived(self, data: bytes, addr: Any) -> None:
-        self.count += 1
-        self.transport.write(data, addr)  # type: ignore[union-attr]
-
-
 # -- peers
-
-
-class EchoClient(Protocol):
-    """
-    Sends C{payload}, reads until as many bytes came back, then closes;
-    C{done} fires with what came back.  No half-close: smux has none.
-    """
-
-    def __init__(self, payload: bytes) -> None:
-        self.payload = payload
-        self.received = bytearray()
-        self.done: defer.Deferred[bytes] = defer.Deferred()
-        self.lost = False
-
-    def connectionMade(self) -> None:
-        self.transport.write(self.payload)  # type: ignore[union-attr]
-
-    def dataReceived(self, data: bytes) -> None:
-        self.received += data
-        if len(self.received) >= len(self.payload):
-            self.transport.loseConnection()  # type: ignore[union-attr]
-
-    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
-        self.lost = True
-        self.done.callback(bytes(self.received))
 
 
 class UDPPeer(DatagramProtocol):
@@ -253,7 +186,7 @@ class RemoteForwardingMixin:
         Connect to 127.0.0.1:port, send C{payload}; fire with what came
         back once the connection is closed.
         """
-        client = EchoClient(payload)
+        client = Collector(payload)
         yield connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port, timeout=5), client)
 
         def cleanup() -> None:
@@ -262,10 +195,10 @@ class RemoteForwardingMixin:
 
         self.addCleanup(cleanup)  # type: ignore[attr-defined]
         timer = reactor.callLater(timeout, client.transport.abortConnection)  # type: ignore[attr-defined]
-        received = yield client.done
+        yield client.done
         if timer.active():
             timer.cancel()
-        return received
+        return bytes(client.data)
 
     @defer.inlineCallbacks
     def assertEchoes(self, port: int, size: int = 1000):  # type: ignore[no-untyped-def]
@@ -294,7 +227,7 @@ class RemoteTCPTests(RemoteForwardingMixin, unittest.TestCase):
         for i, (payload, received) in enumerate(zip(payloads, results)):
             self.assertEqual(len(received), MIB, f"connection {i}:\n{client.describe()}\n{server.describe()}")
             self.assertTrue(received == payload, f"connection {i}: echoed bytes differ")
-        self.assertEqual(echo.received, 20 * MIB)
+        self.assertEqual(sum(p.received for p in echo.accepted), 20 * MIB)
 
     @defer.inlineCallbacks
     def test_emptyHost(self):  # type: ignore[no-untyped-def]

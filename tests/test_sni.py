@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from twisted.internet import defer, reactor
 from twisted.internet.address import IPv4Address
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
-from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.protocol import Protocol
 from twisted.internet.testing import MemoryReactorClock
 from twisted.trial import unittest
 from twisted.trial.unittest import SynchronousTestCase
@@ -26,6 +26,7 @@ from gostrelay.config.url import buildConfigFromCommandLine
 from gostrelay.wire.tlshello import MAX_HELLO_BYTES, TLSHelloError, serverName
 from tests.support.fakes import RecordingTransport
 from tests.support.pki import PKI
+from tests.support.targets import EchoFactory
 
 
 def clientHello(name: str | None) -> bytes:
@@ -176,11 +177,6 @@ class EntryTests(SynchronousTestCase):
         self.assertEqual(router.dials, [])
 
 
-class _TLSEcho(Protocol):
-    def dataReceived(self, data: bytes) -> None:
-        self.transport.write(data)  # type: ignore[union-attr]
-
-
 class _Client(Protocol):
     def __init__(self) -> None:
         self.data = b""
@@ -217,7 +213,7 @@ class ThroughChainTests(unittest.TestCase):
         with open(pki.ca.certFile, "rb") as f:
             caCert = tssl.Certificate.loadPEM(f.read())
         serverOptions = tssl.PrivateCertificate.loadPEM(cert + key).options()
-        server = reactor.listenSSL(0, Factory.forProtocol(_TLSEcho), serverOptions, interface="127.0.0.1")
+        server = reactor.listenSSL(0, EchoFactory(), serverOptions, interface="127.0.0.1")
         self.addCleanup(server.stopListening)
         relayTop = buildServices(reactor, buildConfigFromCommandLine([f"relay://127.0.0.1:0/127.0.0.1:{server.getHost().port}"], []))
         relayTop.startService()

@@ -14,10 +14,9 @@ import errno
 import os
 import stat
 import sys
-import time
-from typing import Any, Callable
+from typing import Any
 
-from twisted.internet import defer, reactor, task
+from twisted.internet import defer, reactor
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.protocol import Factory, Protocol
 from twisted.python.failure import Failure
@@ -26,22 +25,11 @@ from twisted.trial import unittest
 from gostrelay import splice
 from gostrelay.pipe import A, B, Pipe, PipeProtocol, PipeSideFactory
 from tests.processes import LISTENING, childEnvironment, openFiles, spawn
+from tests.support.lab import pollUntil
+from tests.support.reactor import sleep
+from tests.support.targets import EchoFactory
 
 KIB = 1024
-
-
-def sleep(seconds: float) -> defer.Deferred[None]:
-    return task.deferLater(reactor, seconds, lambda: None)
-
-
-@defer.inlineCallbacks
-def waitUntil(predicate: Callable[[], bool], timeout: float):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        yield sleep(0.02)
-    return True
 
 
 def _isPipe(fd: int) -> bool:
@@ -49,17 +37,6 @@ def _isPipe(fd: int) -> bool:
         return stat.S_ISFIFO(os.fstat(fd).st_mode)
     except OSError:
         return False
-
-
-class Echo(Protocol):
-    def dataReceived(self, data: bytes) -> None:
-        self.transport.write(data)  # type: ignore[union-attr]
-
-    def connectionMade(self) -> None:
-        self.factory.open.add(self)  # type: ignore[attr-defined]
-
-    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
-        self.factory.open.discard(self)  # type: ignore[attr-defined]
 
 
 class Client(Protocol):
@@ -128,8 +105,7 @@ class InProcessTests(unittest.TestCase):
         skip = "splice(2) is Linux only"
 
     def setUp(self) -> None:
-        self.echo = Factory.forProtocol(Echo)
-        self.echo.open = set()  # type: ignore[attr-defined]
+        self.echo = EchoFactory()
         echoPort = reactor.listenTCP(0, self.echo, interface="127.0.0.1")
         self.addCleanup(echoPort.stopListening)
         self.forward = ForwardFactory(echoPort.getHost().port, threshold=64 * KIB)
@@ -148,7 +124,7 @@ class InProcessTests(unittest.TestCase):
         client = Client()
         yield connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", self.port), client)
         self.addCleanup(lambda: client.transport.abortConnection() if not client.closed else None)  # type: ignore[union-attr]
-        yield waitUntil(lambda: len(self.forward.pipes) > 0 and self.forward.pipes[-1].connected, 5)
+        yield pollUntil(reactor, lambda: len(self.forward.pipes) > 0 and self.forward.pipes[-1].connected, 5)
         return client, self.forward.pipes[-1]
 
     @defer.inlineCallbacks
@@ -156,7 +132,7 @@ class InProcessTests(unittest.TestCase):
         want = client.received + size
         for offset in range(0, size, chunk):
             client.transport.write(b"x" * min(chunk, size - offset))  # type: ignore[union-attr]
-        ok = yield waitUntil(lambda: client.received >= want, 10)
+        ok = yield pollUntil(reactor, lambda: client.received >= want, 10)
         self.assertTrue(ok, f"{client.received} of {want} bytes echoed")
         self.assertEqual(client.received, want)
 
@@ -164,7 +140,7 @@ class InProcessTests(unittest.TestCase):
     def close(self, client: Client):  # type: ignore[no-untyped-def]
         client.transport.loseConnection()  # type: ignore[union-attr]
         yield client.ended
-        yield waitUntil(lambda: not self.echo.open, 5)  # type: ignore[attr-defined]
+        yield pollUntil(reactor, lambda: not self.echo.open, 5)
 
     @defer.inlineCallbacks
     def test_shortConnectionStaysInUserspace(self):  # type: ignore[no-untyped-def]
@@ -192,7 +168,7 @@ class InProcessTests(unittest.TestCase):
         yield self.echoed(client, 512 * KIB)
         self.assertEqual(pipe.transferred, [1536 * KIB, 1536 * KIB])
         yield self.close(client)
-        yield waitUntil(lambda: bool(self.forward.done), 5)
+        yield pollUntil(reactor, lambda: bool(self.forward.done), 5)
         self.assertEqual(splice.pool.open, 0, "the last spliced connection's pipes are closed")
 
     @defer.inlineCallbacks
@@ -255,7 +231,7 @@ class InProcessTests(unittest.TestCase):
         client, pipe = yield self.connect()
         yield self.echoed(client, 1024 * KIB)
         self.assertIsNotNone(pipe.spliced)
-        given = yield waitUntil(lambda: pipe.spliced is None, 5)
+        given = yield pollUntil(reactor, lambda: pipe.spliced is None, 5)
         self.assertTrue(given, "the idle connection kept its kernel pipes")
         self.assertEqual(splice.pool.open, 0)
         yield self.echoed(client, 4 * KIB)  # in userspace again
@@ -303,8 +279,7 @@ class DescriptorExhaustionTests(unittest.TestCase):
 
     @defer.inlineCallbacks
     def test_exhaustion(self):  # type: ignore[no-untyped-def]
-        echo = Factory.forProtocol(Echo)
-        echo.open = set()  # type: ignore[attr-defined]
+        echo = EchoFactory()
         echoPort = reactor.listenTCP(0, echo, interface="127.0.0.1")
         self.addCleanup(echoPort.stopListening)
         target = echoPort.getHost().port
@@ -331,12 +306,12 @@ class DescriptorExhaustionTests(unittest.TestCase):
         for c in clients:
             yield connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port), c)
             self.addCleanup(lambda c=c: c.transport.abortConnection() if not c.closed else None)  # type: ignore[union-attr]
-        connected = yield waitUntil(lambda: len(echo.open) == self.CLIENTS, 10)  # type: ignore[attr-defined]
+        connected = yield pollUntil(reactor, lambda: len(echo.open) == self.CLIENTS, 10)
         self.assertTrue(connected, child.describe())
         for c in clients:
             for _ in range(self.SIZE // (32 * KIB)):
                 c.transport.write(b"y" * 32 * KIB)  # type: ignore[union-attr]
-        served = yield waitUntil(lambda: all(c.received >= self.SIZE or c.closed for c in clients), 30)
+        served = yield pollUntil(reactor, lambda: all(c.received >= self.SIZE or c.closed for c in clients), 30)
         self.assertTrue(served, f"{[c.received for c in clients]}\n{child.describe()}")
         self.assertEqual([c.received for c in clients], [self.SIZE] * self.CLIENTS, child.describe())
         yield child.waitForLine(r"splice: no kernel pipe \(\[Errno 24\]", timeout=5)
@@ -344,9 +319,9 @@ class DescriptorExhaustionTests(unittest.TestCase):
         for c in clients:
             c.transport.loseConnection()  # type: ignore[union-attr]
         yield defer.DeferredList([c.ended for c in clients])
-        back = yield waitUntil(lambda: openFiles(child.pid) <= baseline, 15)
+        back = yield pollUntil(reactor, lambda: openFiles(child.pid) <= baseline, 15)
         self.assertTrue(back, f"{openFiles(child.pid)} descriptors open, {baseline} at start\n{child.describe()}")
-        yield waitUntil(lambda: not echo.open, 5)  # type: ignore[attr-defined]
+        yield pollUntil(reactor, lambda: not echo.open, 5)
         self.assertEqual(echo.open, set())  # type: ignore[attr-defined]
         self.assertNotIn("Traceback", child.out + child.err, child.describe())
         self.assertNotIn("Unhandled", child.out + child.err, child.describe())

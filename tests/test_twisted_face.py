@@ -46,16 +46,12 @@ from tests.processes import (
     sitePackagesWithout,
     spawn,
 )
+from tests.support.targets import EchoFactory
 
 LAUNCHERS = (TWISTD_RELAY, CONSOLE)
 LISTENING_TCP = r"listening on \[?([0-9a-f.:]+?)\]?:(\d+)$"
 LISTENING_UNIX = r"listening on unix:(\S+)$"
 SYNOPSIS_FIRST = "Usage: gostrelay [options]"
-
-
-class Echo(Protocol):
-    def dataReceived(self, data: bytes) -> None:
-        self.transport.write(data)  # type: ignore[union-attr]
 
 
 class RelayProbe(Protocol):
@@ -114,7 +110,7 @@ class FaceMixin:
     """
 
     def setUp(self) -> None:
-        self.echo = reactor.listenTCP(0, Factory.forProtocol(Echo), interface="127.0.0.1")  # type: ignore[attr-defined]
+        self.echo = reactor.listenTCP(0, EchoFactory(), interface="127.0.0.1")  # type: ignore[attr-defined]
         self.addCleanup(self.echo.stopListening)  # type: ignore[attr-defined]
         self.echoAddress = f"127.0.0.1:{self.echo.getHost().port}"
 

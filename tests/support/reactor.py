@@ -90,11 +90,12 @@ def waitUntil(predicate: Callable[[], Any], timeout: float, what: str):  # type:
         yield sleep(0.005)
 
 
-def freePort() -> int:
+def freePort(kind: int = socket.SOCK_STREAM) -> int:
     """
-    A TCP port nothing listened on at 127.0.0.1 a moment ago (bound, then
-    released), for programs that cannot report the port they bound.
+    A TCP (or, given C{SOCK_DGRAM}, UDP) port nothing used on 127.0.0.1 a
+    moment ago (bound, then released), for programs that cannot report the
+    port they bound.
     """
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+    with socket.socket(socket.AF_INET, kind) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])

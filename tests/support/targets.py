@@ -54,8 +54,8 @@ class Echo(Protocol):
 class EchoFactory(Factory):
     """
     Echo targets (see L{Echo} for C{farewell} and C{resetAfter}); records
-    every connection accepted, those still open, and each one's end with
-    its reason.
+    the peer address of every connection (C{addresses}), every connection
+    accepted, those still open, and each one's end with its reason.
     """
 
     protocol = Echo
@@ -64,9 +64,14 @@ class EchoFactory(Factory):
     def __init__(self, farewell: bytes = b"", resetAfter: int = 0) -> None:
         self.farewell = farewell
         self.resetAfter = resetAfter
+        self.addresses: list[Any] = []
         self.accepted: list[Echo] = []
         self.open: set[Echo] = set()
         self.closed: list[tuple[Echo, Failure]] = []
+
+    def buildProtocol(self, addr: Any) -> Protocol | None:
+        self.addresses.append(addr)
+        return super().buildProtocol(addr)
 
 
 class Collector(Protocol):
