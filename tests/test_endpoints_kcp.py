@@ -16,54 +16,23 @@ from typing import Any
 
 from twisted.internet import defer, reactor
 from twisted.internet.endpoints import TCP4ClientEndpoint, clientFromString, connectProtocol, serverFromString
-from twisted.trial import unittest
 
 from gostrelay.build import BuildContext
 from gostrelay.config.url import buildConfigFromCommandLine
 from gostrelay.endpoints.kcp import KCPClientEndpoint, KCPServerEndpoint
 from gostrelay.handlers.relay import RelayHandler
-from tests.processes import CONSOLE, LineProcessProtocol, childEnvironment, spawn
-from tests.support.reactor import ReactorSettler, waitUntil, withTimeout
+from tests.support.cases import ProcessTestCase
+from tests.support.reactor import waitUntil, withTimeout
 from tests.support.targets import Collector, EchoFactory
 
 MIB = 1024 * 1024
 
 
-class KCPEndpointTestCase(unittest.TestCase):
-    timeout = 60
-
-    def setUp(self) -> None:
-        # Every kcp socket (client sessions included) closed by the end.
-        self.addCleanup(ReactorSettler().settle)
-
-    def start(self, *args: str, name: str) -> LineProcessProtocol:
-        path = os.path.abspath(self.mktemp())
-        os.makedirs(path)
-        return spawn(reactor, CONSOLE + list(args), path, childEnvironment(home=path), name=name, addCleanup=self.addCleanup)
-
-    @defer.inlineCallbacks
-    def listen(self, endpoint: Any, factory: Any):  # type: ignore[no-untyped-def]
-        port = yield endpoint.listen(factory)
-
-        def cleanup() -> Any:
-            for proto in list(getattr(factory, "open", ())):
-                proto.transport.abortConnection()
-            return port.stopListening()
-
-        self.addCleanup(cleanup)
-        return port
-
-    def startEcho(self) -> tuple[EchoFactory, int]:
-        factory = EchoFactory()
-        port = reactor.listenTCP(0, factory, interface="127.0.0.1")  # type: ignore[attr-defined]
-
-        def cleanup() -> Any:
-            for proto in list(factory.open):
-                proto.transport.abortConnection()  # type: ignore[union-attr]
-            return port.stopListening()
-
-        self.addCleanup(cleanup)
-        return factory, port.getHost().port
+class KCPEndpointTestCase(ProcessTestCase):
+    """
+    KCP endpoints in this process, relay+kcp children; every kcp socket
+    (client sessions included) closed by the end.
+    """
 
     @defer.inlineCallbacks
     def exchange(self, endpoint: Any, size: int, timeout: float = 40):  # type: ignore[no-untyped-def]

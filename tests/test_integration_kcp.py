@@ -34,7 +34,6 @@ from twisted.internet import defer, reactor
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.protocol import DatagramProtocol, Protocol
 from twisted.python.failure import Failure
-from twisted.trial import unittest
 
 from gostrelay.build import BuildContext
 from gostrelay.chain import Chain
@@ -42,9 +41,10 @@ from gostrelay.config.model import ChainConfig, Config
 from gostrelay.config.url import parseNodeURL
 from gostrelay.mux import MuxConfig
 from gostrelay.transports import kcp
-from tests.processes import CONSOLE, LineProcessProtocol, ProcessTimeout, childEnvironment, spawn
-from tests.support.reactor import ReactorSettler, sleep
-from tests.support.targets import EchoFactory, UDPEcho
+from tests.processes import LineProcessProtocol, ProcessTimeout
+from tests.support.cases import ProcessTestCase
+from tests.support.reactor import freePort, sleep
+from tests.support.targets import UDPEcho
 
 MIB = 1024 * 1024
 CHECKSUM_HINT = "datagrams fail the checksum: key or crypt differs from the peer's?"
@@ -127,60 +127,11 @@ class Collector(Protocol):
             self.done.callback(bytes(self.data))
 
 
-class KCPProcessTestCase(unittest.TestCase):
-    timeout = 60
-
-    def setUp(self) -> None:
-        settler = ReactorSettler()
-        self.addCleanup(settler.settle)
-
-    def childDir(self) -> str:
-        path = os.path.abspath(self.mktemp())
-        os.makedirs(path)
-        return path
-
-    def start(self, *args: str, name: str = "") -> LineProcessProtocol:
-        """
-        C{python -m gostrelay ARGS} in a fresh directory with a fresh HOME;
-        stopped at cleanup.
-        """
-        return spawn(
-            reactor, CONSOLE + list(args), self.childDir(), childEnvironment(home=self.childDir()),
-            name=name or " ".join(args), addCleanup=self.addCleanup,
-        )
-
-    @defer.inlineCallbacks
-    def startListening(self, *args: str, name: str = ""):  # type: ignore[no-untyped-def]
-        """
-        Start a child with one C{-L}; fire with C{(process, port)} once it
-        says where it listens.
-        """
-        proc = self.start(*args, name=name)
-        host, port = yield proc.waitForListening(timeout=15)
-        self.assertEqual(host, "127.0.0.1", proc.describe())
-        return proc, port
-
+class KCPProcessTestCase(ProcessTestCase):
     @defer.inlineCallbacks
     def startServer(self, port: int = 0, query: str = ""):  # type: ignore[no-untyped-def]
         url = f"relay+kcp://127.0.0.1:{port}" + (f"?{query}" if query else "")
         return (yield self.startListening("-L", url, name="server"))
-
-    def startEcho(self) -> tuple[EchoFactory, int]:
-        factory = EchoFactory()
-        port = reactor.listenTCP(0, factory, interface="127.0.0.1")  # type: ignore[attr-defined]
-
-        def cleanup() -> Any:
-            for proto in list(factory.open):
-                proto.transport.abortConnection()  # type: ignore[union-attr]
-            return port.stopListening()
-
-        self.addCleanup(cleanup)
-        return factory, port.getHost().port
-
-    def startUDP(self, protocol: DatagramProtocol) -> int:
-        port = reactor.listenUDP(0, protocol, interface="127.0.0.1", maxPacketSize=65535)  # type: ignore[attr-defined]
-        self.addCleanup(port.stopListening)
-        return int(port.getHost().port)
 
     @defer.inlineCallbacks
     def talk(self, port: int, payload: bytes, timeout: float = 30, **kwargs: Any):  # type: ignore[no-untyped-def]
@@ -246,13 +197,13 @@ class KCPTunnelTests(KCPProcessTestCase):
         inside an smux stream inside KCP).
         """
         echo = UDPEcho()
-        echoPort = self.startUDP(echo)
+        echoPort = self.listenUDP(echo)
         server, port = yield self.startServer()
         client, fwd = yield self.startListening(
             "-L", f"udp://127.0.0.1:0/127.0.0.1:{echoPort}", "-F", f"relay+kcp://127.0.0.1:{port}", name="client"
         )
         peer = UDPPeer()
-        self.startUDP(peer)
+        self.listenUDP(peer)
         for size in (1, 1000, 60000, 1000):
             payload = os.urandom(size)
             peer.waiting = defer.Deferred()
@@ -279,7 +230,7 @@ class KCPTunnelTests(KCPProcessTestCase):
         """
         echo, echoPort = self.startEcho()
         server, port = yield self.startServer(query="bind=true")
-        remotePort = freeTCPPort()
+        remotePort = freePort()
         client = self.start(
             "-L", f"rtcp://127.0.0.1:{remotePort}/127.0.0.1:{echoPort}", "-F", f"relay+kcp://127.0.0.1:{port}",
             name="client",
@@ -496,14 +447,3 @@ class KCPRecoveryTests(KCPProcessTestCase):
             timer.cancel()
         self.assertEqual(len(received), size)
         self.assertTrue(received == payload, "echoed bytes differ")
-
-
-def freeTCPPort() -> int:
-    import socket
-
-    s = socket.socket()
-    try:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-    finally:
-        s.close()

@@ -22,11 +22,11 @@ from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.error import CannotListenError, ConnectError
 from twisted.internet.protocol import DatagramProtocol, Factory, Protocol
 from twisted.python.failure import Failure
-from twisted.trial import unittest
 
-from tests.processes import CONSOLE, LineProcessProtocol, ProcessTimeout, childEnvironment, spawn
+from tests.processes import LineProcessProtocol, ProcessTimeout
+from tests.support.cases import ProcessTestCase
 from tests.support.reactor import freePort
-from tests.support.targets import Collector, EchoFactory, UDPEcho
+from tests.support.targets import Collector, UDPEcho
 
 MIB = 1024 * 1024
 
@@ -86,25 +86,11 @@ class UDPPeer(DatagramProtocol):
         self.received.append((data, tuple(addr)))  # type: ignore[arg-type]
 
 
-class RemoteForwardingMixin:
-    timeout = 60
-
-    # -- children
-
-    def childDir(self) -> str:
-        path = self.mktemp()  # type: ignore[attr-defined]
-        os.makedirs(path)
-        return os.path.abspath(path)
-
-    def start(self, *args: str, name: str = "") -> LineProcessProtocol:
-        return spawn(
-            reactor,
-            CONSOLE + list(args),
-            self.childDir(),
-            childEnvironment(home=self.childDir()),
-            name=name or " ".join(args),
-            addCleanup=self.addCleanup,  # type: ignore[attr-defined]
-        )
+class RemoteForwardingTestCase(ProcessTestCase):
+    """
+    A relay server and a client with rtcp/rudp services, both children;
+    targets and visitors in this process.
+    """
 
     @defer.inlineCallbacks
     def startServer(self, port: int = 0, bind: bool = True):  # type: ignore[no-untyped-def]
@@ -148,35 +134,13 @@ class RemoteForwardingMixin:
 
     # -- targets
 
-    def startEcho(self) -> tuple[EchoFactory, int]:
-        factory = EchoFactory()
-        port = reactor.listenTCP(0, factory, interface="127.0.0.1")  # type: ignore[attr-defined]
-
-        def cleanup() -> Any:
-            for proto in list(factory.open):
-                proto.transport.abortConnection()  # type: ignore[union-attr]
-            return port.stopListening()
-
-        self.addCleanup(cleanup)  # type: ignore[attr-defined]
-        return factory, port.getHost().port
-
     def startSink(self) -> tuple[SinkFactory, int]:
         factory = SinkFactory()
-        port = reactor.listenTCP(0, factory, interface="127.0.0.1")  # type: ignore[attr-defined]
-
-        def cleanup() -> Any:
-            for proto in list(factory.open):
-                proto.transport.abortConnection()  # type: ignore[union-attr]
-            return port.stopListening()
-
-        self.addCleanup(cleanup)  # type: ignore[attr-defined]
-        return factory, port.getHost().port
+        return factory, self.listenTCP(factory)
 
     def startUDPEcho(self) -> tuple[UDPEcho, int]:
         echo = UDPEcho()
-        port = reactor.listenUDP(0, echo, interface="127.0.0.1", maxPacketSize=65535)  # type: ignore[attr-defined]
-        self.addCleanup(port.stopListening)  # type: ignore[attr-defined]
-        return echo, port.getHost().port
+        return echo, self.listenUDP(echo)
 
     # -- peers
 
@@ -193,7 +157,7 @@ class RemoteForwardingMixin:
             if not client.lost:
                 client.transport.abortConnection()  # type: ignore[union-attr]
 
-        self.addCleanup(cleanup)  # type: ignore[attr-defined]
+        self.addCleanup(cleanup)
         timer = reactor.callLater(timeout, client.transport.abortConnection)  # type: ignore[attr-defined]
         yield client.done
         if timer.active():
@@ -204,11 +168,11 @@ class RemoteForwardingMixin:
     def assertEchoes(self, port: int, size: int = 1000):  # type: ignore[no-untyped-def]
         payload = os.urandom(size)
         received = yield self.echoThrough(port, payload)
-        self.assertEqual(len(received), len(payload))  # type: ignore[attr-defined]
-        self.assertTrue(received == payload, "echoed bytes differ")  # type: ignore[attr-defined]
+        self.assertEqual(len(received), len(payload))
+        self.assertTrue(received == payload, "echoed bytes differ")
 
 
-class RemoteTCPTests(RemoteForwardingMixin, unittest.TestCase):
+class RemoteTCPTests(RemoteForwardingTestCase):
     @defer.inlineCallbacks
     def test_concurrentMebibytes(self):  # type: ignore[no-untyped-def]
         """
@@ -356,7 +320,7 @@ class RemoteTCPTests(RemoteForwardingMixin, unittest.TestCase):
         yield self.assertFailure(connecting, ConnectError)
 
 
-class RemoteUDPTests(RemoteForwardingMixin, unittest.TestCase):
+class RemoteUDPTests(RemoteForwardingTestCase):
     @defer.inlineCallbacks
     def test_peersAndSizes(self):  # type: ignore[no-untyped-def]
         """

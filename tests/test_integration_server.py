@@ -31,8 +31,8 @@ from tests.processes import (
     LineProcessProtocol,
     childEnvironment,
     runToCompletion,
-    spawn,
 )
+from tests.support.cases import ProcessTestCase
 from tests.support.targets import EchoFactory
 
 OK = b"\x01\x00\x00\x00"
@@ -111,17 +111,13 @@ class RelayClient(Protocol):
         self.done.callback(self)
 
 
-class IntegrationMixin:
+class IntegrationTestCase(ProcessTestCase):
     """
-    Helpers shared by the test cases: children, an echo target, clients.
+    Helpers shared by the test cases: children started by either launcher
+    (twistd or the console script), an echo target, relay clients.
     """
 
     timeout = 30
-
-    def childDir(self) -> str:
-        path = self.mktemp()  # type: ignore[attr-defined]
-        os.makedirs(path)
-        return os.path.abspath(path)
 
     def env(self) -> dict[str, str]:
         """
@@ -131,24 +127,14 @@ class IntegrationMixin:
         return childEnvironment(home=self.childDir())
 
     def startServer(self, launcher: list[str], *args: str) -> LineProcessProtocol:
-        return spawn(
-            reactor,
-            launcher + list(args),
-            self.childDir(),
-            self.env(),
-            addCleanup=self.addCleanup,  # type: ignore[attr-defined]
-        )
+        return self.start(*args, launcher=launcher)
 
-    @defer.inlineCallbacks
-    def startListeningServer(self, launcher: list[str], *args: str):  # type: ignore[no-untyped-def]
+    def startListeningServer(self, launcher: list[str], *args: str) -> defer.Deferred[Any]:
         """
         Start a server; fire with C{(process, port)} once it logs that it is
         listening.
         """
-        proc = self.startServer(launcher, *args)
-        host, port = yield proc.waitForListening(timeout=15)
-        self.assertEqual(host, "127.0.0.1", proc.describe())  # type: ignore[attr-defined]
-        return proc, port
+        return self.startListening(*args, launcher=launcher)
 
     def runChild(self, launcher: list[str], *args: str, env: dict[str, str] | None = None, path: str | None = None):  # type: ignore[no-untyped-def]
         """
@@ -163,18 +149,6 @@ class IntegrationMixin:
             addCleanup=self.addCleanup,  # type: ignore[attr-defined]
         )
 
-    def startEcho(self) -> tuple[EchoFactory, int]:
-        factory = EchoFactory()
-        port = reactor.listenTCP(0, factory, interface="127.0.0.1")  # type: ignore[attr-defined]
-
-        def cleanup() -> Any:
-            for proto in list(factory.open):
-                proto.transport.abortConnection()  # type: ignore[union-attr]
-            return port.stopListening()
-
-        self.addCleanup(cleanup)  # type: ignore[attr-defined]
-        return factory, port.getHost().port
-
     @defer.inlineCallbacks
     def connectClient(self, port: int, first: bytes, halfCloseAfterFirst: bool = False):  # type: ignore[no-untyped-def]
         client = RelayClient(first, halfCloseAfterFirst)
@@ -185,7 +159,7 @@ class IntegrationMixin:
             if not client.lost:
                 client.transport.abortConnection()  # type: ignore[union-attr]
 
-        self.addCleanup(cleanup)  # type: ignore[attr-defined]
+        self.addCleanup(cleanup)
         return client
 
     def assertCleanEOF(self, client: RelayClient, reason: Failure) -> None:
@@ -193,8 +167,8 @@ class IntegrationMixin:
         The relay half-closed the client (a FIN, not a reset) and the
         connection ended cleanly.
         """
-        self.assertTrue(client.eof, "the client never saw EOF (FIN) from the relay")  # type: ignore[attr-defined]
-        self.assertTrue(reason.check(ConnectionDone), f"connection lost uncleanly: {reason.value!r}")  # type: ignore[attr-defined]
+        self.assertTrue(client.eof, "the client never saw EOF (FIN) from the relay")
+        self.assertTrue(reason.check(ConnectionDone), f"connection lost uncleanly: {reason.value!r}")
 
     @defer.inlineCallbacks
     def assertConnectEchoes(self, relayPort: int, request: bytes, payload: bytes, echo: EchoFactory):  # type: ignore[no-untyped-def]
@@ -205,34 +179,34 @@ class IntegrationMixin:
         before = len(echo.accepted)
         client = yield self.connectClient(relayPort, request)
         response = yield client.response
-        self.assertEqual(response.status, 0)  # type: ignore[attr-defined]
-        self.assertEqual(bytes(client.raw[:4]), OK)  # type: ignore[attr-defined]
+        self.assertEqual(response.status, 0)
+        self.assertEqual(bytes(client.raw[:4]), OK)
         client.send(payload, halfClose=True)
         yield client.done
         reason = client.reason
-        self.assertEqual(len(client.data), len(payload))  # type: ignore[attr-defined]
-        self.assertTrue(bytes(client.data) == payload, "echoed bytes differ from the payload")  # type: ignore[attr-defined]
+        self.assertEqual(len(client.data), len(payload))
+        self.assertTrue(bytes(client.data) == payload, "echoed bytes differ from the payload")
         self.assertCleanEOF(client, reason)
-        self.assertEqual(len(echo.accepted), before + 1)  # type: ignore[attr-defined]
+        self.assertEqual(len(echo.accepted), before + 1)
         target = echo.accepted[-1]
-        self.assertEqual(target.received, len(payload))  # type: ignore[attr-defined]
-        self.assertTrue(target.halfClosed, "the client's half-close did not reach the target as a FIN")  # type: ignore[attr-defined]
+        self.assertEqual(target.received, len(payload))
+        self.assertTrue(target.halfClosed, "the client's half-close did not reach the target as a FIN")
         return client
 
     def assertRefusedAtStart(self, proc: LineProcessProtocol, *names: str) -> None:
-        self.assertTrue(proc.ended)  # type: ignore[attr-defined]
-        self.assertNotEqual(proc.exitCode, 0, proc.describe())  # type: ignore[attr-defined]
-        self.assertIsNotNone(proc.exitCode, f"killed by a signal:\n{proc.describe()}")  # type: ignore[attr-defined]
+        self.assertTrue(proc.ended)
+        self.assertNotEqual(proc.exitCode, 0, proc.describe())
+        self.assertIsNotNone(proc.exitCode, f"killed by a signal:\n{proc.describe()}")
         for name in names:
-            self.assertIn(name, proc.err, proc.describe())  # type: ignore[attr-defined]
-        self.assertNotIn("listening on", proc.out + proc.err, proc.describe())  # type: ignore[attr-defined]
+            self.assertIn(name, proc.err, proc.describe())
+        self.assertNotIn("listening on", proc.out + proc.err, proc.describe())
 
 
 def _re(text: str) -> str:
     return re.escape(text)
 
 
-class TwistdPluginTests(IntegrationMixin, unittest.TestCase):
+class TwistdPluginTests(IntegrationTestCase):
     """
     C{twistd -n --pidfile= relay -L relay://username:password@127.0.0.1:0}.
     """
@@ -286,7 +260,7 @@ class TwistdPluginTests(IntegrationMixin, unittest.TestCase):
         yield proc.waitForLine(r"refused with Unauthorized")
 
 
-class ConsoleScriptTests(IntegrationMixin, unittest.TestCase):
+class ConsoleScriptTests(IntegrationTestCase):
     """
     C{python -m gostrelay -L relay://127.0.0.1:0}: no authentication.
     """
@@ -321,7 +295,7 @@ class ConsoleScriptTests(IntegrationMixin, unittest.TestCase):
         )
 
 
-class ForwardModeTests(IntegrationMixin, unittest.TestCase):
+class ForwardModeTests(IntegrationTestCase):
     """
     C{-L relay://127.0.0.1:0/127.0.0.1:ECHO}: every request goes to the
     forward target.
@@ -351,7 +325,7 @@ class ForwardModeTests(IntegrationMixin, unittest.TestCase):
         yield proc.waitForLine(rf"FORWARD 127\.0\.0\.1:{echoPort}/tcp user='': connected")
 
 
-class RefusedAtStartTests(IntegrationMixin, unittest.TestCase):
+class RefusedAtStartTests(IntegrationTestCase):
     """
     Configurations naming things not implemented stop the process before
     it listens, non-zero, naming the thing.
@@ -377,7 +351,7 @@ class RefusedAtStartTests(IntegrationMixin, unittest.TestCase):
             self.assertRefusedAtStart(proc, "strategy", "parallel")
 
 
-class OptionsTests(IntegrationMixin, unittest.TestCase):
+class OptionsTests(IntegrationTestCase):
     """
     -O, -V, no services, GOST's single-dash long flags.
     """
@@ -483,7 +457,7 @@ class OptionsTests(IntegrationMixin, unittest.TestCase):
         self.assertIn("not recognized", proc.err, proc.describe())
 
 
-class PortInUseTests(IntegrationMixin, unittest.TestCase):
+class PortInUseTests(IntegrationTestCase):
     @defer.inlineCallbacks
     def test_portInUse(self):  # type: ignore[no-untyped-def]
         """

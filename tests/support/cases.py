@@ -1,6 +1,8 @@
 """
-The in-process transport test case (services built from GOST command
-lines on the real reactor, settled at cleanup).
+The integration test cases on the real reactor, settled at cleanup: the
+shared base (targets and listeners on 127.0.0.1), the in-process transport
+test case (services built from GOST command lines in this process) and the
+process test case (C{gostrelay} children).
 """
 
 from __future__ import annotations
@@ -19,17 +21,18 @@ from twisted.trial import unittest
 from gostrelay.build import buildServices
 from gostrelay.config.url import buildConfigFromCommandLine
 from gostrelay.errors import describeFailure
+from tests.processes import CONSOLE, LineProcessProtocol, childEnvironment, spawn
 from tests.support.reactor import ReactorSettler, withTimeout
 from tests.support.targets import BannerProtocol, Collector, EchoFactory, HalfCloseCollector
 
 MIB = 1024 * 1024
 
 
-class TransportTestCase(unittest.TestCase):
+class ReactorTestCase(unittest.TestCase):
     """
-    Services in process on the real reactor (relay servers, forwarders,
-    proxy entries built from GOST command lines), targets and clients over
-    real sockets on 127.0.0.1; every socket and timer settled at cleanup.
+    Targets and clients over real sockets on 127.0.0.1: every listener
+    stopped, every connection it accepted aborted, and then every socket
+    and timer checked gone (L{ReactorSettler}) at cleanup.
     """
 
     timeout = 30
@@ -37,6 +40,88 @@ class TransportTestCase(unittest.TestCase):
     def setUp(self) -> None:
         settler = ReactorSettler()
         self.addCleanup(settler.settle)
+
+    def _stopAtCleanup(self, port: Any, factory: Any, abortOpen: bool = True) -> None:
+        def cleanup() -> Any:
+            for proto in list(getattr(factory, "open", ())) if abortOpen else ():
+                if proto.transport is not None:
+                    proto.transport.abortConnection()
+            return port.stopListening()
+
+        self.addCleanup(cleanup)
+
+    def listenTCP(self, factory: Any) -> int:
+        """
+        Listen with C{factory} on 127.0.0.1 (an ephemeral port, returned);
+        the connections in C{factory.open} are aborted at cleanup.
+        """
+        port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+        self._stopAtCleanup(port, factory)
+        return int(port.getHost().port)
+
+    @defer.inlineCallbacks
+    def listen(self, endpoint: Any, factory: Any, abortOpen: bool = True):  # type: ignore[no-untyped-def]
+        """
+        Listen on C{endpoint}; fire with the port, stopped at cleanup (and
+        the connections in C{factory.open} aborted, unless C{abortOpen} is
+        false: then one left open fails the test).
+        """
+        port = yield endpoint.listen(factory)
+        self._stopAtCleanup(port, factory, abortOpen)
+        return port
+
+    def startEcho(self) -> tuple[EchoFactory, int]:
+        factory = EchoFactory()
+        return factory, self.listenTCP(factory)
+
+    def listenUDP(self, protocol: DatagramProtocol) -> int:
+        port = reactor.listenUDP(0, protocol, interface="127.0.0.1", maxPacketSize=65535)
+        self.addCleanup(port.stopListening)
+        return int(port.getHost().port)
+
+
+class ProcessTestCase(ReactorTestCase):
+    """
+    Real C{gostrelay} children (C{python -m gostrelay} unless told
+    otherwise), each in a fresh directory with a fresh C{HOME} and stopped
+    at cleanup, with their peers in this process.
+    """
+
+    timeout = 60
+
+    def childDir(self) -> str:
+        path = os.path.abspath(self.mktemp())
+        os.makedirs(path)
+        return path
+
+    def start(self, *args: str, name: str = "", launcher: list[str] = CONSOLE) -> LineProcessProtocol:
+        """
+        Start C{launcher ARGS}; stopped at cleanup.
+        """
+        path = self.childDir()
+        return spawn(
+            reactor, launcher + list(args), path, childEnvironment(home=path),
+            name=name or " ".join(args), addCleanup=self.addCleanup,
+        )
+
+    @defer.inlineCallbacks
+    def startListening(self, *args: str, name: str = "", launcher: list[str] = CONSOLE):  # type: ignore[no-untyped-def]
+        """
+        Start a child with one C{-L}; fire with C{(process, port)} once it
+        says where it listens (on 127.0.0.1).
+        """
+        proc = self.start(*args, name=name, launcher=launcher)
+        host, port = yield proc.waitForListening(timeout=15)
+        self.assertEqual(host, "127.0.0.1", proc.describe())
+        return proc, port
+
+
+class TransportTestCase(ReactorTestCase):
+    """
+    Services in process on the real reactor (relay servers, forwarders,
+    proxy entries built from GOST command lines), targets and clients over
+    real sockets on 127.0.0.1; every socket and timer settled at cleanup.
+    """
 
     @defer.inlineCallbacks
     def startServices(self, listen: list[str], forward: list[str] = ()):  # type: ignore[no-untyped-def]
@@ -59,22 +144,6 @@ class TransportTestCase(unittest.TestCase):
         """
         (svc,) = yield self.startServices([url])
         return svc, svc.port.getHost().port
-
-    def listenTCP(self, factory: Any) -> int:
-        port = reactor.listenTCP(0, factory, interface="127.0.0.1")
-
-        def cleanup() -> Any:
-            for proto in list(getattr(factory, "open", ())):
-                if proto.transport is not None:
-                    proto.transport.abortConnection()
-            return port.stopListening()
-
-        self.addCleanup(cleanup)
-        return port.getHost().port
-
-    def startEcho(self) -> tuple[EchoFactory, int]:
-        factory = EchoFactory()
-        return factory, self.listenTCP(factory)
 
     @defer.inlineCallbacks
     def exchange(self, endpoint: Any, payload: bytes, timeout: float = 10.0, expect: int | None = None):  # type: ignore[no-untyped-def]
@@ -129,11 +198,6 @@ class TransportTestCase(unittest.TestCase):
         factory.noisy = False
         factory.open = set()  # type: ignore[attr-defined]
         return self.listenTCP(factory)
-
-    def listenUDP(self, protocol: DatagramProtocol) -> int:
-        port = reactor.listenUDP(0, protocol, interface="127.0.0.1", maxPacketSize=65535)
-        self.addCleanup(port.stopListening)
-        return port.getHost().port
 
     @defer.inlineCallbacks
     def connect(self, port: int, protocol: Protocol):  # type: ignore[no-untyped-def]
