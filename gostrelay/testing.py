@@ -139,7 +139,7 @@ class MemoryRelay:
             )
             service.handler.auther = "memory-users"
         self.handler = RelayHandler(self.reactor, service, BuildContext(self.reactor, config))
-        self.handler.router = Router(self.reactor, _MemoryRoute(self), self.handler.router.dialTimeout)
+        self.handler.options.router = Router(self.reactor, _MemoryRoute(self), self.handler.options.router.dialTimeout)
 
     def serverEndpoint(self) -> MemoryEndpoint:
         """

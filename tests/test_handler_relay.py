@@ -448,7 +448,7 @@ class AuthTests(HandlerTestCase):
         A single auth with an empty user name configures no authenticator.
         """
         reactor, handler = makeHandler("relay://:secret@:0")
-        self.assertIsNone(handler.authenticator)
+        self.assertIsNone(handler.options.authenticator)
         proto, tr = connectClient(handler)
         proto.dataReceived(request(Command.CONNECT, TARGET))
         self.assertEqual(dialed(reactor), [("127.0.0.1", 8080)])
@@ -735,7 +735,7 @@ class SilentCloseTests(HandlerTestCase):
         C{readTimeout=5s} shortens the deadline.
         """
         reactor, handler = makeHandler("relay://:0?readTimeout=5s")
-        self.assertEqual(handler.readTimeout, 5.0)
+        self.assertEqual(handler.options.readTimeout, 5.0)
         proto, tr = connectClient(handler)
         proto.dataReceived(b"\x01")
         reactor.advance(4)
@@ -749,7 +749,7 @@ class SilentCloseTests(HandlerTestCase):
         readTimeout values <= 0 mean the 15 s default.
         """
         reactor, handler = makeHandler("relay://:0?readTimeout=0s")
-        self.assertEqual(handler.readTimeout, DEFAULT_READ_TIMEOUT)
+        self.assertEqual(handler.options.readTimeout, DEFAULT_READ_TIMEOUT)
 
     def test_eofBeforeRequest(self) -> None:
         """
@@ -825,7 +825,7 @@ class ForwardTests(HandlerTestCase):
         proto, tr = self.forward(handler)
         refuseTarget(reactor)
         self.assertClosedWith(tr, HOST_UNREACHABLE)
-        self.assertEqual(handler.forwarder.nodes[0].failures, 1)
+        self.assertEqual(handler.options.forwarder.nodes[0].failures, 1)
         for _ in range(3):
             proto, tr = self.forward(handler)
             acceptTarget(reactor)
@@ -839,7 +839,7 @@ class ForwardTests(HandlerTestCase):
         30 s, then used again; a success resets its counter.
         """
         reactor, handler = makeHandler(FORWARD + "?maxFails=1&failTimeout=30s")
-        self.assertEqual(handler.forwarder.failTimeout, 30.0)
+        self.assertEqual(handler.options.forwarder.failTimeout, 30.0)
         self.forward(handler)
         refuseTarget(reactor)
         reactor.advance(29)
@@ -851,7 +851,7 @@ class ForwardTests(HandlerTestCase):
             self.forward(handler)
             acceptTarget(reactor)
         self.assertIn(("127.0.0.1", 7001), dialed(reactor)[2:])
-        self.assertEqual(handler.forwarder.nodes[0].failures, 0)
+        self.assertEqual(handler.options.forwarder.nodes[0].failures, 0)
 
     def test_defaultFailTimeout(self) -> None:
         """
@@ -1068,7 +1068,7 @@ class UDPTests(HandlerTestCase):
         proto, tr = connectClient(handler)
         proto.dataReceived(request(FLAG_UDP | Command.CONNECT))
         self.assertClosedWith(tr, HOST_UNREACHABLE)
-        self.assertEqual(handler.forwarder.nodes[0].failures, 1)
+        self.assertEqual(handler.options.forwarder.nodes[0].failures, 1)
 
 
 class HalfCloseTests(HandlerTestCase):

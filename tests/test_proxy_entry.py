@@ -84,7 +84,7 @@ def makeHandler(url: str, *nodes: str, reactor: MemoryReactorClock | None = None
     self_router = None
     if fakeRouter:
         self_router = FakeRouter()
-        handler.router = self_router
+        handler.options.router = self_router
     return reactor, handler, self_router
 
 

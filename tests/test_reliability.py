@@ -99,7 +99,7 @@ class ReadTimeoutTests(unittest.SynchronousTestCase):
     def test_relayDefault(self) -> None:
         logs = captureLogs(self)
         handler = relayHandler("relay://:8420")
-        self.assertEqual(handler.readTimeout, DEFAULT_READ_TIMEOUT)
+        self.assertEqual(handler.options.readTimeout, DEFAULT_READ_TIMEOUT)
         self.assertEqual(DEFAULT_READ_TIMEOUT, 15.0)
         protocol, transport = accept(handler)
         protocol.dataReceived(b"\x01\x00")
@@ -114,7 +114,7 @@ class ReadTimeoutTests(unittest.SynchronousTestCase):
 
     def test_relayConfigured(self) -> None:
         handler = relayHandler("relay://:8420?readTimeout=2s")
-        self.assertEqual(handler.readTimeout, 2.0)
+        self.assertEqual(handler.options.readTimeout, 2.0)
         protocol, transport = accept(handler)
         handler.reactor.advance(1.999)
         self.assertFalse(transport.disconnecting)
@@ -126,8 +126,8 @@ class ReadTimeoutTests(unittest.SynchronousTestCase):
         0 (or less) is not "no timeout": a relay server always bounds the
         request, as GOST does.
         """
-        self.assertEqual(relayHandler("relay://:8420?readTimeout=0").readTimeout, 15.0)
-        self.assertEqual(relayHandler("relay://:8420?readTimeout=-1s").readTimeout, 15.0)
+        self.assertEqual(relayHandler("relay://:8420?readTimeout=0").options.readTimeout, 15.0)
+        self.assertEqual(relayHandler("relay://:8420?readTimeout=-1s").options.readTimeout, 15.0)
 
     def test_relayRequestCompleteCancels(self) -> None:
         """
@@ -147,7 +147,7 @@ class ReadTimeoutTests(unittest.SynchronousTestCase):
         """
         logs = captureLogs(self)
         handler = autoHandler("auto://:8080")
-        self.assertEqual(handler.readTimeout, 15.0)
+        self.assertEqual(handler.options.readTimeout, 15.0)
         protocol, transport = accept(handler)
         protocol.dataReceived(b"CONNECT example.com:443 HTTP/1.1\r\n")
         handler.reactor.advance(14.9)
@@ -328,7 +328,7 @@ class IdleTimeoutTests(unittest.SynchronousTestCase):
                 self.transport.write(data)  # type: ignore[union-attr]
 
         relay = MemoryRelay({"echo.example:7": Factory.forProtocol(Echo)}, url="relay://127.0.0.1:8420?idleTimeout=10s")
-        self.assertEqual(relay.handler.idleTimeout, 10.0)
+        self.assertEqual(relay.handler.options.idleTimeout, 10.0)
         received: list[bytes] = []
 
         class Client(Protocol):
@@ -359,9 +359,9 @@ class HalfCloseTimeoutTests(unittest.SynchronousTestCase):
 
     def test_default(self) -> None:
         self.assertEqual(DEFAULT_HALF_CLOSE_TIMEOUT, 60.0)
-        self.assertEqual(relayHandler("relay://:8420").halfCloseTimeout, 60.0)
-        self.assertEqual(relayHandler("relay://:8420?halfCloseTimeout=5s").halfCloseTimeout, 5.0)
-        self.assertEqual(autoHandler("auto://:8080?halfCloseTimeout=7s").halfCloseTimeout, 7.0)
+        self.assertEqual(relayHandler("relay://:8420").options.halfCloseTimeout, 60.0)
+        self.assertEqual(relayHandler("relay://:8420?halfCloseTimeout=5s").options.halfCloseTimeout, 5.0)
+        self.assertEqual(autoHandler("auto://:8080?halfCloseTimeout=7s").options.halfCloseTimeout, 7.0)
 
     def test_linger(self) -> None:
         clock = Clock()

@@ -77,7 +77,7 @@ def relay(url: str, config: Config | None = None) -> tuple[RelayHandler, UDPMemo
     config = config if config is not None else buildConfigFromCommandLine([url], [])
     handler = RelayHandler(reactor, config.services[0], BuildContext(reactor, config))
     route = FakeRoute()
-    handler.router = Router(reactor, route, handler.router.dialTimeout, guard=handler.router.guard)
+    handler.options.router = Router(reactor, route, handler.options.router.dialTimeout, guard=handler.options.router.guard)
     return handler, reactor, route
 
 
@@ -349,7 +349,7 @@ class ProxyBypassTests(unittest.SynchronousTestCase):
     def entry(self) -> tuple[Any, TCPLikeTransport, FakeRoute]:
         handler = autoHandler(self.URL)
         route = FakeRoute()
-        handler.router = Router(handler.reactor, route, 15)
+        handler.options.router = Router(handler.reactor, route, 15)
         protocol, transport = accept(handler)
         return protocol, transport, route
 

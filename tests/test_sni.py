@@ -113,7 +113,7 @@ def entry(url: str) -> tuple[Any, _Router]:
     config = buildConfigFromCommandLine([url], [])
     svc = config.services[0]
     handler = registry.lookup("handler", svc.handler.type).load()(clock, svc, BuildContext(clock, config))
-    handler.router = router = _Router()
+    handler.options.router = router = _Router()
     return handler, router
 
 

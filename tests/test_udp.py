@@ -471,7 +471,7 @@ def forwardSetup(url: str):  # type: ignore[no-untyped-def]
     cfg = buildConfigFromCommandLine([url], [])
     handler = UDPForwardHandler(reactor, cfg.services[0], BuildContext(reactor, cfg))
     router = FakeDatagramRouter()
-    handler.router = router
+    handler.options.router = router
     reactor, listener, handler, port, sock = startListener(url, handler, reactor)
     return reactor, handler, router, sock
 

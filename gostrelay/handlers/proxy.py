@@ -22,35 +22,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.internet.interfaces import IAddress, IHalfCloseableProtocol
-from twisted.internet.protocol import Factory, Protocol
-from twisted.logger import Logger
+from twisted.internet.interfaces import IAddress
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from gostrelay import logs, metrics
-from gostrelay.auth import Authenticator, authenticatorFor, emptyUserWarning
+from gostrelay import logs
 from gostrelay.config.model import ServiceConfig
-from gostrelay.errors import DialError, HopFailed, RelayRefused, TargetRefused, relayStatus
-from gostrelay.guard import TargetGuard
-from gostrelay.handlers.relay import _outcome, describeAddress, serviceBypass
+from gostrelay.errors import HopFailed, RelayRefused, relayStatus
+from gostrelay.handlers.base import DEFAULT_READ_TIMEOUT, PipingProtocol, StreamHandler
 from gostrelay.handlers.socksudp import UDPAssociation
 from gostrelay.interfaces import IHandler
-from gostrelay.pipe import (
-    DEFAULT_HALF_CLOSE_TIMEOUT,
-    DEFAULT_SPLICE_THRESHOLD,
-    A,
-    B,
-    Pipe,
-    PipeProtocol,
-    PipeSideFactory,
-)
-from gostrelay.router import Router
+from gostrelay.pipe import A, B, Pipe, PipeProtocol, PipeSideFactory
 from gostrelay.wire import httpproxy, socks, tlshello
 from gostrelay.wire.address import joinHostPort, splitHostPort
 from gostrelay.wire.relay import Status, statusText
 
-DEFAULT_READ_TIMEOUT = 15.0
+__all__ = ["DEFAULT_READ_TIMEOUT", "MAX_REQUEST_BUFFER", "ProxyEntryHandler", "ProxyEntryProtocol"]
 
 #: The most bytes we hold before a request is complete (an HTTP head is
 #: capped by its parser at 64 KiB; SOCKS requests are far smaller).
@@ -112,34 +99,25 @@ def socks5FailureReply(reason: Failure) -> bytes:
     return socks.encodeSocks5Reply(rep)
 
 
-@implementer(IHalfCloseableProtocol)
-class ProxyEntryProtocol(Protocol):
+class ProxyEntryProtocol(PipingProtocol):
     """
     One client of the local proxy entry, from its request to the end of its
     pipe.
     """
 
     def __init__(self, handler: ProxyEntryHandler) -> None:
+        super().__init__(handler)
         self.handler = handler
-        self.reactor = handler.reactor
-        self.log = handler.log
         self.mode: str | None = None if len(handler.modes) > 1 else next(iter(handler.modes))
         self.state = "start"
         self.buffer = b""
         self.user = ""
-        self.target = ""
-        self.peer = ""
-        self.pipe: Pipe | None = None
-        self._dial: Any = None
         self._timeout: Any = None
-        self._eof = False
-        self._started = 0.0
         self._httpParser: httpproxy.ProxyRequestParser | None = None
         self._negotiation: socks.Socks5ServerNegotiation | None = None
         self._onConnected: Any = None
         self._onFailed: Any = None
         self.association: Any = None
-        self.error: str | None = None
         self._canAnswerLate = False
         self._answered: int | None = None
 
@@ -167,13 +145,12 @@ class ProxyEntryProtocol(Protocol):
             self._answerFailure(reason)
 
     def connectionMade(self) -> None:
-        self.peer = describeAddress(self.transport.getPeer())  # type: ignore[union-attr]
-        self._started = self.reactor.seconds()
-        self._timeout = self.reactor.callLater(self.handler.readTimeout, self._timedOut)
+        super().connectionMade()
+        self._timeout = self.reactor.callLater(self.options.readTimeout, self._timedOut)
 
     def _timedOut(self) -> None:
         self._timeout = None
-        self._close(f"no complete request within {self.handler.readTimeout:g}s")
+        self._close(f"no complete request within {self.options.readTimeout:g}s")
 
     def _cancelTimeout(self) -> None:
         if self._timeout is not None and self._timeout.active():
@@ -240,7 +217,7 @@ class ProxyEntryProtocol(Protocol):
         """
         negotiation = self._negotiation
         if negotiation is None:
-            auth = self.handler.authenticator
+            auth = self.options.authenticator
             commands = {socks.CMD_CONNECT} | ({socks.CMD_UDP_ASSOCIATE} if self.handler.udp else set())
             negotiation = self._negotiation = socks.Socks5ServerNegotiation(
                 auth.authenticate if auth is not None else None, frozenset(commands)
@@ -280,9 +257,9 @@ class ProxyEntryProtocol(Protocol):
         host = self.transport.getHost()  # type: ignore[union-attr]
         peer = self.transport.getPeer()  # type: ignore[union-attr]
         association = UDPAssociation(
-            self.reactor, self.handler.router, self.log, self.peer,
+            self.reactor, self.options.router, self.log, self.peer,
             getattr(peer, "host", ""), self.handler.udpTTL,
-            bypass=self.handler.bypass, guard=self.handler.guard,
+            bypass=self.options.bypass, guard=self.options.guard,
         )
         self.association = association
         association.onClose = lambda: self.transport.loseConnection()  # type: ignore[union-attr]
@@ -319,7 +296,7 @@ class ProxyEntryProtocol(Protocol):
         self._take(consumed)
         self.user = request.userid
         self.target = joinHostPort(request.host, request.port)
-        auth = self.handler.authenticator
+        auth = self.options.authenticator
         if auth is not None and not auth.authenticate(request.userid, ""):
             self.transport.write(socks.encodeSocks4Reply(socks.SOCKS4_REJECTED))  # type: ignore[union-attr]
             self._close(f"SOCKS4 user {request.userid!r} rejected")
@@ -344,7 +321,7 @@ class ProxyEntryProtocol(Protocol):
             return
         self.buffer = self._httpParser.remainder
         self.target = request.address
-        auth = self.handler.authenticator
+        auth = self.options.authenticator
         if auth is not None:
             credentials = request.proxyCredentials()
             self.user = credentials[0] if credentials else ""
@@ -374,7 +351,7 @@ class ProxyEntryProtocol(Protocol):
         A TLS ClientHello: forward it, untouched, to the name it carries
         (port 443, or the port in the name), as GOST's C{sni} handler.
         """
-        if self.handler.authenticator is not None:
+        if self.options.authenticator is not None:
             self._close("TLS ClientHello on an entry with users: not forwarded by SNI (it carries no credentials)")
             return
         name = tlshello.serverName(self.buffer)
@@ -392,16 +369,6 @@ class ProxyEntryProtocol(Protocol):
 
     # -- dialing and piping
 
-    def _bypassed(self) -> bool:
-        bypass = self.handler.bypass
-        if not bypass:
-            return False
-        try:
-            host, port = splitHostPort(self.target)
-        except ValueError:
-            return False
-        return bool(bypass.contains(host, port))
-
     def _refusal(self) -> bytes:
         """
         The protocol's "not allowed" answer (a bypassed or private target).
@@ -414,7 +381,7 @@ class ProxyEntryProtocol(Protocol):
         }[self.mode or HTTP]
 
     def _connect(self, onConnected: Any, onFailed: Any) -> None:
-        if self._bypassed():
+        if self.options.bypasses(self.target):
             self.transport.write(self._refusal())  # type: ignore[union-attr]
             self._close(f"{self.target}: target matches the service bypass")
             return
@@ -422,57 +389,44 @@ class ProxyEntryProtocol(Protocol):
         self.state = "dialing"
         self.transport.pauseProducing()  # type: ignore[union-attr]
         self._onConnected, self._onFailed = onConnected, onFailed
-        self.pipe = Pipe(self.reactor, self.handler.idleTimeout, self._pipeDone, label=self.peer, splice=self.handler.splice, halfCloseTimeout=self.handler.halfCloseTimeout, spliceThreshold=self.handler.spliceThreshold)
-        d = self.handler.router.connect(
-            "tcp", self.target, _TargetSideFactory(self.pipe, self), origin=(self.transport.getPeer(), self.transport.getHost())  # type: ignore[union-attr]
-        )
-        self._dial = d
-        d.addCallbacks(self._connected, self._failed)
+        self.dialTarget(self.target, sideFactory=self._targetSideFactory)
 
-    def _connected(self, protocol: Any) -> None:
-        self._dial = None
-        if self.state != "dialing":
-            protocol.transport.loseConnection()
-            return
+    def _targetSideFactory(self, pipe: Pipe) -> _TargetSideFactory:
+        return _TargetSideFactory(pipe, self)
+
+    def isDialing(self) -> bool:
+        return self.state == "dialing"
+
+    def targetConnected(self, protocol: Any) -> None:
         self.state = "piping"
         self._onConnected(protocol)
         self.log.info(
             "{peer} {mode} {target} user={user!r}: connected",
             peer=self.peer, mode=self.mode, target=logs.escape(self.target), user=self.user,
         )
-        assert self.pipe is not None
-        self.pipe.attach(A, self.transport)  # type: ignore[arg-type]
-        rest, self.buffer = self.buffer, b""
-        if rest:
-            self.pipe.dataReceived(A, rest)
-        if self._eof:
-            self.pipe.readEOF(A)
-        self.transport.resumeProducing()  # type: ignore[union-attr]
 
-    def _failed(self, reason: Failure) -> None:
-        self._dial = None
-        if self.state != "dialing":
-            return
-        if reason.check(TargetRefused):
-            self.transport.write(self._refusal())  # type: ignore[union-attr]
-            self._close(f"{self.target}: {reason.value}")
-            return
+    def targetRefused(self, reason: Failure) -> None:
+        self.transport.write(self._refusal())  # type: ignore[union-attr]
+        self._close(f"{self.target}: {reason.value}")
+
+    def targetFailed(self, reason: Failure, why: str) -> None:
         self._onFailed(reason)
-        why = reason.getErrorMessage() if reason.check(DialError, RelayRefused) else str(reason.value)
         if self._answered is not None:
             why = f"{why}; answered {self._answered}"
         self._close(f"{self.target}: {why}")
 
-    def _pipeDone(self, pipe: Pipe, reason: Failure | None) -> None:
-        metrics.transferred(self.handler.service.name, pipe.transferred[A], pipe.transferred[B])
+    def takeBuffered(self) -> bytes:
+        rest, self.buffer = self.buffer, b""
+        return rest
+
+    def pipeClosed(self, pipe: Pipe, outcome: str) -> None:
         self.log.info(
             "{peer} {mode} {target} user={user!r}: closed, {up} bytes up, {down} bytes down, "
             "{duration:.3f}s, {outcome}",
             peer=self.peer, mode=self.mode, target=logs.escape(self.target), user=self.user,
             up=pipe.transferred[A], down=pipe.transferred[B],
-            duration=self.reactor.seconds() - self._started,
-            outcome=("idle timeout" if pipe.idleTimedOut else _outcome(reason))
-            + (f"; answered {self._answered}" if self._answered is not None else ""),
+            duration=self.reactor.seconds() - self.started,
+            outcome=outcome + (f"; answered {self._answered}" if self._answered is not None else ""),
         )
 
     def _close(self, why: str) -> None:
@@ -486,7 +440,7 @@ class ProxyEntryProtocol(Protocol):
         )
 
     def readConnectionLost(self) -> None:
-        self._eof = True
+        self.clientEOF = True
         if self.state == "piping":
             assert self.pipe is not None
             self.pipe.readEOF(A)
@@ -494,9 +448,6 @@ class ProxyEntryProtocol(Protocol):
             self.transport.loseConnection()  # type: ignore[union-attr]
         elif self.state not in ("dialing", "closed"):
             self._close("peer closed before a complete request")
-
-    def writeConnectionLost(self) -> None:
-        pass
 
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
         self._cancelTimeout()
@@ -506,8 +457,8 @@ class ProxyEntryProtocol(Protocol):
         if state == "piping":
             assert self.pipe is not None
             self.pipe.connectionLost(A, reason)
-        elif state == "dialing" and self._dial is not None:
-            self._dial.cancel()
+        elif state == "dialing":
+            self.cancelDial()
 
 
 class _TargetSide(PipeProtocol):
@@ -536,49 +487,27 @@ class _TargetSideFactory(PipeSideFactory):
 
 
 @implementer(IHandler)
-class ProxyEntryHandler(Factory):
+class ProxyEntryHandler(StreamHandler):
     """
     Options (handler metadata): C{readTimeout} (15 s), C{idleTimeout}
     (0 = none), C{authBasicRealm} (C{gost}), C{udp} (false: SOCKS5 UDP
-    ASSOCIATE refused), C{ttl} (60 s, ours: an idle UDP association ends).  Users: URL userinfo, C{auth},
-    C{auther(s)}.
+    ASSOCIATE refused), C{ttl} (60 s, ours: an idle UDP association ends),
+    C{denyPrivate} (ours) and the pipe's (L{HandlerOptions}).  Users: URL
+    userinfo, C{auth}, C{auther(s)}.
     """
 
-    noisy = False
     modes: frozenset[str] = frozenset({HTTP, SOCKS4, SOCKS5, SNI})
+    authenticates = True
+    guardsTargets = True
 
     def __init__(self, reactor: Any, service: ServiceConfig, context: Any) -> None:
         handler = service.handler
         assert handler is not None
+        super().__init__(reactor, service, context, handler.type)
         md = handler.md
-        self.reactor = reactor
-        self.service = service
-        self.log = Logger(namespace=f"gostrelay.{handler.type}.{service.name}")
-        readTimeout = md.getDuration("readTimeout")
-        self.readTimeout = readTimeout if readTimeout > 0 else DEFAULT_READ_TIMEOUT
-        self.idleTimeout = max(0.0, md.getDuration("idleTimeout"))
-        # Ours: move plain TCP pipes with splice(2) (gostrelay.splice).
-        self.splice = handler.md.getBool("splice", default=True)
-        # Ours: bytes a pipe moves in userspace before it splices.
-        self.spliceThreshold = max(0, handler.md.getInt("spliceThreshold", default=DEFAULT_SPLICE_THRESHOLD))
-        # Ours: how long one direction may go on after the other finished.
-        self.halfCloseTimeout = handler.md.getDuration("halfCloseTimeout", default=DEFAULT_HALF_CLOSE_TIMEOUT)
         self.realm = md.getString("authBasicRealm", default="gost") or "gost"
         self.udp = md.getBool("udp")
         self.udpTTL = md.getDuration("ttl") or 60.0
-        where = service.source or service.name
-        self.authenticator: Authenticator | None = authenticatorFor(handler, context.config, where)
-        warning = emptyUserWarning(handler)
-        if warning:
-            # The service name, not its source: the URL holds the password.
-            self.log.warn("service {name}: {text}", name=service.name, text=warning)
-        self._reloadArgs = (handler, context.config, where)
-        self.router: Router = context.router(service, handler.chain, where)
-        self.bypass = serviceBypass(service, context.config, where)
-        # Ours, as on the relay handler: refuse targets on private addresses.
-        self.denyPrivate = md.getBool("denyPrivate")
-        self.guard = TargetGuard.forHandler(reactor, self.denyPrivate, self.bypass)
-        self.router.guard = self.guard
 
     def buildProtocol(self, addr: IAddress | None) -> ProxyEntryProtocol:
         return ProxyEntryProtocol(self)
@@ -587,7 +516,7 @@ class ProxyEntryHandler(Factory):
         """
         Re-read users files (SIGHUP); on an error the previous users stay.
         """
-        self.authenticator = authenticatorFor(*self._reloadArgs)
+        self.options.reload()
 
 
 class AutoHandler(ProxyEntryHandler):

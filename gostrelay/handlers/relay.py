@@ -18,34 +18,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.internet.interfaces import IAddress, IHalfCloseableProtocol, IReactorTime
-from twisted.internet.protocol import Factory, Protocol
-from twisted.logger import Logger
+from twisted.internet.interfaces import IAddress
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from gostrelay import logs, metrics
-from gostrelay.auth import Authenticator, authenticatorFor, emptyUserWarning
-from gostrelay.bypass import bypassesFor, isPrivateHost
+from gostrelay.bypass import isPrivateHost
 from gostrelay.config.model import ConfigError, ServiceConfig
 from gostrelay.datagram import DatagramCallbacks, LengthFramedChannel
-from gostrelay.errors import DialError, TargetRefused, describeFailure
-from gostrelay.guard import TargetGuard
+from gostrelay.errors import describeFailure
+from gostrelay.handlers.base import DEFAULT_READ_TIMEOUT, PipingProtocol, StreamHandler, hostOf
 from gostrelay.handlers.relaybind import TCPBind, UDPBind, bindAddress, parsePortRanges, portAllowed
 from gostrelay.interfaces import IDatagramReceiver, IHandler
 from gostrelay.mux import MuxConfig
-from gostrelay.pipe import (
-    DEFAULT_HALF_CLOSE_TIMEOUT,
-    DEFAULT_SPLICE_THRESHOLD,
-    A,
-    B,
-    Pipe,
-    PipeProtocol,
-    PipeSideFactory,
-)
-from gostrelay.router import Router
-from gostrelay.selector import Node, Selector
-from gostrelay.tracking import describePeer
+from gostrelay.pipe import A, B, Pipe
+from gostrelay.selector import Node
 from gostrelay.wire.address import joinHostPort, splitHostPort
 from gostrelay.wire.relay import (
     Command,
@@ -57,7 +44,7 @@ from gostrelay.wire.relay import (
     statusText,
 )
 
-DEFAULT_READ_TIMEOUT = 15.0
+__all__ = ["DEFAULT_READ_TIMEOUT", "RelayHandler", "RelayServerProtocol", "isPrivate"]
 
 _OK = encodeResponse(Status.OK)
 
@@ -71,78 +58,31 @@ def isPrivate(host: str) -> bool:
     return isPrivateHost(host)
 
 
-def serviceBypass(service: ServiceConfig, config: Any, where: str) -> Any:
-    """
-    A service's bypasses (C{bypass}, C{bypasses}), shared by every handler.
-    """
-    return bypassesFor([service.bypass, *service.bypasses], config, where)
-
-
-def hostOf(address: IAddress | None) -> str:
-    """
-    The IP of C{address} as Go's C{SplitHostPort} gives it (no brackets;
-    IPv4-mapped IPv6 as plain IPv4).
-    """
-    host = getattr(address, "host", None)
-    if host is None:
-        return ""
-    if host.startswith("::ffff:") and "." in host:
-        return str(host[len("::ffff:") :])
-    return str(host)
-
-
-def describeAddress(address: IAddress | None) -> str:
-    return describePeer(address)
-
-
-def forwarderSelector(service: ServiceConfig, clock: IReactorTime) -> Selector | None:
-    """
-    The selector over a service's forwarder nodes, or C{None} without a
-    forwarder.  Shared by every handler with forward targets.
-    """
-    forwarder = service.forwarder
-    if forwarder is None or not forwarder.nodes:
-        return None
-    nodes = [Node(n.name, n.addr, n.md, value=n) for n in forwarder.nodes]
-    return Selector.fromConfig(nodes, forwarder.selector, clock, f"{service.name}.forwarder.selector")
-
-
-@implementer(IHalfCloseableProtocol, IDatagramReceiver)
-class RelayServerProtocol(Protocol):
+@implementer(IDatagramReceiver)
+class RelayServerProtocol(PipingProtocol):
     """
     One relay connection, from request to the end of its pipe.
     """
 
     _state = "request"
-    _dial: Any = None
-    pipe: Pipe | None = None
     bound: Any = None
-    #: Why the request failed, for metrics (GOST's handler errors).
-    error: str | None = None
+    #: The status a failed dial is answered with.
+    _failure = Status.NETWORK_UNREACHABLE
 
     def __init__(self, handler: RelayHandler) -> None:
+        super().__init__(handler)
         self.handler = handler
-        self.log = handler.log
-        self.reactor = handler.reactor
         self.parser = RequestParser()
         self.user = ""
-        self.target = ""
         self.network = "tcp"
         self.command = ""
-        self._clientEOF = False
         self._timeout: Any = None
-        self._started = 0.0
-        self.peer = ""
-        self.peerHost = ""
 
     # -- the request
 
     def connectionMade(self) -> None:
-        peer = self.transport.getPeer()  # type: ignore[union-attr]
-        self.peer = describeAddress(peer)
-        self.peerHost = hostOf(peer)
-        self._started = self.reactor.seconds()
-        self._timeout = self.reactor.callLater(self.handler.readTimeout, self._requestTimedOut)
+        super().connectionMade()
+        self._timeout = self.reactor.callLater(self.options.readTimeout, self._requestTimedOut)
 
     def dataReceived(self, data: bytes) -> None:
         if self._state == "piping":
@@ -177,7 +117,7 @@ class RelayServerProtocol(Protocol):
     def _requestTimedOut(self) -> None:
         self._timeout = None
         self._closeSilently(
-            f"no complete request within {self.handler.readTimeout:g}s ({self.parser.buffered} bytes read)"
+            f"no complete request within {self.options.readTimeout:g}s ({self.parser.buffered} bytes read)"
         )
 
     def _cancelTimeout(self) -> None:
@@ -188,7 +128,7 @@ class RelayServerProtocol(Protocol):
     # -- deciding
 
     def _handle(self, request: Request) -> None:
-        handler = self.handler
+        options = self.options
         auth = request.userAuth
         self.user = auth.username if auth is not None else ""
         self.network = request.network
@@ -197,16 +137,16 @@ class RelayServerProtocol(Protocol):
         if request.addr is not None:
             self.target = request.addr.address
 
-        if handler.authenticator is not None:
+        if options.authenticator is not None:
             user, password = (auth.username, auth.password) if auth is not None else ("", "")
-            if not handler.authenticator.authenticate(user, password):
+            if not options.authenticator.authenticate(user, password):
                 self._reply(
                     Status.UNAUTHORIZED,
                     f"authentication failed for user {user!r}" if auth else "no credentials",
                 )
                 return
 
-        if handler.forwarder is not None:
+        if options.forwarder is not None:
             self._forward()
         elif command in (0, Command.CONNECT):
             self._connect(request)
@@ -219,7 +159,8 @@ class RelayServerProtocol(Protocol):
         if request.addr is None:
             self._reply(Status.BAD_REQUEST, "target not specified")
             return
-        if self.handler.bypass and self.handler.bypass.contains(request.addr.host, request.addr.port):
+        bypass = self.options.bypass
+        if bypass and bypass.contains(request.addr.host, request.addr.port):
             self._reply(Status.FORBIDDEN, "target matches the service bypass")
             return
         # denyPrivate (and a bypass's private matcher) are the router's
@@ -233,12 +174,12 @@ class RelayServerProtocol(Protocol):
         self._dialTarget(self.target, Status.NETWORK_UNREACHABLE)
 
     def _forward(self) -> None:
-        handler = self.handler
-        assert handler.forwarder is not None
+        options = self.options
+        assert options.forwarder is not None
         # The client ID is the authenticated user; an unchecked user name
         # only goes to the logs (spec-relay.md 2.1).  Else the client IP.
-        clientID = self.user if handler.authenticator is not None else ""
-        node = handler.forwarder.select(clientID or self.peerHost)
+        clientID = self.user if options.authenticator is not None else ""
+        node = options.forwarder.select(clientID or hostOf(self.transport.getPeer()))  # type: ignore[union-attr]
         if node is None:
             self._reply(Status.SERVICE_UNAVAILABLE, "no forward target available")
             return
@@ -305,37 +246,13 @@ class RelayServerProtocol(Protocol):
             self._reply(failure, f"bad target {address!r}: {e}")
             return
         self._state = "dialing"
-        self.pipe = Pipe(self.reactor, self.handler.idleTimeout, self._pipeDone, label=self.peer, splice=self.handler.splice, halfCloseTimeout=self.handler.halfCloseTimeout, spliceThreshold=self.handler.spliceThreshold)
-        d = self.handler.router.connect(
-            "tcp", address, PipeSideFactory(self.pipe), origin=(self.transport.getPeer(), self.transport.getHost())  # type: ignore[union-attr]
-        )
-        self._dial = d
+        self._failure = failure
+        self.dialTarget(address, node)
 
-        def connected(protocol: PipeProtocol) -> None:
-            self._dial = None
-            if node is not None:
-                self.handler.forwarder.markSucceeded(node)  # type: ignore[union-attr]
-            if self._state != "dialing":
-                protocol.transport.loseConnection()  # type: ignore[union-attr]
-                return
-            self._established()
+    def isDialing(self) -> bool:
+        return self._state == "dialing"
 
-        def failed(reason: Failure) -> None:
-            self._dial = None
-            if self._state != "dialing":
-                return
-            if reason.check(TargetRefused):
-                self._reply(Status.FORBIDDEN, str(reason.value))
-                return
-            if node is not None:
-                self.handler.forwarder.markFailed(node)  # type: ignore[union-attr]
-            why = reason.getErrorMessage() if reason.check(DialError) else str(reason.value)
-            self._reply(failure, why)
-
-        d.addCallbacks(connected, failed)
-
-    def _established(self) -> None:
-        assert self.pipe is not None
+    def targetConnected(self, protocol: Any) -> None:
         self._state = "piping"
         self.transport.write(_OK)  # type: ignore[union-attr]
         self.log.info(
@@ -346,17 +263,18 @@ class RelayServerProtocol(Protocol):
             network=self.network,
             user=self.user,
         )
-        self.pipe.attach(A, self.transport)  # type: ignore[arg-type]
-        rest, self.parser.remainder = self.parser.remainder, b""
-        if rest:
-            self.pipe.dataReceived(A, rest)
-        if self._clientEOF:
-            self.pipe.readEOF(A)
-        self.transport.resumeProducing()  # type: ignore[union-attr]
 
-    def _pipeDone(self, pipe: Pipe, reason: Failure | None) -> None:
-        metrics.transferred(self.handler.service.name, pipe.transferred[A], pipe.transferred[B])
-        outcome = "idle timeout" if pipe.idleTimedOut else _outcome(reason)
+    def targetRefused(self, reason: Failure) -> None:
+        self._reply(Status.FORBIDDEN, str(reason.value))
+
+    def targetFailed(self, reason: Failure, why: str) -> None:
+        self._reply(self._failure, why)
+
+    def takeBuffered(self) -> bytes:
+        rest, self.parser.remainder = self.parser.remainder, b""
+        return rest
+
+    def pipeClosed(self, pipe: Pipe, outcome: str) -> None:
         self.log.info(
             "{peer} {command} {target}/{network} user={user!r}: closed, "
             "{up} bytes up, {down} bytes down, {duration:.3f}s, {outcome}",
@@ -367,7 +285,7 @@ class RelayServerProtocol(Protocol):
             user=self.user,
             up=pipe.transferred[A],
             down=pipe.transferred[B],
-            duration=self.reactor.seconds() - self._started,
+            duration=self.reactor.seconds() - self.started,
             outcome=outcome,
         )
 
@@ -375,32 +293,19 @@ class RelayServerProtocol(Protocol):
 
     def _dialUDP(self, address: str, failure: Status, node: Node | None = None) -> None:
         self._state = "dialing"
-        d = self.handler.router.datagram(address, self)
-        self._dial = d
+        self._failure = failure
+        self.node = node
+        d = self.dialing = self.options.router.datagram(address, self)
+        d.addCallbacks(self._channelReady, self.dialFailed)
 
-        def ready(channel: Any) -> None:
-            self._dial = None
-            if node is not None:
-                self.handler.forwarder.markSucceeded(node)  # type: ignore[union-attr]
-            if self._state != "dialing":
-                channel.close()
-                return
-            self.channel = channel
-            self._udpEstablished()
-
-        def failed(reason: Failure) -> None:
-            self._dial = None
-            if self._state != "dialing":
-                return
-            if reason.check(TargetRefused):
-                self._reply(Status.FORBIDDEN, str(reason.value))
-                return
-            if node is not None:
-                self.handler.forwarder.markFailed(node)  # type: ignore[union-attr]
-            why = reason.getErrorMessage() if reason.check(DialError) else str(reason.value)
-            self._reply(failure, why)
-
-        d.addCallbacks(ready, failed)
+    def _channelReady(self, channel: Any) -> None:
+        self.dialing = None
+        self.options.markNode(self.node, True)
+        if self._state != "dialing":
+            channel.close()
+            return
+        self.channel = channel
+        self._udpEstablished()
 
     def _udpEstablished(self) -> None:
         self._state = "udp"
@@ -415,7 +320,7 @@ class RelayServerProtocol(Protocol):
         rest, self.parser.remainder = self.parser.remainder, b""
         if rest:
             self.stream.dataReceived(rest)
-        if self._clientEOF:
+        if self.clientEOF:
             self.transport.loseConnection()  # type: ignore[union-attr]
         self.transport.resumeProducing()  # type: ignore[union-attr]
 
@@ -448,7 +353,7 @@ class RelayServerProtocol(Protocol):
             "{dd} datagrams ({bd} bytes) down, {dropped} dropped, {duration:.3f}s, {outcome}",
             peer=self.peer, command=self.command, target=logs.escape(self.target), user=self.user,
             du=stream.received, bu=stream.receivedBytes, dd=stream.sent, bd=stream.sentBytes, dropped=stream.dropped,
-            duration=self.reactor.seconds() - self._started, outcome=_outcome(reason),
+            duration=self.reactor.seconds() - self.started, outcome=describeFailure(reason),
         )
 
     # -- endings
@@ -480,7 +385,7 @@ class RelayServerProtocol(Protocol):
         self.log.info("{peer}: closed without reply: {why}", peer=self.peer, why=logs.escape(why))
 
     def readConnectionLost(self) -> None:
-        self._clientEOF = True
+        self.clientEOF = True
         if self._state in ("udp", "bound"):
             self.transport.loseConnection()  # type: ignore[union-attr]
         elif self._state == "piping":
@@ -488,9 +393,6 @@ class RelayServerProtocol(Protocol):
             self.pipe.readEOF(A)
         elif self._state == "request":
             self._closeSilently(f"peer closed before a complete request ({self.parser.buffered} bytes read)")
-
-    def writeConnectionLost(self) -> None:
-        pass
 
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
         self._cancelTimeout()
@@ -507,8 +409,7 @@ class RelayServerProtocol(Protocol):
                 "{peer} {command} {target}/{network}: peer left while dialing",
                 peer=self.peer, command=self.command, target=logs.escape(self.target), network=self.network,
             )
-            if self._dial is not None:
-                self._dial.cancel()
+            self.cancelDial()
         elif state == "request":
             self.log.info(
                 "{peer}: closed before a complete request ({n} bytes read)",
@@ -516,12 +417,8 @@ class RelayServerProtocol(Protocol):
             )
 
 
-def _outcome(reason: Failure | None) -> str:
-    return describeFailure(reason)
-
-
 @implementer(IHandler)
-class RelayHandler(Factory):
+class RelayHandler(StreamHandler):
     """
     The relay handler of one service.
 
@@ -529,44 +426,20 @@ class RelayHandler(Factory):
     C{bind} (false), C{nodelay} (accepted: our OK is never held back),
     C{idleTimeout} (0 = none), C{mux.*} (the BIND session's smux); ours:
     C{bindPorts} (ports a BIND may ask for, e.g. C{"2000-2999,8080"};
-    default any).  Service metadata: C{dialTimeout} (15 s).
+    default any), C{denyPrivate}, the pipe's (L{HandlerOptions}).  Service
+    metadata: C{dialTimeout} (15 s).
     """
 
     protocol = RelayServerProtocol  # type: ignore[assignment]
-    noisy = False
+    authenticates = True
+    guardsTargets = True
 
     def __init__(self, reactor: Any, service: ServiceConfig, context: Any) -> None:
-        handler = service.handler
-        assert handler is not None
-        md = handler.md
-        self.reactor = reactor
-        self.service = service
-        self.name = service.name
-        self.log = Logger(namespace=f"gostrelay.relay.{service.name}")
-        readTimeout = md.getDuration("readTimeout")
-        self.readTimeout = readTimeout if readTimeout > 0 else DEFAULT_READ_TIMEOUT
+        super().__init__(reactor, service, context, "relay")
+        assert service.handler is not None
+        md = service.handler.md
+        where = self.options.where
         self.bind = md.getBool("bind")
-        self.idleTimeout = max(0.0, md.getDuration("idleTimeout"))
-        where = service.source or service.name
-        # Ours: move plain TCP pipes with splice(2) (gostrelay.splice).
-        self.splice = handler.md.getBool("splice", default=True)
-        # Ours: bytes a pipe moves in userspace before it splices.
-        self.spliceThreshold = max(0, handler.md.getInt("spliceThreshold", default=DEFAULT_SPLICE_THRESHOLD))
-        # Ours: how long one direction may go on after the other finished.
-        self.halfCloseTimeout = handler.md.getDuration("halfCloseTimeout", default=DEFAULT_HALF_CLOSE_TIMEOUT)
-        self.authenticator: Authenticator | None = authenticatorFor(handler, context.config, where)
-        warning = emptyUserWarning(handler)
-        if warning:
-            # The service name, not its source: the URL holds the password.
-            self.log.warn("service {name}: {text}", name=service.name, text=warning)
-        self._reloadArgs = (handler, context.config, where)
-        self.forwarder = forwarderSelector(service, reactor)
-        self.router: Router = context.router(service, handler.chain, where)
-        # Ours: refuse targets on loopback, private and link-local addresses.
-        self.denyPrivate = md.getBool("denyPrivate")
-        self.bypass = serviceBypass(service, context.config, where)
-        self.guard = TargetGuard.forHandler(reactor, self.denyPrivate, self.bypass)
-        self.router.guard = self.guard
         self.muxConfig = MuxConfig.fromMetadata(md, where)
         self.bindPorts: list[tuple[int, int]] | None = None
         if md.getString("bindPorts"):
@@ -582,4 +455,4 @@ class RelayHandler(Factory):
         """
         Re-read users files (SIGHUP); on an error the previous users stay.
         """
-        self.authenticator = authenticatorFor(*self._reloadArgs)
+        self.options.reload()

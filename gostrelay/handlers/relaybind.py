@@ -178,7 +178,7 @@ class TCPBind:
         self.peers += 1
         service = self.handler.service.name
         pipe = Pipe(
-            self.reactor, self.handler.idleTimeout, label=f"{self.bound} {addr}",
+            self.reactor, self.handler.options.idleTimeout, label=f"{self.bound} {addr}",
             onDone=lambda p, reason: metrics.transferred(service, p.transferred[B], p.transferred[A]),
         )
         stream: MuxStream = session.openStream()
@@ -270,7 +270,7 @@ class UDPBind:
         self.stream.dataReceived(data)
 
     def fromClient(self, host: str, port: int, payload: bytes) -> None:
-        bypass = self.protocol.handler.bypass
+        bypass = self.protocol.handler.options.bypass
         if bypass and bypass.contains(host, port):
             self.dropped += 1
             return
@@ -284,7 +284,7 @@ class UDPBind:
         guard (denyPrivate), every address is checked and only a checked
         one is sent to (gostrelay.guard).
         """
-        guard = self.protocol.handler.guard
+        guard = self.protocol.handler.options.guard
         address = joinHostPort(host, port)
         if guard is not None:
             d = guard.resolve(address)
@@ -312,8 +312,8 @@ class UDPBind:
         its source, unless the bypass or the guard refuse that source.
         """
         host, port = splitHostPort(addr)
-        bypass = self.protocol.handler.bypass
-        guard = self.protocol.handler.guard
+        bypass = self.protocol.handler.options.bypass
+        guard = self.protocol.handler.options.guard
         if (bypass and bypass.contains(host, port)) or (guard is not None and guard.refusesSource(host, port)):
             self.dropped += 1
             return

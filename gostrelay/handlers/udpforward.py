@@ -14,21 +14,15 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from gostrelay import metrics
 from gostrelay.config.model import ServiceConfig
-from gostrelay.errors import DialError
-from gostrelay.handlers.forward import _bypassed
-from gostrelay.handlers.relay import forwarderSelector, serviceBypass
+from gostrelay.handlers.base import EMPTY_TARGET, Handler, dialFailureText
 from gostrelay.interfaces import IDatagramReceiver, IHandler
-from gostrelay.router import Router
 from gostrelay.selector import Node
 from gostrelay.wire.address import splitHostPort
-
-EMPTY_TARGET = ":0"
 
 
 @implementer(IDatagramReceiver)
@@ -41,6 +35,7 @@ class UDPForwardSession:
 
     def __init__(self, handler: UDPForwardHandler, table: Any, client: str) -> None:
         self.handler = handler
+        self.options = options = handler.options
         self.table = table
         self.client = client
         self.log = handler.log
@@ -53,23 +48,22 @@ class UDPForwardSession:
         self.node: Node | None = None
         self.target = EMPTY_TARGET
         self.started = handler.reactor.seconds()
-        if handler.forwarder is not None:
-            self.node = handler.forwarder.select(splitHostPort(client)[0])
+        if options.forwarder is not None:
+            self.node = options.forwarder.select(splitHostPort(client)[0])
             if self.node is not None:
                 self.target = self.node.addr
-        if handler.bypass and _bypassed(handler.bypass, self.target):
+        if options.bypasses(self.target):
             self.log.info("udp {client} -> {target}: refused: target matches the service bypass", client=client, target=self.target)
             self.closed = True
             self._dial: Any = None
             handler.reactor.callLater(0, table.closeSession, client)
             return
-        self._dial = handler.router.datagram(self.target, self)
+        self._dial = options.router.datagram(self.target, self)
         self._dial.addCallbacks(self._ready, self._failed)
 
     def _ready(self, channel: Any) -> None:
         self._dial = None
-        if self.node is not None and self.handler.forwarder is not None:
-            self.handler.forwarder.markSucceeded(self.node)
+        self.options.markNode(self.node, True)
         if self.closed:
             channel.close()
             return
@@ -82,9 +76,8 @@ class UDPForwardSession:
         self._dial = None
         if self.closed:
             return
-        if self.node is not None and self.handler.forwarder is not None:
-            self.handler.forwarder.markFailed(self.node)
-        why = reason.getErrorMessage() if reason.check(DialError) else str(reason.value)
+        self.options.markNode(self.node, False)
+        why = dialFailureText(reason)
         self.log.info("udp {client} -> {target}: failed: {why}", client=self.client, target=self.target, why=why)
         self.table.closeSession(self.client)
 
@@ -132,22 +125,14 @@ class UDPForwardSession:
 
 
 @implementer(IHandler)
-class UDPForwardHandler:
+class UDPForwardHandler(Handler):
     """
     Options: C{dialTimeout} (service metadata, 15 s), C{retries} (handler);
     session options belong to the udp listener.
     """
 
     def __init__(self, reactor: Any, service: ServiceConfig, context: Any) -> None:
-        handler = service.handler
-        assert handler is not None
-        self.reactor = reactor
-        self.service = service
-        self.log = Logger(namespace=f"gostrelay.udp.{service.name}")
-        self.forwarder = forwarderSelector(service, reactor)
-        where = service.source or service.name
-        self.router: Router = context.router(service, handler.chain, where)
-        self.bypass = serviceBypass(service, context.config, where)
+        super().__init__(reactor, service, context, "udp")
 
     def openSession(self, table: Any, client: str) -> UDPForwardSession:
         return UDPForwardSession(self, table, client)
