@@ -15,36 +15,27 @@ from typing import Any
 
 from twisted.internet import defer, reactor
 from twisted.internet.endpoints import clientFromString, connectProtocol
-from twisted.logger import globalLogPublisher
-from twisted.trial import unittest
 
-from gostrelay.build import buildServices
 from gostrelay.config.model import ConfigError
-from gostrelay.config.url import buildConfigFromCommandLine
 from gostrelay.endpoints import chainEndpoint
 from gostrelay.errors import ProxyHopRefused
 from tests.processes import CONSOLE, childEnvironment, spawn
+from tests.support.cases import TransportTestCase
+from tests.support.logs import captureLogs
 from tests.support.proxies import startMicrosocks, startPproxy, startTinyproxy
 from tests.support.targets import Collector, EchoFactory, UDPClient, UDPEcho
 
 
-class ProxyHopTests(unittest.TestCase):
+class ProxyHopTests(TransportTestCase):
     timeout = 60
 
     def setUp(self) -> None:
+        super().setUp()
         self.workdir = os.path.abspath(self.mktemp())
         os.makedirs(self.workdir)
-        self.logged: list[str] = []
+        self.logs = captureLogs(self)
 
-        def observe(event: dict[str, Any]) -> None:
-            from twisted.logger import formatEvent
-
-            self.logged.append(formatEvent(event))
-
-        globalLogPublisher.addObserver(observe)
-        self.addCleanup(globalLogPublisher.removeObserver, observe)
-
-    def startEcho(self) -> int:
+    def startLoopbackEcho(self) -> int:
         factory = EchoFactory()
         port = reactor.listenTCP(0, factory, interface="127.0.0.1")
         ports = [port]
@@ -63,13 +54,12 @@ class ProxyHopTests(unittest.TestCase):
         return int(port.getHost().port)
 
     @defer.inlineCallbacks
-    def startServices(self, listen: list[str], forward: list[str] = ()):  # type: ignore[no-untyped-def]
-        top = buildServices(reactor, buildConfigFromCommandLine(list(listen), list(forward)))
-        top.startService()
-        self.addCleanup(top.stopService)
-        services = list(top)
-        for svc in services:
-            yield svc.listening
+    def servicePorts(self, listen: list[str], forward: list[str] = ()):  # type: ignore[no-untyped-def]
+        """
+        Run the services of C{-L listen... -F forward...}; fire with their
+        ports.
+        """
+        services = yield self.startServices(listen, forward)
         return [svc.port.getHost().port for svc in services]
 
     @defer.inlineCallbacks
@@ -87,7 +77,7 @@ class ProxyHopTests(unittest.TestCase):
         C{-F http://user:pass@proxy}: CONNECT with Proxy-Authorization
         through tinyproxy.
         """
-        echo = self.startEcho()
+        echo = self.startLoopbackEcho()
         proxy = yield startTinyproxy(reactor, self.workdir, self.addCleanup, "user", "pass")
         yield self.echoThrough(chainEndpoint(reactor, [f"http://user:pass@127.0.0.1:{proxy}"], "127.0.0.1", echo))
 
@@ -98,13 +88,13 @@ class ProxyHopTests(unittest.TestCase):
         with the proxy's status line, a log line names the hop and the
         answer, and the node is marked failed.
         """
-        echo = self.startEcho()
+        echo = self.startLoopbackEcho()
         proxy = yield startTinyproxy(reactor, self.workdir, self.addCleanup, "user", "pass")
         endpoint = chainEndpoint(reactor, [f"http://user:wrong@127.0.0.1:{proxy}"], "127.0.0.1", echo)
         f = yield self.assertFailure(connectProtocol(endpoint, Collector()), ProxyHopRefused)
         self.assertRegex(f.answer, "^40[17] ")  # tinyproxy answers 401
-        lines = [line for line in self.logged if "refused" in line and f.answer in line]
-        self.assertTrue(lines, self.logged)
+        lines = [line for line in self.logs.lines if "refused" in line and f.answer in line]
+        self.assertTrue(lines, self.logs.lines)
         self.assertIn(f"hop-0 node-0 (http proxy 127.0.0.1:{proxy})", lines[0])
         self.assertNotIn("wrong", lines[0])
         (hop, node), = endpoint.route
@@ -116,19 +106,19 @@ class ProxyHopTests(unittest.TestCase):
         C{-F socks5://user:pass@proxy} through microsocks, and C{socks}
         as its alias.
         """
-        echo = self.startEcho()
+        echo = self.startLoopbackEcho()
         proxy = yield startMicrosocks(reactor, self.workdir, self.addCleanup, "user", "pass")
         yield self.echoThrough(chainEndpoint(reactor, [f"socks5://user:pass@127.0.0.1:{proxy}"], "127.0.0.1", echo))
         yield self.echoThrough(chainEndpoint(reactor, [f"socks://user:pass@127.0.0.1:{proxy}"], "localhost", echo))
 
     @defer.inlineCallbacks
     def test_socks5WrongPassword(self):  # type: ignore[no-untyped-def]
-        echo = self.startEcho()
+        echo = self.startLoopbackEcho()
         proxy = yield startMicrosocks(reactor, self.workdir, self.addCleanup, "user", "pass")
         endpoint = chainEndpoint(reactor, [f"socks5://user:wrong@127.0.0.1:{proxy}"], "127.0.0.1", echo)
         f = yield self.assertFailure(connectProtocol(endpoint, Collector()), ProxyHopRefused)
         self.assertIn("username/password rejected", f.answer)
-        self.assertTrue([line for line in self.logged if "socks5 proxy" in line and "rejected" in line], self.logged)
+        self.assertTrue([line for line in self.logs.lines if "socks5 proxy" in line and "rejected" in line], self.logs.lines)
         (hop, node), = endpoint.route
         self.assertEqual(node.failures, 1)
 
@@ -138,8 +128,8 @@ class ProxyHopTests(unittest.TestCase):
         The proxy's reply code for an unreachable target is in the failure.
         """
         proxy = yield startMicrosocks(reactor, self.workdir, self.addCleanup)
-        closed = self.startEcho()
-        yield self.startEcho()  # keep ports busy and distinct
+        closed = self.startLoopbackEcho()
+        yield self.startLoopbackEcho()  # keep ports busy and distinct
         endpoint = chainEndpoint(reactor, [f"socks5://127.0.0.1:{proxy}"], "127.0.0.1", 1)
         f = yield self.assertFailure(connectProtocol(endpoint, Collector()), ProxyHopRefused)
         self.assertIn("0x0", f.answer)
@@ -152,11 +142,11 @@ class ProxyHopTests(unittest.TestCase):
         a name resolved here with C{disable4a}); C{socks4a://} with a name
         through our own SOCKS4 entry (pproxy has no 4a).
         """
-        echo = self.startEcho()
+        echo = self.startLoopbackEcho()
         proxy = yield startPproxy(reactor, self.workdir, self.addCleanup, "socks4")
         yield self.echoThrough(chainEndpoint(reactor, [f"socks4://127.0.0.1:{proxy}"], "127.0.0.1", echo))
         yield self.echoThrough(chainEndpoint(reactor, [f"socks4://127.0.0.1:{proxy}?disable4a=true"], "localhost", echo))
-        (ours,) = yield self.startServices(["socks4://127.0.0.1:0"])
+        (ours,) = yield self.servicePorts(["socks4://127.0.0.1:0"])
         yield self.echoThrough(chainEndpoint(reactor, [f"socks4a://127.0.0.1:{ours}"], "localhost", echo))
 
     # -- any hop position, with our relay server
@@ -167,10 +157,10 @@ class ProxyHopTests(unittest.TestCase):
         The issue's line: C{-L tcp://:P/target -F http://user:pass@proxy
         -F relay://server}, run as a service.
         """
-        echo = self.startEcho()
+        echo = self.startLoopbackEcho()
         proxy = yield startTinyproxy(reactor, self.workdir, self.addCleanup, "user", "pass")
-        (relay,) = yield self.startServices(["relay://127.0.0.1:0"])
-        (entry,) = yield self.startServices(
+        (relay,) = yield self.servicePorts(["relay://127.0.0.1:0"])
+        (entry,) = yield self.servicePorts(
             [f"tcp://127.0.0.1:0/127.0.0.1:{echo}"],
             [f"http://user:pass@127.0.0.1:{proxy}", f"relay://127.0.0.1:{relay}"],
         )
@@ -182,32 +172,32 @@ class ProxyHopTests(unittest.TestCase):
         A SOCKS5 proxy as the second hop: our relay server CONNECTs to
         microsocks, which reaches the target.
         """
-        echo = self.startEcho()
+        echo = self.startLoopbackEcho()
         proxy = yield startMicrosocks(reactor, self.workdir, self.addCleanup, "u", "p")
-        (relay,) = yield self.startServices(["relay://127.0.0.1:0"])
+        (relay,) = yield self.servicePorts(["relay://127.0.0.1:0"])
         yield self.echoThrough(
             chainEndpoint(reactor, [f"relay://127.0.0.1:{relay}", f"socks5://u:p@127.0.0.1:{proxy}"], "127.0.0.1", echo)
         )
 
     @defer.inlineCallbacks
     def test_secondHopWrongPasswordMarksThatNode(self):  # type: ignore[no-untyped-def]
-        echo = self.startEcho()
+        echo = self.startLoopbackEcho()
         proxy = yield startMicrosocks(reactor, self.workdir, self.addCleanup, "u", "p")
-        (relay,) = yield self.startServices(["relay://127.0.0.1:0"])
+        (relay,) = yield self.servicePorts(["relay://127.0.0.1:0"])
         endpoint = chainEndpoint(
             reactor, [f"relay://127.0.0.1:{relay}", f"socks5://u:bad@127.0.0.1:{proxy}"], "127.0.0.1", echo
         )
         yield self.assertFailure(connectProtocol(endpoint, Collector()), ProxyHopRefused)
         (_h0, first), (_h1, second) = endpoint.route
         self.assertEqual((first.failures, second.failures), (0, 1))
-        self.assertTrue([line for line in self.logged if "hop-1 node-0 (socks5 proxy" in line], self.logged)
+        self.assertTrue([line for line in self.logs.lines if "hop-1 node-0 (socks5 proxy" in line], self.logs.lines)
 
     @defer.inlineCallbacks
     def test_socks4ThenSocks5ThenHttp(self):  # type: ignore[no-untyped-def]
         """
         Three proxies of three kinds in a row.
         """
-        echo = self.startEcho()
+        echo = self.startLoopbackEcho()
         p4 = yield startPproxy(reactor, self.workdir + "/p4", self.addCleanup, "socks4")
         p5 = yield startMicrosocks(reactor, self.workdir, self.addCleanup, "u", "p")
         ph = yield startTinyproxy(reactor, self.workdir + "/h", self.addCleanup, "a", "b")
@@ -227,8 +217,8 @@ class ProxyHopTests(unittest.TestCase):
         C{http+tls}, C{socks5+ws}, C{socks5+wss} against our own entries
         on those listeners.
         """
-        echo = self.startEcho()
-        ports = yield self.startServices(
+        echo = self.startLoopbackEcho()
+        ports = yield self.servicePorts(
             [
                 "http+tls://u:p@127.0.0.1:0",
                 "socks5+ws://u:p@127.0.0.1:0",
@@ -249,7 +239,7 @@ class ProxyHopTests(unittest.TestCase):
         As users run it: C{gostrelay -L socks5+kcp://...} and C{gostrelay
         -L tcp://:P/target -F socks5+kcp://u:p@...}.
         """
-        echo = self.startEcho()
+        echo = self.startLoopbackEcho()
         server = spawn(reactor, [*CONSOLE, "-L", "socks5+kcp://u:p@127.0.0.1:0"], self.workdir + "/s", childEnvironment(),
                        name="server", addCleanup=self.addCleanup)
         _host, kcpPort = yield server.waitForListening()
@@ -265,7 +255,7 @@ class ProxyHopTests(unittest.TestCase):
 
     @defer.inlineCallbacks
     def test_endpointStrings(self):  # type: ignore[no-untyped-def]
-        echo = self.startEcho()
+        echo = self.startLoopbackEcho()
         p5 = yield startMicrosocks(reactor, self.workdir, self.addCleanup, "u", "p")
         ph = yield startTinyproxy(reactor, self.workdir, self.addCleanup, "a", "b")
         p4 = yield startPproxy(reactor, self.workdir, self.addCleanup, "socks4")
@@ -298,7 +288,7 @@ class ProxyHopTests(unittest.TestCase):
         echo = UDPEcho()
         port = reactor.listenUDP(0, echo, interface="127.0.0.1")
         self.addCleanup(port.stopListening)
-        (entry,) = yield self.startServices([f"udp://127.0.0.1:0/127.0.0.1:{port.getHost().port}"], [socksURL])
+        (entry,) = yield self.servicePorts([f"udp://127.0.0.1:0/127.0.0.1:{port.getHost().port}"], [socksURL])
         return entry
 
     def udpClient(self) -> UDPClient:
@@ -314,7 +304,7 @@ class ProxyHopTests(unittest.TestCase):
         against our own SOCKS5 entry with C{udp=true}; datagrams go both
         ways.
         """
-        (socksPort,) = yield self.startServices(["socks5://u:p@127.0.0.1:0?udp=true"])
+        (socksPort,) = yield self.servicePorts(["socks5://u:p@127.0.0.1:0?udp=true"])
         entry = yield self.udpService(f"socks5://u:p@127.0.0.1:{socksPort}?relay=udp")
         client = self.udpClient()
         for payload in (b"first datagram", b"second", b"x" * 4000):
@@ -328,13 +318,13 @@ class ProxyHopTests(unittest.TestCase):
         a server that does not know it (ours, like any standard one)
         answers "command not supported", which is logged with the hop.
         """
-        (socksPort,) = yield self.startServices(["socks5://127.0.0.1:0?udp=true"])
+        (socksPort,) = yield self.servicePorts(["socks5://127.0.0.1:0?udp=true"])
         entry = yield self.udpService(f"socks5://127.0.0.1:{socksPort}")
         client = self.udpClient()
         d = client.exchange(b"dropped", ("127.0.0.1", entry), timeout=2)
         yield self.assertFailure(d, defer.TimeoutError)
         self.assertTrue(
-            [line for line in self.logged if "socks5 proxy" in line and "0x07 command not supported" in line], self.logged
+            [line for line in self.logs.lines if "socks5 proxy" in line and "0x07 command not supported" in line], self.logs.lines
         )
 
     def test_relayUDPFirstHopOnly(self) -> None:

@@ -198,15 +198,7 @@ class WebSocketEndpointStringTests(TransportTestCase):
     @defer.inlineCallbacks
     def listenString(self, description: str, **appKwargs: Any):  # type: ignore[no-untyped-def]
         apps = AppFactory(**appKwargs)
-        port = yield serverFromString(reactor, description).listen(apps)
-        self.addCleanup(port.stopListening)
-
-        def abortApps() -> None:
-            for app in apps.apps:
-                if app.reason is None and app.transport is not None:
-                    app.transport.abortConnection()
-
-        self.addCleanup(abortApps)
+        port = yield self.listen(serverFromString(reactor, description), apps)
         return apps, port.getHost().port
 
     @defer.inlineCallbacks

@@ -17,14 +17,12 @@ import yaml
 from twisted.internet import defer, reactor
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.error import ConnectionDone
-from twisted.internet.interfaces import IHalfCloseableProtocol
 from twisted.internet.protocol import Factory, Protocol
 from twisted.python.failure import Failure
 from twisted.trial import unittest
-from zope.interface import implementer
 
 import gostrelay
-from gostrelay.wire.relay import ResponseParser, connectRequest
+from gostrelay.wire.relay import connectRequest
 from tests.processes import (
     CONSOLE,
     TWISTD_RELAY,
@@ -33,6 +31,7 @@ from tests.processes import (
     runToCompletion,
 )
 from tests.support.cases import ProcessTestCase
+from tests.support.lab import RelayProbe
 from tests.support.targets import EchoFactory
 
 OK = b"\x01\x00\x00\x00"
@@ -41,74 +40,6 @@ MIB = 1024 * 1024
 
 
 # -- the client: speaks the relay protocol, then bytes
-
-
-@implementer(IHalfCloseableProtocol)
-class RelayClient(Protocol):
-    """
-    Send C{first} on connect (a request, maybe followed by payload, maybe
-    something that is not a request at all), then collect everything.
-
-    @ivar response: fires with the parsed response.
-    @ivar done: fires with this client once the connection is lost.
-    @ivar reason: why the connection was lost.
-    @ivar raw: every byte received.
-    @ivar data: the bytes after the response.
-    @ivar eof: whether the peer half-closed us (FIN) before the loss.
-    """
-
-    def __init__(self, first: bytes, halfCloseAfterFirst: bool = False) -> None:
-        self.first = first
-        self.halfCloseAfterFirst = halfCloseAfterFirst
-        self.parser = ResponseParser()
-        self.responseMessage: Any = None
-        self.response: defer.Deferred[Any] = defer.Deferred()
-        self.done: defer.Deferred[RelayClient] = defer.Deferred()
-        self.reason: Failure | None = None
-        self.raw = bytearray()
-        self.data = bytearray()
-        self.eof = False
-        self.lost = False
-        self.localPort = 0
-
-    def connectionMade(self) -> None:
-        self.localPort = self.transport.getHost().port  # type: ignore[union-attr]
-        self.transport.write(self.first)  # type: ignore[union-attr]
-        if self.halfCloseAfterFirst:
-            self.transport.loseWriteConnection()  # type: ignore[union-attr]
-
-    def dataReceived(self, data: bytes) -> None:
-        self.raw += data
-        if self.responseMessage is None:
-            response = self.parser.feed(data)
-            if response is None:
-                return
-            self.responseMessage = response
-            self.data += self.parser.remainder
-            self.response.callback(response)
-        else:
-            self.data += data
-
-    def send(self, payload: bytes, halfClose: bool = False) -> None:
-        self.transport.write(payload)  # type: ignore[union-attr]
-        if halfClose:
-            self.transport.loseWriteConnection()  # type: ignore[union-attr]
-
-    def readConnectionLost(self) -> None:
-        self.eof = True
-        self.transport.loseConnection()  # type: ignore[union-attr]
-
-    def writeConnectionLost(self) -> None:
-        pass
-
-    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
-        self.lost = True
-        self.reason = reason
-        if not self.response.called:
-            self.response.errback(reason)
-            self.response.addErrback(lambda _: None)
-        # (A Failure passed to callback() would become an errback.)
-        self.done.callback(self)
 
 
 class IntegrationTestCase(ProcessTestCase):
@@ -151,7 +82,7 @@ class IntegrationTestCase(ProcessTestCase):
 
     @defer.inlineCallbacks
     def connectClient(self, port: int, first: bytes, halfCloseAfterFirst: bool = False):  # type: ignore[no-untyped-def]
-        client = RelayClient(first, halfCloseAfterFirst)
+        client = RelayProbe(first, halfClose=halfCloseAfterFirst)
         endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port, timeout=5)
         yield connectProtocol(endpoint, client)
 
@@ -162,7 +93,7 @@ class IntegrationTestCase(ProcessTestCase):
         self.addCleanup(cleanup)
         return client
 
-    def assertCleanEOF(self, client: RelayClient, reason: Failure) -> None:
+    def assertCleanEOF(self, client: RelayProbe, reason: Failure) -> None:
         """
         The relay half-closed the client (a FIN, not a reset) and the
         connection ended cleanly.

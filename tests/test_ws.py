@@ -486,15 +486,7 @@ class ServerTests(TransportTestCase):
     def serve(self, path: str = "/ws", headers: dict[str, str] | None = None, **appKwargs: Any):  # type: ignore[no-untyped-def]
         apps = AppFactory(**appKwargs)
         endpoint = WebSocketServerEndpoint(TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1"), path, headers)
-        port = yield endpoint.listen(apps)
-        self.addCleanup(port.stopListening)
-
-        def abortApps() -> None:
-            for app in apps.apps:
-                if app.reason is None and app.transport is not None:
-                    app.transport.abortConnection()
-
-        self.addCleanup(abortApps)
+        port = yield self.listen(endpoint, apps)
         return apps, port.getHost().port
 
     @defer.inlineCallbacks

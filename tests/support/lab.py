@@ -119,9 +119,14 @@ class RelayProbe(Protocol):
     """
     A relay client by hand: sends C{first} (a request, maybe payload, maybe
     junk), parses the response, collects the bytes after it; optionally
-    closes once C{closeAfter} bytes came back.
+    half-closes after C{first}, or closes once C{closeAfter} bytes came
+    back.
 
+    @ivar response: fires with this probe once the response arrived (or
+        the connection was lost without one: C{status} is then C{None}).
     @ivar done: fires with this probe when the connection is lost.
+    @ivar raw: every byte received; C{data}: the bytes after the response.
+    @ivar eof: whether the peer half-closed us (FIN) before the loss.
     """
 
     def __init__(self, first: bytes, closeAfter: int = -1, halfClose: bool = False) -> None:
@@ -130,8 +135,11 @@ class RelayProbe(Protocol):
         self.halfClose = halfClose
         self.parser: ResponseParser | None = ResponseParser()
         self.status: int | None = None
+        self.raw = bytearray()
         self.data = bytearray()
         self.eof = False
+        self.lost = False
+        self.localPort = 0
         self.reason: Failure | None = None
         self.started = time.monotonic()
         self.answered: float | None = None
@@ -141,12 +149,14 @@ class RelayProbe(Protocol):
         self.done: defer.Deferred[RelayProbe] = defer.Deferred()
 
     def connectionMade(self) -> None:
+        self.localPort = self.transport.getHost().port  # type: ignore[union-attr]
         if self.first:
             self.transport.write(self.first)  # type: ignore[union-attr]
         if self.halfClose:
             self.transport.loseWriteConnection()  # type: ignore[union-attr]
 
     def dataReceived(self, data: bytes) -> None:
+        self.raw += data
         if self.parser is not None:
             response = self.parser.feed(data)
             if response is None:
@@ -160,6 +170,11 @@ class RelayProbe(Protocol):
             self.echoed = time.monotonic()
             self.transport.loseConnection()  # type: ignore[union-attr]
 
+    def send(self, payload: bytes, halfClose: bool = False) -> None:
+        self.transport.write(payload)  # type: ignore[union-attr]
+        if halfClose:
+            self.transport.loseWriteConnection()  # type: ignore[union-attr]
+
     def readConnectionLost(self) -> None:
         # The peer's FIN: noted (half-close tests look), then we close too.
         self.eof = True
@@ -169,6 +184,7 @@ class RelayProbe(Protocol):
         pass
 
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+        self.lost = True
         self.reason = reason
         self.ended = time.monotonic()
         if not self.response.called:

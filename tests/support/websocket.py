@@ -307,6 +307,14 @@ class AppFactory(Factory):
         self.kwargs = kwargs
         self.apps: list[App] = []
 
+    @property
+    def open(self) -> list[App]:
+        """
+        The applications whose connection has not ended (aborted at cleanup
+        by L{tests.support.cases.ReactorTestCase.listen}).
+        """
+        return [app for app in self.apps if app.reason is None]
+
     def buildProtocol(self, addr: Any) -> App:
         app = App(**self.kwargs)
         app.factory = self
