@@ -88,3 +88,64 @@ class BulkTLSTests(unittest.TestCase):
         self.assertIsNotNone(self.creator.session)
         _, second = yield self.exchange(b"again")
         self.assertTrue(_reused(second._tlsConnection), "the second connection did a full handshake")
+
+    @defer.inlineCallbacks
+    def test_oneCallPerWrite(self):  # type: ignore[no-untyped-def]
+        """
+        Partial writes are off on both sides' contexts: a 64 KiB write is
+        one C{SSL_write} (all four records), one read from the memory BIO
+        and one write to the socket.
+        """
+        endpoint = _TLSClientEndpoint(self.creator, TCP4ClientEndpoint(reactor, "127.0.0.1", self.port.getHost().port))
+        payload = os.urandom(1 << 16)
+        client = Collector(b"", expect=len(payload) * 2)
+        yield withTimeout(connectProtocol(endpoint, client), 10, "connect")
+        tls: Any = client.transport
+        tls.write(b"x" * (len(payload)))  # the handshake is over once this is echoed
+        while len(client.data) < len(payload):
+            yield withTimeout(_later(), 5, "echo")
+        connection = tls._tlsConnection
+        calls: list[int] = []
+        send, socketWrites = connection.send, []
+        connection.send = lambda data: calls.append(len(data)) or send(data)  # type: ignore[method-assign]
+        carrier = tls.transport
+        writeSomeData = carrier.writeSomeData
+        carrier.writeSomeData = lambda data: socketWrites.append(len(data)) or writeSomeData(data)
+        self.addCleanup(delattr, carrier, "writeSomeData")
+        tls.write(payload)
+        self.assertEqual(calls, [len(payload)])
+        self.assertEqual(len(socketWrites), 1)
+        self.assertGreater(socketWrites[0], len(payload))
+        yield withTimeout(client.done, 20, "exchange")
+        self.assertEqual(bytes(client.data[len(payload):]), payload)
+
+    @defer.inlineCallbacks
+    def test_corkedWritesSentAsOne(self):  # type: ignore[no-untyped-def]
+        """
+        Writes between C{cork} and C{uncork} are encrypted and sent as one,
+        in order.
+        """
+        endpoint = _TLSClientEndpoint(self.creator, TCP4ClientEndpoint(reactor, "127.0.0.1", self.port.getHost().port))
+        client = Collector(b"", expect=6 + 2 * 40000)
+        yield withTimeout(connectProtocol(endpoint, client), 10, "connect")
+        tls: Any = client.transport
+        tls.write(b"warmup")
+        while len(client.data) < 6:
+            yield withTimeout(_later(), 5, "echo")
+        calls: list[int] = []
+        send = tls._tlsConnection.send
+        tls._tlsConnection.send = lambda data: calls.append(len(data)) or send(data)
+        tls.cork()
+        tls.write(b"a" * 40000)
+        tls.write(b"b" * 40000)
+        self.assertEqual(calls, [])
+        tls.uncork()
+        self.assertEqual(calls, [80000])
+        yield withTimeout(client.done, 20, "exchange")
+        self.assertEqual(bytes(client.data), b"warmup" + b"a" * 40000 + b"b" * 40000)
+
+
+def _later() -> defer.Deferred[None]:
+    from twisted.internet import task
+
+    return task.deferLater(reactor, 0.01, lambda: None)

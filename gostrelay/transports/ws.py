@@ -112,11 +112,26 @@ class WebSocketStream:
 
     def write(self, data: bytes) -> None:
         if data and not self.disconnecting and not self._lost:
+            if len(data) <= WRITE_CHUNK:
+                try:
+                    self.ws.sendMessage(data, isBinary=True)
+                except Disconnected:
+                    pass  # the carrier is gone; so is the stream, shortly
+                return
+            # Several messages: a TLS carrier encrypts and sends them as one
+            # (BulkTLSProtocol.cork).
+            carrier = self.ws.transport
+            cork = getattr(type(carrier), "cork", None)
+            if cork is not None:
+                cork(carrier)
             try:
                 for i in range(0, len(data), WRITE_CHUNK):
                     self.ws.sendMessage(data[i : i + WRITE_CHUNK], isBinary=True)
             except Disconnected:
                 pass  # the carrier is gone; so is the stream, shortly
+            finally:
+                if cork is not None:
+                    carrier.uncork()
 
     def writeSequence(self, data: Any) -> None:
         self.write(b"".join(data))

@@ -48,6 +48,36 @@ class _LazyFormat:
         return format(str(self), spec)
 
 
+class _LazyCall:
+    """
+    C{function(*args)} as text, computed when (and if) a log line is
+    written.
+    """
+
+    __slots__ = ("function", "args")
+
+    def __init__(self, function: Any, *args: Any) -> None:
+        self.function = function
+        self.args = args
+
+    def __str__(self) -> str:
+        return str(self.function(*self.args))
+
+    __repr__ = __str__
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self), spec)
+
+
+def _lazy(function: Any) -> Any:
+    def deferred(*args: Any, **kwargs: Any) -> _LazyCall:
+        if kwargs:
+            return _LazyCall(lambda *a: function(*a, **kwargs), *args)
+        return _LazyCall(function, *args)
+
+    return deferred
+
+
 def _noPeerCertificate(transport: Any) -> None:
     return None
 
@@ -59,6 +89,8 @@ def trim() -> None:
     _done = True
 
     protocol.pformat = _LazyFormat  # type: ignore[attr-defined, assignment]
+    protocol.hltype = _lazy(protocol.hltype)  # type: ignore[attr-defined]
+    protocol.hlval = _lazy(protocol.hlval)  # type: ignore[attr-defined]
     # Timings.__str__ must return a str: give it the real pformat.
     protocol.Timings.__str__ = lambda self: pformat(self._timings)  # type: ignore[method-assign]
     twistedUtil.extract_peer_certificate = _noPeerCertificate  # type: ignore[attr-defined]
