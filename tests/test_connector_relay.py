@@ -12,6 +12,7 @@ C{udp_forward_default}) are replayed against our connector.
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 from twisted.internet import defer
@@ -30,7 +31,9 @@ from gostrelay.connectors.relay import (
     DEFAULT_QUIET_DELAY,
     DEFAULT_RESPONSE_WAIT,
     RelayClientEndpoint,
+    RelayClientState,
     RelayConnector,
+    _drop,
 )
 from gostrelay.datagram import ChannelFactory, LengthFramedChannel
 from gostrelay.errors import RelayRefused, UnsupportedNetwork
@@ -773,3 +776,162 @@ class TransportTests(ConnectorTestCase):
         ep = connector.endpoint(FakeCarrierEndpoint(), "tcp", "example.com:80")
         self.assertIsInstance(ep, RelayClientEndpoint)
         self.assertEqual(ep.request, vectors.caseBytes("client_connect_tcp_domain_auth_nodelay"))
+
+
+class MachineTests(ConnectorTestCase):
+    """
+    The relay client's life is an explicit machine
+    (L{gostrelay.connectors.relay.RelayClientState} and its transition
+    table); the stream's bytes pass it by once it is open.
+    """
+
+    def test_states(self) -> None:
+        """
+        The states a connection goes through, in each mode.
+        """
+        State = RelayClientState
+        clock, carrier, appFactory, d, results = connectThrough(nodeURL())
+        proto, tr = carrierOf(carrier)
+        seen = [proto.state]
+        proto.write(b"hello")
+        seen.append(proto.state)
+        proto.dataReceived(OK)
+        seen.append(proto.state)
+        proto.connectionLost(Failure(ConnectionDone()))
+        seen.append(proto.state)
+        self.assertEqual(seen, [State.HOLDING, State.AWAITING, State.OPEN, State.CLOSED])
+
+        clock, carrier, appFactory, d, results = connectThrough(nodeURL(nodelay=True))
+        proto, tr = carrierOf(carrier)
+        seen = [proto.state]
+        clock.advance(DEFAULT_RESPONSE_WAIT)
+        seen.append(proto.state)
+        proto.dataReceived(NETWORK_UNREACHABLE)
+        seen.append(proto.state)
+        proto.connectionLost(Failure(ConnectionDone()))
+        seen.append(proto.state)
+        self.assertEqual(seen, [State.ASKING, State.AWAITING, State.FAILED, State.CLOSED])
+        self.assertNoDelayedCalls(clock)
+
+    def test_everyEventSequence(self) -> None:
+        """
+        Every sequence of three events a connection can meet (the
+        application, once it has the connection, writes, half-closes,
+        closes or aborts; the server answers OK, refuses, garbles or
+        half-closes; time passes; the carrier goes), in both modes, with
+        and without C{connectTimeout}: the machine has a transition for
+        each (nothing raised), the connect attempt ends once, the
+        application learns the end, and once the carrier is gone no timer
+        is left.
+        """
+        events = {
+            "write": lambda proto, clock: proto.write(b"data"),
+            "halfClose": lambda proto, clock: proto.loseWriteConnection(),
+            "close": lambda proto, clock: proto.loseConnection(),
+            "abort": lambda proto, clock: proto.abortConnection(),
+            "ok": lambda proto, clock: proto.dataReceived(OK + b"rest"),
+            "refused": lambda proto, clock: proto.dataReceived(NETWORK_UNREACHABLE),
+            "garbage": lambda proto, clock: proto.dataReceived(b"\xff\xff\xff\xff"),
+            "serverEOF": lambda proto, clock: proto.readConnectionLost(),
+            "time": lambda proto, clock: clock.advance(0.6),
+        }
+        urls = [nodeURL(), nodeURL(nodelay=True), nodeURL(nodelay=True, extra="connectTimeout=1s"), nodeURL(extra="quietDelay=1s")]
+        runs = 0
+        for url in urls:
+            for sequence in itertools.product(events, repeat=3):
+                clock, carrier, appFactory, d, results = connectThrough(url, transportFactory=HalfCloseableRecordingTransport)
+                proto, tr = carrierOf(carrier)
+                for name in sequence:
+                    if name in ("write", "halfClose", "close", "abort") and not appFactory.built:
+                        continue  # no application holds the connection yet
+                    events[name](proto, clock)
+                proto.connectionLost(Failure(ConnectionDone()))
+                clock.advance(10)
+                self.assertEqual(clock.getDelayedCalls(), [], (url, sequence))
+                self.assertEqual(len(results), 1, (url, sequence))
+                for app in appFactory.built:
+                    self.assertIsNotNone(app.lostReason, (url, sequence))
+                runs += 1
+        self.assertEqual(runs, 4 * 9**3)
+
+    def test_spliceCarrierOnlyWhenOpen(self) -> None:
+        """
+        The carrier is offered to splice only once the server said OK and
+        while the application has the stream: before, the response still
+        has to be read here (a splice would hand its bytes to the target).
+        """
+        clock, carrier, appFactory, d, results = connectThrough(nodeURL())
+        proto, tr = carrierOf(carrier)
+        self.assertIsNone(proto.spliceCarrier(), "holding the request")
+        proto.write(b"hello")
+        self.assertIsNone(proto.spliceCarrier(), "awaiting the answer")
+        proto.dataReceived(OK)
+        self.assertIs(proto.spliceCarrier(), tr)
+        proto.loseConnection()
+        self.assertIsNone(proto.spliceCarrier(), "closing")
+        proto.connectionLost(Failure(ConnectionDone()))
+        clock.advance(1)
+        self.assertNoDelayedCalls(clock)
+
+    def test_refusedIsNeverSpliced(self) -> None:
+        clock, carrier, appFactory, d, results = connectThrough(nodeURL())
+        proto, tr = carrierOf(carrier)
+        proto.write(b"hello")
+        proto.dataReceived(NETWORK_UNREACHABLE)
+        self.assertIsNone(proto.spliceCarrier())
+        proto.connectionLost(Failure(ConnectionDone()))
+        self.assertNoDelayedCalls(clock)
+
+    def test_openStreamBypassesMachine(self) -> None:
+        """
+        Once open, the server's bytes go straight to the application and its
+        bytes straight to the carrier: no transition per read or write.
+        """
+        clock, carrier, appFactory, d, results = connectThrough(nodeURL())
+        proto, tr = carrierOf(carrier)
+        app = appFactory.built[0]
+        proto.write(b"hello")
+        proto.dataReceived(OK + b"first")
+        self.assertEqual(proto.state, RelayClientState.OPEN)
+        self.assertEqual(proto._deliver, app.dataReceived)
+        self.assertEqual(proto._send, tr.write)
+        proto.dataReceived(b" more")
+        proto.write(b"again")
+        self.assertEqual(app.received, b"first more")
+        self.assertEqual(tr.writes[-1], b"again")
+        proto.connectionLost(Failure(ConnectionDone()))
+        self.assertIs(proto._deliver, _drop, "after the end, nothing more is carried")
+        proto.dataReceived(b"late")
+        self.assertEqual(app.received, b"first more")
+        self.assertNoDelayedCalls(clock)
+
+    def test_applicationWritesWhileConnecting(self) -> None:
+        """
+        An application that writes from its C{connectionMade} (inside the
+        machine's transition that hands it the connection) still gets its
+        bytes sent with the request, in one write.
+        """
+        clock, carrier, appFactory, d, results = connectThrough(nodeURL(), first=b"GET /")
+        proto, tr = carrierOf(carrier)
+        self.assertEqual(len(tr.writes), 1)
+        self.assertTrue(tr.writes[0].endswith(b"GET /"))
+        self.assertIsNotNone(RequestParser().feed(tr.writes[0][: -len(b"GET /")]))
+        proto.connectionLost(Failure(ConnectionDone()))
+        self.assertNoDelayedCalls(clock)
+
+    def test_answerBeforeRequest(self) -> None:
+        """
+        A server that answers before it was asked (no GOST server does) is
+        sent the request at once, before any byte of the application.
+        """
+        clock, carrier, appFactory, d, results = connectThrough(nodeURL())
+        proto, tr = carrierOf(carrier)
+        app = appFactory.built[0]
+        proto.dataReceived(OK + b"banner")
+        self.assertEqual(app.received, b"banner")
+        self.assertEqual(len(tr.writes), 1)
+        self.assertIsNotNone(RequestParser().feed(tr.writes[0]))
+        proto.write(b"hello")
+        self.assertEqual(tr.writes[-1], b"hello")
+        proto.connectionLost(Failure(ConnectionDone()))
+        self.assertNoDelayedCalls(clock)

@@ -4,20 +4,36 @@ the carrier underneath: after a hop's handshake, the application talks to
 the connector's protocol as its transport, and everything the connector
 does not intercept (addresses, producers, carrier extras such as
 C{setTcpNoDelay}) is the carrier's.
+
+Both connector protocols (the relay client, L{gostrelay.connectors.relay},
+and the proxy-hop handshakes, L{gostrelay.connectors.handshake}) are one
+shape: a handshake on the carrier, then the application's connection.  What
+that shape shares beyond pass-through lives here too: handing the
+application its connection, half-close towards it, and the carrier a
+finished stream offers to L{gostrelay.splice}.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from twisted.internet.error import ConnectError
+from twisted.internet.interfaces import IHalfCloseableProtocol
+from twisted.python.failure import Failure
+
+from gostrelay.splice import spliceCarrierOf
+
 
 class CarrierDelegate:
     """
     Mixed into a connector protocol that acts as its application's
     transport; C{self.transport} is the carrier.
+
+    @ivar app: the application's protocol, once it has the connection.
     """
 
     transport: Any
+    app: Any = None
 
     def getPeer(self) -> Any:
         return self.transport.getPeer()
@@ -39,6 +55,43 @@ class CarrierDelegate:
 
     def stopProducing(self) -> None:
         self.transport.stopProducing()
+
+    def writeSequence(self, data: Any) -> None:
+        self.write(b"".join(data))  # type: ignore[attr-defined]
+
+    def writeConnectionLost(self) -> None:
+        if self.app is not None and IHalfCloseableProtocol.providedBy(self.app):
+            self.app.writeConnectionLost()
+
+    def buildApp(self, appFactory: Any) -> Failure | None:
+        """
+        Hand the application its connection: build its protocol and make
+        this its transport.  A factory that raises or refuses closes the
+        carrier.
+
+        @return: C{None} once the application has it, else why not.
+        """
+        try:
+            app = appFactory.buildProtocol(self.transport.getPeer())
+        except BaseException:
+            self.transport.loseConnection()
+            return Failure()
+        if app is None:
+            self.transport.loseConnection()
+            return Failure(ConnectError(None, "the application refused the connection"))
+        self.app = app
+        app.makeConnection(self)
+        return None
+
+    def carrierForSplice(self) -> Any:
+        """
+        What L{gostrelay.splice} may move bytes on once this stream passes
+        every byte unchanged: the carrier, or the carrier's own carrier when
+        it is a connector stream too.
+        """
+        carrier = self.transport
+        inner = spliceCarrierOf(carrier)
+        return inner() if inner is not None else carrier
 
     def __getattr__(self, name: str) -> Any:
         # Anything else a carrier offers (setTcpNoDelay, ...).

@@ -27,7 +27,7 @@ import ipaddress
 from typing import Any, Callable
 
 from twisted.internet import defer
-from twisted.internet.error import ConnectError, ConnectionDone
+from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import (
     IHalfCloseableProtocol,
     IProtocolFactory,
@@ -45,7 +45,6 @@ from gostrelay.config.model import ConfigError, NodeConfig
 from gostrelay.connectors.carrier import CarrierDelegate
 from gostrelay.errors import ProxyHopRefused, describeFailure
 from gostrelay.layering import connectLayered
-from gostrelay.splice import spliceCarrierOf
 from gostrelay.wire.address import splitHostPort
 from gostrelay.wire.socks import SocksError, encodeSocks5Datagram, parseSocks5Datagram
 from gostrelay.wire.socksclient import ProxyProtocolError, ProxyRefused
@@ -102,7 +101,6 @@ class HandshakeClientProtocol(CarrierDelegate, Protocol):
         self.appFactory = appFactory
         self.ready = ready
         self.handshake = endpoint.makeHandshake()
-        self.app: Any = None
         self._timer: Any = None
         self._udp: UDPConnectReframer | None = None
         self._association: _AssociationSocket | None = None
@@ -172,19 +170,11 @@ class HandshakeClientProtocol(CarrierDelegate, Protocol):
             self._udp = UDPConnectReframer(*self.endpoint.udpTarget)
             if self.endpoint.associate and not self._openAssociation():
                 return False
-        try:
-            app = self.appFactory.buildProtocol(self.transport.getPeer())  # type: ignore[union-attr]
-        except BaseException:
-            self.transport.loseConnection()  # type: ignore[union-attr]
-            self.ready.errback(Failure())
+        failure = self.buildApp(self.appFactory)
+        if failure is not None:
+            self.ready.errback(failure)
             return False
-        if app is None:
-            self.transport.loseConnection()  # type: ignore[union-attr]
-            self.ready.errback(Failure(ConnectError(None, "the application refused the connection")))
-            return False
-        self.app = app
-        app.makeConnection(self)
-        self.ready.callback(app)
+        self.ready.callback(self.app)
         return True
 
     def _openAssociation(self) -> bool:
@@ -223,10 +213,6 @@ class HandshakeClientProtocol(CarrierDelegate, Protocol):
         else:
             self.transport.loseConnection()  # type: ignore[union-attr]
 
-    def writeConnectionLost(self) -> None:
-        if self.app is not None and IHalfCloseableProtocol.providedBy(self.app):
-            self.app.writeConnectionLost()
-
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
         self._cancelTimer()
         if self._associationPort is not None:
@@ -246,9 +232,7 @@ class HandshakeClientProtocol(CarrierDelegate, Protocol):
         L{gostrelay.splice} may move them directly); C{None} otherwise.
         """
         if self.app is not None and self._udp is None and not self.disconnecting:
-            carrier = self.transport
-            inner = spliceCarrierOf(carrier)
-            return inner() if inner is not None else carrier
+            return self.carrierForSplice()
         return None
 
     # -- the application's transport
@@ -266,9 +250,6 @@ class HandshakeClientProtocol(CarrierDelegate, Protocol):
             if not data:
                 return
         self.transport.write(data)  # type: ignore[union-attr]
-
-    def writeSequence(self, data: Any) -> None:
-        self.write(b"".join(data))
 
     def loseConnection(self) -> None:
         self.disconnecting = True
