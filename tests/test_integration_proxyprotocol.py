@@ -17,20 +17,19 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 from typing import Any
 
 from twisted.internet import defer, reactor
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.protocol import Factory, Protocol
 from twisted.python.failure import Failure
-from twisted.trial import unittest
 from twisted.web.client import Agent, readBody
 
 from gostrelay.wire.proxyheader import HeaderReader
 from gostrelay.wire.relay import connectRequest
-from tests.processes import CONSOLE, TWISTD_RELAY, LineProcessProtocol, childEnvironment, spawn
-from tests.support.reactor import waitUntil, withTimeout
+from tests.processes import CONSOLE, TWISTD_RELAY
+from tests.support.cases import ProcessTestCase
+from tests.support.reactor import freePort, waitUntil, withTimeout
 from tests.support.targets import Collector, EchoFactory
 
 OK = b"\x01\x00\x00\x00"
@@ -49,15 +48,6 @@ frontend front
 backend relays
     server relay 127.0.0.1:{relay} {sendProxy}
 """
-
-
-def freePort() -> int:
-    """
-    A port nobody listens on now (for programs that cannot report theirs).
-    """
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def listeningOn(port: int) -> bool:
@@ -107,20 +97,15 @@ class RecorderFactory(Factory):
         self.open: set[Any] = set()
 
 
-class ProxyProtocolMixin:
-    timeout = 60
-
-    def childDir(self) -> str:
-        path = os.path.abspath(self.mktemp())  # type: ignore[attr-defined]
-        os.makedirs(path)
-        return path
-
-    def start(self, args: list[str], name: str) -> LineProcessProtocol:
-        return spawn(reactor, args, self.childDir(), childEnvironment(home=self.childDir()), name=name, addCleanup=self.addCleanup)  # type: ignore[attr-defined]
+class ProxyProtocolTestCase(ProcessTestCase):
+    """
+    gostrelay children behind (or in front of) a real HAProxy; targets
+    and clients in this process.
+    """
 
     @defer.inlineCallbacks
     def startRelay(self, *args: str):  # type: ignore[no-untyped-def]
-        proc = self.start([*CONSOLE, *args], "relay server")
+        proc = self.start(*args, name="relay server")
         _, port = yield proc.waitForListening(timeout=15)
         return proc, port
 
@@ -131,21 +116,10 @@ class ProxyProtocolMixin:
         config = os.path.join(directory, "haproxy.cfg")
         with open(config, "w") as f:
             f.write(HAPROXY_CONFIG.format(front=front, relay=relayPort, sendProxy=sendProxy))
-        proc = self.start(["haproxy", "-db", "-f", config], "haproxy")
+        proc = self.start("haproxy", "-db", "-f", config, launcher=[], name="haproxy")
         yield waitUntil(lambda: listeningOn(front) or proc.ended, 10, "haproxy listening")
-        self.assertFalse(proc.ended, proc.describe())  # type: ignore[attr-defined]
+        self.assertFalse(proc.ended, proc.describe())
         return proc, front
-
-    def startTarget(self, factory: Any) -> int:
-        port = reactor.listenTCP(0, factory, interface="127.0.0.1")  # type: ignore[attr-defined]
-
-        def cleanup() -> Any:
-            for proto in list(factory.open):
-                proto.transport.abortConnection()
-            return port.stopListening()
-
-        self.addCleanup(cleanup)  # type: ignore[attr-defined]
-        return int(port.getHost().port)
 
     @defer.inlineCallbacks
     def client(self, port: int, source: str, payload: bytes):  # type: ignore[no-untyped-def]
@@ -162,11 +136,11 @@ class ProxyProtocolMixin:
                 return client.done
             return None
 
-        self.addCleanup(cleanup)  # type: ignore[attr-defined]
+        self.addCleanup(cleanup)
         return client
 
 
-class BehindHAProxyTests(ProxyProtocolMixin, unittest.TestCase):
+class BehindHAProxyTests(ProxyProtocolTestCase):
     """
     HAProxy with C{send-proxy} / C{send-proxy-v2} in front of
     C{-L "relay://127.0.0.1:0?proxyProtocol=N&maxConnsPerIP=1"}.
@@ -175,9 +149,9 @@ class BehindHAProxyTests(ProxyProtocolMixin, unittest.TestCase):
     @defer.inlineCallbacks
     def behindHAProxy(self, sendProxy: str, *service: str, launcher: list[str] = CONSOLE):  # type: ignore[no-untyped-def]
         echo = EchoFactory()
-        echoPort = self.startTarget(echo)
+        echoPort = self.listenTCP(echo)
         metricsPort = freePort()
-        relay = self.start([*launcher, *service, "-metrics", f"127.0.0.1:{metricsPort}"], "relay server")
+        relay = self.start(*service, "-metrics", f"127.0.0.1:{metricsPort}", launcher=launcher, name="relay server")
         _, relayPort = yield relay.waitForListening(timeout=15)
         haproxy, front = yield self.startHAProxy(relayPort, sendProxy)
         target = f"127.0.0.1:{echoPort}"
@@ -245,7 +219,7 @@ class BehindHAProxyTests(ProxyProtocolMixin, unittest.TestCase):
         return self.behindHAProxy("send-proxy", "--listen", "haproxy:tcp:0:interface=127.0.0.1", "--option", "maxConnsPerIP=1")
 
 
-class SendingTests(ProxyProtocolMixin, unittest.TestCase):
+class SendingTests(ProxyProtocolTestCase):
     """
     A forwarder sends a PROXY header naming the original client.
     """
@@ -259,13 +233,13 @@ class SendingTests(ProxyProtocolMixin, unittest.TestCase):
         then the visitor's bytes.
         """
         recorder = RecorderFactory()
-        targetPort = self.startTarget(recorder)
+        targetPort = self.listenTCP(recorder)
         server, serverPort = yield self.startRelay("-L", "relay://127.0.0.1:0?bind=true")
         remotePort = freePort()
         self.start(
-            [*CONSOLE, "-L", f"rtcp://127.0.0.1:{remotePort}/127.0.0.1:{targetPort}?handler.proxyProtocol=2",
-             "-F", f"relay://127.0.0.1:{serverPort}"],
-            "rtcp forwarder",
+            "-L", f"rtcp://127.0.0.1:{remotePort}/127.0.0.1:{targetPort}?handler.proxyProtocol=2",
+            "-F", f"relay://127.0.0.1:{serverPort}",
+            name="rtcp forwarder",
         )
         yield waitUntil(lambda: listeningOn(remotePort), 15, "the relay server bound the remote port")
         visitor = yield self.client(remotePort, "127.0.0.2", b"hello")
@@ -282,7 +256,7 @@ class SendingTests(ProxyProtocolMixin, unittest.TestCase):
         that requires it: the server logs the forwarder's client.
         """
         echo = EchoFactory()
-        echoPort = self.startTarget(echo)
+        echoPort = self.listenTCP(echo)
         server, serverPort = yield self.startRelay("-L", "relay://127.0.0.1:0?proxyProtocol=1")
         entry, entryPort = yield self.startRelay(
             "-L", f"tcp://127.0.0.1:0/127.0.0.1:{echoPort}", "-F", f"relay://127.0.0.1:{serverPort}?proxyProtocol=1"

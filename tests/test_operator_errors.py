@@ -23,7 +23,6 @@ from __future__ import annotations
 import io
 import os
 import re
-import socket
 from typing import Any
 
 from twisted.internet import defer, reactor
@@ -37,6 +36,7 @@ from zope.interface import directlyProvides, implementer
 
 from tests.processes import CONSOLE, LineProcessProtocol, childEnvironment, runToCompletion, spawn
 from tests.support.cases import TransportTestCase
+from tests.support.reactor import freePort
 
 ENTRY_YAML = """\
 services:
@@ -81,17 +81,6 @@ class _Hello(resource.Resource):
         return b"hello"
 
 
-def closedPort() -> int:
-    """
-    A port on 127.0.0.1 nothing listens on (bound, then released).
-    """
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port: int = s.getsockname()[1]
-    s.close()
-    return port
-
-
 class OperatorErrorTests(TransportTestCase):
     timeout = 90
 
@@ -108,7 +97,7 @@ class OperatorErrorTests(TransportTestCase):
             name="relay server", addCleanup=self.addCleanup,
         )
         _, relayPort = yield self.server.waitForListening(timeout=30)
-        self.deadPort = closedPort()
+        self.deadPort = freePort()
         entries = {
             # name: (relay port, password, nodelay, dialer)
             "good": (relayPort, "s3cret", "false", "tls"),
@@ -150,7 +139,7 @@ class OperatorErrorTests(TransportTestCase):
     def test_failuresNamedAndAnswered(self):  # type: ignore[no-untyped-def]
         yield self.startProcesses()
         url = f"http://127.0.0.1:{self.httpd}/"
-        unreachable = f"http://127.0.0.1:{closedPort()}/"
+        unreachable = f"http://127.0.0.1:{freePort()}/"
         results = {}
         cases = {
             "ok": ("-x", self.proxy("good"), url),

@@ -9,7 +9,6 @@ own pid) at the test's cleanup.
 from __future__ import annotations
 
 import os
-import socket
 import sys
 from typing import Any, Callable
 
@@ -18,12 +17,7 @@ from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.protocol import Protocol
 
 from tests.processes import spawn
-
-
-def freePort() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.support.reactor import freePort
 
 
 @defer.inlineCallbacks
