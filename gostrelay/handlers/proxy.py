@@ -82,21 +82,20 @@ def httpFailureResponse(reason: Failure, realm: str = "gost") -> bytes:
     return httpproxy.encodeResponse(503)
 
 
-def socks5FailureReply(reason: Failure) -> bytes:
+def socks5FailureCode(reason: Failure) -> int:
     """
-    The SOCKS5 reply to a CONNECT that failed: a relay server's Forbidden is
-    "not allowed", its Host Unreachable "host unreachable", anything else
-    "network unreachable" (what GOST answers).
+    The SOCKS5 reply code for a CONNECT that failed: a relay server's
+    Forbidden is "not allowed", its Host Unreachable "host unreachable",
+    anything else "network unreachable" (what GOST answers).
     """
-    rep = socks.REP_NETWORK_UNREACHABLE
     status = relayStatus(reason)
-    if status is not None:
-        replies: dict[int, int] = {
-            Status.FORBIDDEN: socks.REP_NOT_ALLOWED,
-            Status.HOST_UNREACHABLE: socks.REP_HOST_UNREACHABLE,
-        }
-        rep = replies.get(status, socks.REP_NETWORK_UNREACHABLE)
-    return socks.encodeSocks5Reply(rep)
+    if status is None:
+        return socks.REP_NETWORK_UNREACHABLE
+    replies: dict[int, int] = {
+        Status.FORBIDDEN: socks.REP_NOT_ALLOWED,
+        Status.HOST_UNREACHABLE: socks.REP_HOST_UNREACHABLE,
+    }
+    return replies.get(status, socks.REP_NETWORK_UNREACHABLE)
 
 
 class ProxyEntryProtocol(PipingProtocol):
@@ -245,7 +244,7 @@ class ProxyEntryProtocol(PipingProtocol):
             self.transport.write(reply)  # type: ignore[union-attr]
 
         def failed(reason: Failure) -> None:
-            self.transport.write(socks5FailureReply(reason))  # type: ignore[union-attr]
+            self.transport.write(negotiation.reply(socks5FailureCode(reason)))  # type: ignore[union-attr]
 
         self._connect(connected, failed)
 
