@@ -9,8 +9,8 @@ Both connector protocols (the relay client, L{gostrelay.connectors.relay},
 and the proxy-hop handshakes, L{gostrelay.connectors.handshake}) are one
 shape: a handshake on the carrier, then the application's connection.  What
 that shape shares beyond pass-through lives here too: handing the
-application its connection, half-close towards it, and the carrier a
-finished stream offers to L{gostrelay.splice}.
+application its connection, half-close towards it, the carrier a finished
+stream offers to L{gostrelay.splice}, and reading a node's credentials.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from twisted.internet.error import ConnectError
 from twisted.internet.interfaces import IHalfCloseableProtocol
 from twisted.python.failure import Failure
 
+from gostrelay.config.model import ConfigError, NodeConfig
 from gostrelay.splice import spliceCarrierOf
 
 
@@ -98,3 +99,25 @@ class CarrierDelegate:
         if name.startswith("__") or "transport" not in self.__dict__:
             raise AttributeError(name)
         return getattr(self.__dict__["transport"], name)
+
+
+def nodeCredentials(node: NodeConfig, where: str) -> tuple[str | None, str]:
+    """
+    The connector's credentials: C{auth} (the URL's userinfo) or the first
+    line of C{auth.file} (C{"user pass"}); C{(None, "")} without any.
+    """
+    connector = node.connector
+    auth = connector.auth if connector is not None else None
+    if auth is None:
+        return None, ""
+    if auth.file:
+        try:
+            with open(auth.file, encoding="utf-8") as f:
+                first = f.readline().strip()
+        except OSError as e:
+            raise ConfigError(f"{where}: cannot read auth file {auth.file}: {e.strerror}") from None
+        user, _, password = first.partition(" ")
+        return user, password.strip()
+    if not auth.username:
+        return None, ""
+    return auth.username, auth.password

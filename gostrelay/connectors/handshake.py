@@ -41,7 +41,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import directlyProvides, implementer, providedBy
 
-from gostrelay.config.model import ConfigError, NodeConfig
+from gostrelay.config.model import NodeConfig
 from gostrelay.connectors.carrier import CarrierDelegate
 from gostrelay.errors import ProxyHopRefused, describeFailure
 from gostrelay.layering import connectLayered
@@ -273,28 +273,6 @@ class _HandshakeFactory(Factory):
 
     def buildProtocol(self, addr: Any) -> HandshakeClientProtocol:
         return HandshakeClientProtocol(self.endpoint, self.appFactory, self.ready)
-
-
-def nodeCredentials(node: NodeConfig, where: str) -> tuple[str | None, str]:
-    """
-    The connector's credentials: C{auth} (the URL's userinfo) or the first
-    line of C{auth.file} (C{"user pass"}); C{(None, "")} without any.
-    """
-    connector = node.connector
-    auth = connector.auth if connector is not None else None
-    if auth is None:
-        return None, ""
-    if auth.file:
-        try:
-            with open(auth.file, encoding="utf-8") as f:
-                first = f.readline().strip()
-        except OSError as e:
-            raise ConfigError(f"{where}: cannot read auth file {auth.file}: {e.strerror}") from None
-        user, _, password = first.partition(" ")
-        return user, password.strip()
-    if not auth.username:
-        return None, ""
-    return auth.username, auth.password
 
 
 def hopIndex(node: NodeConfig, context: Any) -> int:

@@ -17,7 +17,8 @@ from typing import Any
 from zope.interface import implementer
 
 from gostrelay.config.model import ConfigError, NodeConfig
-from gostrelay.connectors.handshake import HandshakeEndpoint, nodeCredentials, nodeLabel
+from gostrelay.connectors.carrier import nodeCredentials
+from gostrelay.connectors.handshake import HandshakeEndpoint, nodeLabel
 from gostrelay.errors import UnsupportedNetwork
 from gostrelay.interfaces import IConnector
 from gostrelay.wire.address import AddressError, joinHostPort, splitHostPort

@@ -46,7 +46,7 @@ from zope.interface import directlyProvides, implementer, providedBy
 
 from gostrelay import logs
 from gostrelay.config.model import ConfigError, NodeConfig
-from gostrelay.connectors.carrier import CarrierDelegate
+from gostrelay.connectors.carrier import CarrierDelegate, nodeCredentials
 from gostrelay.errors import HopFailed, RelayRefused, UnsupportedNetwork, describeFailure
 from gostrelay.interfaces import IConnector
 from gostrelay.layering import connectLayered
@@ -564,24 +564,6 @@ class RelayClientEndpoint:
         return connectLayered(self.through, lambda ready: _RelayClientFactory(self, protocolFactory, ready))
 
 
-def _credentials(node: NodeConfig, where: str) -> tuple[str | None, str]:
-    connector = node.connector
-    auth = connector.auth if connector is not None else None
-    if auth is None:
-        return None, ""
-    if auth.file:
-        try:
-            with open(auth.file, encoding="utf-8") as f:
-                first = f.readline().strip()
-        except OSError as e:
-            raise ConfigError(f"{where}: cannot read auth file {auth.file}: {e.strerror}") from None
-        user, _, password = first.partition(" ")
-        return user, password.strip()
-    if not auth.username:
-        return None, ""
-    return auth.username, auth.password
-
-
 def relayBindEndpoint(
     reactor: Any,
     through: IStreamClientEndpoint,
@@ -646,7 +628,7 @@ class RelayConnector:
         self.quietDelay = md.getDuration("quietDelay", default=DEFAULT_QUIET_DELAY)
         self.responseWait = md.getDuration("responseWait", default=DEFAULT_RESPONSE_WAIT)
         self.connectTimeout = md.getDuration("connectTimeout")
-        self.username, self.password = _credentials(node, where)
+        self.username, self.password = nodeCredentials(node, where)
         # Encoded CONNECT requests by (network, target): a forward service
         # sends the same one on every connection.
         self._requests: dict[tuple[str, str], bytes] = {}

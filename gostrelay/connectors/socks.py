@@ -26,7 +26,8 @@ from twisted.internet.interfaces import IProtocolFactory, IStreamClientEndpoint
 from zope.interface import implementer
 
 from gostrelay.config.model import ConfigError, NodeConfig
-from gostrelay.connectors.handshake import HandshakeEndpoint, hopIndex, nodeCredentials, nodeLabel
+from gostrelay.connectors.carrier import nodeCredentials
+from gostrelay.connectors.handshake import HandshakeEndpoint, hopIndex, nodeLabel
 from gostrelay.errors import UnsupportedNetwork
 from gostrelay.interfaces import IConnector
 from gostrelay.wire.address import AddressError, splitHostPort
