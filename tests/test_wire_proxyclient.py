@@ -7,17 +7,20 @@ refusals, the handshake timeout on a L{task.Clock}, GOST's UDP tunnel.
 
 from __future__ import annotations
 
+import itertools
 import struct
 from typing import Any
 
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from twisted.internet import defer, task
+from twisted.internet.error import ConnectionDone
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from gostrelay.connectors.handshake import HandshakeEndpoint
+from gostrelay.connectors.handshake import HandshakeEndpoint, HandshakeState
 from gostrelay.errors import ProxyHopRefused
 from gostrelay.wire.address import AddressError
 from gostrelay.wire.httpconnect import MAX_RESPONSE_HEAD, HTTPConnectHandshake
@@ -47,6 +50,11 @@ hosts = st.one_of(
     st.from_regex(r"[a-z][a-z0-9-]{0,20}(\.[a-z]{2,6}){0,2}", fullmatch=True),
 )
 ports = st.integers(0, 65535)
+
+#: The regex strategies build their generator on the first draw, which on
+#: a loaded CI machine can take seconds: hypothesis then refuses the test
+#: ("input generation is slow") although nothing is wrong with it.
+SLOW_TO_START = settings(suppress_health_check=[HealthCheck.too_slow], deadline=None)
 texts = st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E), max_size=40)
 tails = st.binary(max_size=64)
 
@@ -65,6 +73,7 @@ def feedSplit(handshake: Any, data: bytes, cuts: list[int]) -> bytes:
 
 
 class Socks5ClientTests(SynchronousTestCase):
+    @SLOW_TO_START
     @given(hosts, ports, tails, st.lists(st.integers(0, 400), max_size=5))
     def test_noAuth(self, host: str, port: int, tail: bytes, cuts: list[int]) -> None:
         """
@@ -136,6 +145,7 @@ class Socks4ClientTests(SynchronousTestCase):
         self.assertTrue(h.done)
         self.assertEqual(h.remainder, tail)
 
+    @SLOW_TO_START
     @given(st.from_regex(r"[a-z][a-z0-9-]{0,30}\.[a-z]{2,6}", fullmatch=True), ports)
     def test_socks4a(self, host: str, port: int) -> None:
         request, _ = parseSocks4Request(Socks4ClientHandshake(host, port, "me").start())  # type: ignore[misc]
@@ -153,6 +163,7 @@ class Socks4ClientTests(SynchronousTestCase):
 
 class HTTPConnectTests(SynchronousTestCase):
     # (Basic credentials cannot carry a colon in the user name)
+    @SLOW_TO_START
     @given(hosts, st.integers(1, 65535), st.one_of(st.none(), texts.filter(lambda u: ":" not in u)), texts, tails, st.lists(st.integers(0, 300), max_size=5))
     def test_connect(self, host: str, port: int, user: str | None, password: str, tail: bytes, cuts: list[int]) -> None:
         """
@@ -296,3 +307,61 @@ class HandshakeProtocolTests(SynchronousTestCase):
         self.assertEqual(carrier.transports[0].value(), struct.pack(">BBH", 4, 1, 80) + bytes([10, 1, 2, 3]) + b"me\x00")
         carrier.protocols[0].dataReceived(encodeSocks4Reply(0x5A))
         self.assertEqual(len(results), 1)
+
+    def test_states(self) -> None:
+        """
+        The proxy hop's life is an explicit machine (L{HandshakeState}):
+        negotiating, then open (offered to splice), then closed; or refused.
+        """
+        _ep, carrier, _clock, results = self.connect(lambda: Socks5ClientHandshake("example.com", 53))
+        proxy = carrier.protocols[0]
+        self.assertEqual(proxy.state, HandshakeState.NEGOTIATING)
+        self.assertIsNone(proxy.spliceCarrier())
+        proxy.dataReceived(b"\x05\x00" + encodeSocks5Reply(0))
+        self.assertEqual(proxy.state, HandshakeState.OPEN)
+        self.assertIs(proxy.spliceCarrier(), carrier.transports[0])
+        proxy.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual(proxy.state, HandshakeState.CLOSED)
+
+        _ep, carrier, _clock, results = self.connect(lambda: Socks5ClientHandshake("example.com", 53))
+        proxy = carrier.protocols[0]
+        proxy.dataReceived(b"\x05\x00" + encodeSocks5Reply(0x05) + b"after")
+        self.assertEqual(proxy.state, HandshakeState.REFUSED)
+        proxy.dataReceived(b"more")
+        proxy.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual(proxy.state, HandshakeState.CLOSED)
+        self.assertEqual(len(results), 1)
+
+    def test_everyEventSequence(self) -> None:
+        """
+        Every sequence of three events a proxy hop can meet (the proxy
+        accepts, refuses, talks garbage, talks after its reply, half-closes;
+        time passes; the application, once it has the connection, writes
+        or closes), plain and over GOST's UDP tunnel, with and without a
+        timeout, then the carrier goes: the machine has a transition for
+        each, the connect ends once, no timer is left.
+        """
+        events = {
+            "accept": lambda proxy, clock: proxy.dataReceived(b"\x05\x00" + encodeSocks5Reply(0)),
+            "refuse": lambda proxy, clock: proxy.dataReceived(b"\x05\x00" + encodeSocks5Reply(0x05)),
+            "garbage": lambda proxy, clock: proxy.dataReceived(b"\x04\x04\x04\x04"),
+            "talk": lambda proxy, clock: proxy.dataReceived(encodeTunnelDatagram("8.8.8.8", 53, b"x")),
+            "serverEOF": lambda proxy, clock: proxy.readConnectionLost(),
+            "time": lambda proxy, clock: clock.advance(6),
+            "write": lambda proxy, clock: proxy.app is not None and proxy.write(encodeLengthFrame(b"q")),
+            "close": lambda proxy, clock: proxy.app is not None and proxy.loseConnection(),
+        }
+        for udp, timeout in ((False, 0.0), (False, 5.0), (True, 5.0)):
+            command = CMD_UDP_TUN if udp else 0x01
+            for sequence in itertools.product(events, repeat=3):
+                _ep, carrier, clock, results = self.connect(
+                    lambda command=command: Socks5ClientHandshake("example.com", 53, command=command), udp=udp, timeout=timeout
+                )
+                proxy = carrier.protocols[0]
+                for name in sequence:
+                    events[name](proxy, clock)
+                proxy.connectionLost(Failure(ConnectionDone()))
+                clock.advance(10)
+                self.assertEqual(clock.getDelayedCalls(), [], (udp, timeout, sequence))
+                self.assertEqual(len(results), 1, (udp, timeout, sequence))
+                self.assertEqual(proxy.state, HandshakeState.CLOSED)

@@ -23,6 +23,7 @@ connection only holds the association open.
 
 from __future__ import annotations
 
+import enum
 import ipaddress
 from typing import Any, Callable
 
@@ -45,6 +46,7 @@ from gostrelay.config.model import NodeConfig
 from gostrelay.connectors.carrier import CarrierDelegate
 from gostrelay.errors import ProxyHopRefused, describeFailure
 from gostrelay.layering import connectLayered
+from gostrelay.statemachine import TransitionTable
 from gostrelay.wire.address import splitHostPort
 from gostrelay.wire.socks import SocksError, encodeSocks5Datagram, parseSocks5Datagram
 from gostrelay.wire.socksclient import ProxyProtocolError, ProxyRefused
@@ -87,11 +89,120 @@ class _AssociationSocket(DatagramProtocol):
             self.dropped += 1
 
 
+class HandshakeState(enum.Enum):
+    """
+    Where a proxy-hop connection is (L{HandshakeClientProtocol.state})::
+
+        IDLE --start--> NEGOTIATING --done--> OPEN
+                        NEGOTIATING --refused/timedOut/failed--> REFUSED
+        any --lost--> CLOSED
+    """
+
+    #: The carrier is not up yet.
+    IDLE = "idle"
+    #: Our handshake went; the proxy's answers are read.
+    NEGOTIATING = "negotiating"
+    #: The proxy said yes: the application has the connection.
+    OPEN = "open"
+    #: The proxy said no, did not answer in time or the application refused
+    #: the connection; the carrier is closing, nothing more is carried.
+    REFUSED = "refused"
+    #: The carrier is gone.
+    CLOSED = "closed"
+
+
+_IDLE, _NEGOTIATING, _OPEN, _REFUSED, _CLOSED = HandshakeState
+
+#: The machine, in the relay client's shape (L{gostrelay.statemachine}).
+_MACHINE: TransitionTable[HandshakeState] = TransitionTable("proxy hop")
+_upon = _MACHINE.upon
+
+
+@_upon(_IDLE, event="start", to=_NEGOTIATING)
+def _start(s: HandshakeClientProtocol) -> None:
+    ep = s.endpoint
+    if ep.timeout > 0:
+        s._timer = ep.reactor.callLater(ep.timeout, s._fire, "timedOut")
+    s.transport.write(s.handshake.start())  # type: ignore[union-attr]
+
+
+@_upon(_NEGOTIATING, event="done", to=_OPEN)
+def _done(s: HandshakeClientProtocol, rest: bytes) -> None:
+    s._cancelTimer()
+    if s._connectApp():
+        s._open(rest)
+
+
+@_upon(_NEGOTIATING, _OPEN, event="refused", to=_REFUSED)
+def _refusedBy(s: HandshakeClientProtocol, answer: str, abort: bool) -> None:
+    s._cancelTimer()
+    s._deliver = _drop
+    s._refused(answer)
+    if abort:
+        s.transport.abortConnection()  # type: ignore[union-attr]
+    else:
+        s.transport.loseConnection()  # type: ignore[union-attr]
+
+
+@_upon(_NEGOTIATING, event="timedOut", to=_REFUSED)
+def _timedOut(s: HandshakeClientProtocol) -> None:
+    s._timer = None
+    _refusedBy(s, f"no answer within {s.endpoint.timeout:g}s", True)
+
+
+@_upon(_OPEN, event="failed", to=_REFUSED)
+def _appRefused(s: HandshakeClientProtocol, failure: Failure) -> None:
+    # The application refused the connection (its factory closed the
+    # carrier): the connect fails with its reason.
+    s._deliver = _drop
+    s.ready.errback(failure)
+
+
+@_upon(_OPEN, event="readLost")
+def _readLost(s: HandshakeClientProtocol) -> None:
+    if IHalfCloseableProtocol.providedBy(s.app):
+        s.app.readConnectionLost()
+    else:
+        s.transport.loseConnection()  # type: ignore[union-attr]
+
+
+@_upon(_NEGOTIATING, _REFUSED, event="readLost")
+def _closeUnanswered(s: HandshakeClientProtocol) -> None:
+    s.transport.loseConnection()  # type: ignore[union-attr]
+
+
+@_upon(_IDLE, _NEGOTIATING, _OPEN, _REFUSED, event="lost", to=_CLOSED)
+def _lost(s: HandshakeClientProtocol, reason: Failure | None) -> None:
+    s._cancelTimer()
+    s._deliver = _drop
+    if s._associationPort is not None:
+        port, s._associationPort = s._associationPort, None
+        port.stopListening()
+    if s.app is not None:
+        app, s.app = s.app, None
+        app.connectionLost(reason)
+        return
+    if not s.ready.called:
+        why = "closed the connection" if reason is None or reason.check(ConnectionDone) else describeFailure(reason)
+        s._refused(f"no answer: {why}")
+
+
+def _drop(data: bytes) -> None:
+    """
+    Where the proxy's bytes go once the tunnel can carry none.
+    """
+
+
 @implementer(IHalfCloseableProtocol, ITransport)
 class HandshakeClientProtocol(CarrierDelegate, Protocol):
     """
     Runs one client handshake on a carrier, then is the application's
     transport.
+
+    Its life is an explicit machine (L{HandshakeState} and the table above),
+    in the relay client's shape: the proxy's bytes go to C{_deliver}, the
+    handshake until it is done, then the application (or the UDP tunnel's
+    reframing).
     """
 
     disconnecting = False
@@ -101,10 +212,15 @@ class HandshakeClientProtocol(CarrierDelegate, Protocol):
         self.appFactory = appFactory
         self.ready = ready
         self.handshake = endpoint.makeHandshake()
+        self.state = _IDLE
         self._timer: Any = None
         self._udp: UDPConnectReframer | None = None
         self._association: _AssociationSocket | None = None
         self._associationPort: Any = None
+        self._deliver: Callable[[bytes], None] = self._negotiate
+
+    def _fire(self, event: str, *args: Any) -> None:
+        _MACHINE.fire(self, event, *args)
 
     # -- carrier side
 
@@ -112,15 +228,44 @@ class HandshakeClientProtocol(CarrierDelegate, Protocol):
         directlyProvides(
             self, *[i for i in providedBy(self.transport) if not i.isOrExtends(ISSLTransport) and not i.isOrExtends(ITLSTransport)]
         )
-        ep = self.endpoint
-        if ep.timeout > 0:
-            self._timer = ep.reactor.callLater(ep.timeout, self._timedOut)
-        self.transport.write(self.handshake.start())  # type: ignore[union-attr]
+        self._fire("start")
 
-    def _timedOut(self) -> None:
-        self._timer = None
-        self._refused(f"no answer within {self.endpoint.timeout:g}s")
-        self.transport.abortConnection()  # type: ignore[union-attr]
+    def dataReceived(self, data: bytes) -> None:
+        self._deliver(data)
+
+    def readConnectionLost(self) -> None:
+        self._fire("readLost")
+
+    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+        self._fire("lost", reason)
+
+    def spliceCarrier(self) -> Any:
+        """
+        The carrier, once the tunnel is open and bytes pass unchanged (so
+        L{gostrelay.splice} may move them directly); C{None} otherwise.
+        """
+        if self.state is _OPEN and self._udp is None and not self.disconnecting:
+            return self.carrierForSplice()
+        return None
+
+    # -- what the machine's transitions use
+
+    def _negotiate(self, data: bytes) -> None:
+        """
+        The proxy's bytes while negotiating: the sans-IO handshake answers
+        them and says when it is done.
+        """
+        if self.ready.called:
+            return  # the connect was cancelled: nothing more to negotiate
+        try:
+            reply = self.handshake.feed(data)
+        except (ProxyRefused, ProxyProtocolError) as e:
+            self._fire("refused", str(e), False)
+            return
+        if reply:
+            self.transport.write(reply)  # type: ignore[union-attr]
+        if self.handshake.done:
+            self._fire("done", self.handshake.remainder)
 
     def _cancelTimer(self) -> None:
         if self._timer is not None and self._timer.active():
@@ -133,37 +278,25 @@ class HandshakeClientProtocol(CarrierDelegate, Protocol):
         if not self.ready.called:
             self.ready.errback(Failure(ProxyHopRefused(ep.proxy, ep.label, ep.target, answer)))
 
-    def dataReceived(self, data: bytes) -> None:
-        if self.app is None:
-            if self.handshake.done or self.ready.called:
-                return
-            try:
-                reply = self.handshake.feed(data)
-            except (ProxyRefused, ProxyProtocolError) as e:
-                self._cancelTimer()
-                self._refused(str(e))
-                self.transport.loseConnection()  # type: ignore[union-attr]
-                return
-            if reply:
-                self.transport.write(reply)  # type: ignore[union-attr]
-            if not self.handshake.done:
-                return
-            self._cancelTimer()
-            if not self._connectApp():
-                return
-            data = self.handshake.remainder
-            if not data:
-                return
-        if self._udp is not None:
-            try:
-                data = self._udp.tunnelToApp(data)
-            except FrameError as e:
-                _log.info("{label}: bad UDP tunnel datagram: {e}", label=self.endpoint.label, e=e)
-                self.transport.loseConnection()  # type: ignore[union-attr]
-                return
-            if not data:
-                return
-        self.app.dataReceived(data)
+    def _fromTunnel(self, data: bytes) -> None:
+        """
+        The proxy's bytes on GOST's UDP tunnel: datagrams, to the
+        application as C{LEN PAYLOAD} frames.
+        """
+        assert self._udp is not None
+        try:
+            data = self._udp.tunnelToApp(data)
+        except FrameError as e:
+            _log.info("{label}: bad UDP tunnel datagram: {e}", label=self.endpoint.label, e=e)
+            self.transport.loseConnection()  # type: ignore[union-attr]
+            return
+        if data:
+            self.app.dataReceived(data)
+
+    def _open(self, rest: bytes) -> None:
+        self._deliver = self._fromTunnel if self._udp is not None else self.app.dataReceived
+        if rest:
+            self._deliver(rest)
 
     def _connectApp(self) -> bool:
         if self.endpoint.udpTarget is not None:
@@ -172,7 +305,7 @@ class HandshakeClientProtocol(CarrierDelegate, Protocol):
                 return False
         failure = self.buildApp(self.appFactory)
         if failure is not None:
-            self.ready.errback(failure)
+            self._fire("failed", failure)
             return False
         self.ready.callback(self.app)
         return True
@@ -193,8 +326,7 @@ class HandshakeClientProtocol(CarrierDelegate, Protocol):
         try:
             ip = ipaddress.ip_address(host)
         except ValueError:
-            self._refused(f"UDP relay address {host!r} is not an IP address")
-            self.transport.loseConnection()  # type: ignore[union-attr]
+            self._fire("refused", f"UDP relay address {host!r} is not an IP address", False)
             return False
         self._association = _AssociationSocket(self, (str(ip), port))
         try:
@@ -202,38 +334,9 @@ class HandshakeClientProtocol(CarrierDelegate, Protocol):
                 0, self._association, interface="::" if ip.version == 6 else "", maxPacketSize=65535
             )
         except Exception as e:  # noqa: BLE001 - no UDP socket: the association fails
-            self._refused(f"cannot open a UDP socket: {e}")
-            self.transport.loseConnection()  # type: ignore[union-attr]
+            self._fire("refused", f"cannot open a UDP socket: {e}", False)
             return False
         return True
-
-    def readConnectionLost(self) -> None:
-        if self.app is not None and IHalfCloseableProtocol.providedBy(self.app):
-            self.app.readConnectionLost()
-        else:
-            self.transport.loseConnection()  # type: ignore[union-attr]
-
-    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
-        self._cancelTimer()
-        if self._associationPort is not None:
-            port, self._associationPort = self._associationPort, None
-            port.stopListening()
-        if self.app is not None:
-            app, self.app = self.app, None
-            app.connectionLost(reason)
-            return
-        if not self.ready.called:
-            why = "closed the connection" if reason is None or reason.check(ConnectionDone) else describeFailure(reason)
-            self._refused(f"no answer: {why}")
-
-    def spliceCarrier(self) -> Any:
-        """
-        The carrier, once the tunnel is open and bytes pass unchanged (so
-        L{gostrelay.splice} may move them directly); C{None} otherwise.
-        """
-        if self.app is not None and self._udp is None and not self.disconnecting:
-            return self.carrierForSplice()
-        return None
 
     # -- the application's transport
 

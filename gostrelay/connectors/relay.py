@@ -51,6 +51,7 @@ from gostrelay.errors import HopFailed, RelayRefused, UnsupportedNetwork, descri
 from gostrelay.interfaces import IConnector
 from gostrelay.layering import connectLayered
 from gostrelay.mux import MuxConfig
+from gostrelay.statemachine import TransitionTable
 from gostrelay.wire.address import joinHostPort, splitHostPort
 from gostrelay.wire.relay import (
     FLAG_UDP,
@@ -128,22 +129,8 @@ _IDLE, _HOLDING, _ASKING, _AWAITING, _OPEN, _FAILED, _CLOSED = RelayClientState
 #: The machine: (state, event) -> (next state, what the transition does).
 #: An event a state does not list cannot happen there (the tests drive
 #: every sequence of events to show it).
-_TRANSITIONS: dict[tuple[RelayClientState, str], tuple[RelayClientState, Callable[..., None]]] = {}
-
-
-def _upon(*states: RelayClientState, event: str, to: RelayClientState | None = None) -> Callable[[Callable[..., None]], Callable[..., None]]:
-    """
-    Declare what C{event} does in C{states}: go C{to} (else stay) and run
-    the decorated function with the protocol and the event's arguments.
-    """
-
-    def declare(action: Callable[..., None]) -> Callable[..., None]:
-        for state in states:
-            assert (state, event) not in _TRANSITIONS, (state, event)
-            _TRANSITIONS[(state, event)] = (state if to is None else to, action)
-        return action
-
-    return declare
+_MACHINE: TransitionTable[RelayClientState] = TransitionTable("relay client")
+_upon = _MACHINE.upon
 
 
 @_upon(_IDLE, event="hold", to=_HOLDING)
@@ -278,21 +265,17 @@ class RelayClientProtocol(CarrierDelegate, Protocol):
     between the carrier and the application protocol, whose transport it is.
 
     Its life is an explicit machine: L{RelayClientState} and the
-    transition table above (C{_upon} declarations, L{_fire} to run one).
+    transition table above (L{gostrelay.statemachine}; C{_upon}
+    declarations, L{_fire} to run one).
     The protocol's methods only hand events to it, or to where it points
     them: C{_deliver} (the server's bytes: the response parser, then the
     application) and C{_send} (the application's: the machine, whose first
     bytes carry the request, then the carrier), so no byte of a bulk
     transfer pays for a transition.
 
-    Not automat, as Twisted's C{ClientService} is: automat finds a
-    transition by scanning its whole table, with a Python-level comparison
-    per entry (C{automat._core.Automaton.outputForInput}).  With this
-    machine's 40-odd transitions that was 5-8 us an event, 20 us of
-    protocol work per connection became 60 us (in process, best of 5) and
-    the relay chain's CPU per new connection rose 3-7 % (bench/relay_bench.py
-    conn); the issue allows 5 % for all of its refactors.  A dict lookup
-    is what a transition costs here.
+    Not automat, as Twisted's C{ClientService} is: see
+    L{gostrelay.statemachine} for why (automat tripled this protocol's
+    work per connection).
     """
 
     disconnecting = False
@@ -316,9 +299,7 @@ class RelayClientProtocol(CarrierDelegate, Protocol):
         """
         Run the machine's transition for C{event} in the current state.
         """
-        state, action = _TRANSITIONS[(self.state, event)]
-        self.state = state
-        action(self, *args)
+        _MACHINE.fire(self, event, *args)
 
     # -- carrier side
 
