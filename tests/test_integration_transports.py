@@ -19,29 +19,21 @@ import yaml
 from twisted.internet import defer, reactor
 from twisted.internet.endpoints import TCP4ClientEndpoint
 
-from tests.processes import CONSOLE, LineProcessProtocol, childEnvironment, spawn
-from tests.support.cases import MIB, TransportTestCase
+from tests.processes import LineProcessProtocol
+from tests.support.cases import MIB, ProcessTestCase, TransportTestCase
 
 
-class ProcessTestCase(TransportTestCase):
+class ChildrenTestCase(ProcessTestCase, TransportTestCase):
     timeout = 40
-
-    def childDir(self) -> str:
-        path = os.path.abspath(self.mktemp())
-        os.makedirs(path)
-        return path
 
     @defer.inlineCallbacks
     def startChild(self, *args: str):  # type: ignore[no-untyped-def]
         """
-        Start C{python -m gostrelay ARGS} in a fresh directory with a fresh
-        HOME; fire with C{(process, port, home)} once it says where it
-        listens.
+        Start C{python -m gostrelay ARGS} in a fresh directory, its HOME;
+        fire with C{(process, port, home)} once it says where it listens.
         """
         home = self.childDir()
-        proc: LineProcessProtocol = spawn(
-            reactor, CONSOLE + list(args), self.childDir(), childEnvironment(home=home), addCleanup=self.addCleanup
-        )
+        proc = self.start(*args, path=home)
         host, port = yield proc.waitForListening(timeout=15)
         self.assertEqual(host, "127.0.0.1", proc.describe())
         return proc, port, home
@@ -79,7 +71,7 @@ class ProcessTestCase(TransportTestCase):
         return serverHome
 
 
-class OneHopTests(ProcessTestCase):
+class OneHopTests(ChildrenTestCase):
     @defer.inlineCallbacks
     def test_relayTLS(self):  # type: ignore[no-untyped-def]
         """
@@ -100,7 +92,7 @@ class OneHopTests(ProcessTestCase):
         self.assertTrue(os.path.isfile(os.path.join(home, ".gost", "auto-ca-cert.pem")))
 
 
-class MixedChainTests(ProcessTestCase):
+class MixedChainTests(ChildrenTestCase):
     @defer.inlineCallbacks
     def test_tlsThenWS(self):  # type: ignore[no-untyped-def]
         """
@@ -161,7 +153,7 @@ class MixedChainTests(ProcessTestCase):
         yield b.waitForLine(rf"CONNECT 127\.0\.0\.1:{echoPort}/tcp .*connected", timeout=5)
 
 
-class YAMLPathTests(ProcessTestCase):
+class YAMLPathTests(ChildrenTestCase):
     def clientConfig(self, echoPort: int, serverPort: int, path: str) -> dict[str, Any]:
         return {
             "services": [

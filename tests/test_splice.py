@@ -20,14 +20,13 @@ from twisted.internet import defer, reactor
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.protocol import Factory, Protocol
 from twisted.python.failure import Failure
-from twisted.trial import unittest
 
 from gostrelay import splice
 from gostrelay.pipe import A, B, Pipe, PipeProtocol, PipeSideFactory
 from tests.processes import LISTENING, childEnvironment, openFiles, spawn
+from tests.support.cases import ReactorTestCase
 from tests.support.lab import pollUntil
 from tests.support.reactor import sleep
-from tests.support.targets import EchoFactory
 
 KIB = 1024
 
@@ -95,23 +94,22 @@ class ForwardFactory(Factory):
         return protocol
 
 
-class InProcessTests(unittest.TestCase):
+class InProcessTests(ReactorTestCase):
     """
     A forwarder made of a L{Pipe}, in this process, between a client and an
     echo server on loopback.
     """
 
+    timeout = 120
+
     if not splice.AVAILABLE:
         skip = "splice(2) is Linux only"
 
     def setUp(self) -> None:
-        self.echo = EchoFactory()
-        echoPort = reactor.listenTCP(0, self.echo, interface="127.0.0.1")
-        self.addCleanup(echoPort.stopListening)
-        self.forward = ForwardFactory(echoPort.getHost().port, threshold=64 * KIB)
-        port = reactor.listenTCP(0, self.forward, interface="127.0.0.1")
-        self.addCleanup(port.stopListening)
-        self.port = port.getHost().port
+        super().setUp()
+        self.echo, echoPort = self.startEcho()
+        self.forward = ForwardFactory(echoPort, threshold=64 * KIB)
+        self.port = self.listenTCP(self.forward)
         self.assertEqual(splice.pool.open, 0, "a previous test left kernel pipes open")
         self.addCleanup(self._noPipesLeft)
 
@@ -258,13 +256,15 @@ class InProcessTests(unittest.TestCase):
         yield self.close(second)
 
 
-class DescriptorExhaustionTests(unittest.TestCase):
+class DescriptorExhaustionTests(ReactorTestCase):
     """
     Issue 19.0, end to end: a gostrelay forwarder whose descriptor table is
     nearly full serves every client (splicing those it has pipes for,
     relaying the rest in userspace), logs no traceback, and is back to its
     descriptors at start once the clients have gone.
     """
+
+    timeout = 120
 
     if not splice.AVAILABLE:
         skip = "splice(2) is Linux only"
@@ -279,10 +279,7 @@ class DescriptorExhaustionTests(unittest.TestCase):
 
     @defer.inlineCallbacks
     def test_exhaustion(self):  # type: ignore[no-untyped-def]
-        echo = EchoFactory()
-        echoPort = reactor.listenTCP(0, echo, interface="127.0.0.1")
-        self.addCleanup(echoPort.stopListening)
-        target = echoPort.getHost().port
+        echo, target = self.startEcho()
         wrapper = (
             "import os, resource, runpy, sys\n"
             f"resource.setrlimit(resource.RLIMIT_NOFILE, ({self.LIMIT}, {self.LIMIT}))\n"

@@ -33,9 +33,8 @@ from twisted.internet.endpoints import (
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.ssl import CertificateOptions
 from twisted.python.failure import Failure
-from twisted.trial import unittest
 
-from gostrelay.wire.relay import ResponseParser, Status, connectRequest
+from gostrelay.wire.relay import Status, connectRequest
 from tests.processes import (
     CONSOLE,
     ISOLATED,
@@ -46,7 +45,9 @@ from tests.processes import (
     sitePackagesWithout,
     spawn,
 )
-from tests.support.targets import EchoFactory
+from tests.support.cases import ReactorTestCase
+from tests.support.lab import RelayProbe
+from tests.support.reactor import withTimeout
 
 LAUNCHERS = (TWISTD_RELAY, CONSOLE)
 LISTENING_TCP = r"listening on \[?([0-9a-f.:]+?)\]?:(\d+)$"
@@ -54,65 +55,18 @@ LISTENING_UNIX = r"listening on unix:(\S+)$"
 SYNOPSIS_FIRST = "Usage: gostrelay [options]"
 
 
-class RelayProbe(Protocol):
+class FaceTestCase(ReactorTestCase):
     """
-    A relay client from the wire codec: send a CONNECT request and a
-    payload at once, read the response, then the echoed payload.
+    An echo target, children, and the relay conversation; every socket and
+    timer gone at cleanup.
     """
 
-    def __init__(self, request: bytes, payload: bytes) -> None:
-        self.request = request
-        self.payload = payload
-        self.parser = ResponseParser()
-        self.status: int | None = None
-        self.data = bytearray()
-        self.done: defer.Deferred[RelayProbe] = defer.Deferred()
-        self.lost: defer.Deferred[None] = defer.Deferred()
-
-    def connectionMade(self) -> None:
-        self.transport.write(self.request + self.payload)  # type: ignore[union-attr]
-
-    def dataReceived(self, data: bytes) -> None:
-        if self.status is None:
-            response = self.parser.feed(data)
-            if response is None:
-                return
-            self.status = response.status
-            data = self.parser.remainder
-        self.data += data
-        if len(self.data) >= len(self.payload) and not self.done.called:
-            self.done.callback(self)
-
-    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
-        if not self.done.called:
-            self.done.callback(self)
-        self.lost.callback(None)
-
-
-def withTimeout(d: defer.Deferred[Any], seconds: float, what: str) -> defer.Deferred[Any]:
-    def expire() -> None:
-        d.cancel()
-
-    call = reactor.callLater(seconds, expire)  # type: ignore[attr-defined]
-
-    def done(result: Any) -> Any:
-        if call.active():
-            call.cancel()
-        return result
-
-    d.addBoth(done)
-    return d
-
-
-class FaceMixin:
-    """
-    An echo target, children, and the relay conversation.
-    """
+    timeout = 120
 
     def setUp(self) -> None:
-        self.echo = reactor.listenTCP(0, EchoFactory(), interface="127.0.0.1")  # type: ignore[attr-defined]
-        self.addCleanup(self.echo.stopListening)  # type: ignore[attr-defined]
-        self.echoAddress = f"127.0.0.1:{self.echo.getHost().port}"
+        super().setUp()
+        _, echoPort = self.startEcho()
+        self.echoAddress = f"127.0.0.1:{echoPort}"
 
     def child(
         self, launcher: list[str], *args: str, env: dict[str, str] | None = None, path: str | None = None
@@ -136,18 +90,16 @@ class FaceMixin:
         """
         payload = os.urandom(4096)
         request = connectRequest(self.echoAddress if target is None else target, "tcp", user, password).encode()
-        probe = RelayProbe(request, payload)
+        probe = RelayProbe(request + payload, closeAfter=len(payload))
         yield withTimeout(connectProtocol(endpoint, probe), 15, "connect")
         yield withTimeout(probe.done, 15, "relay conversation")
-        probe.transport.loseConnection()  # type: ignore[union-attr]
-        yield probe.lost
         return probe, payload
 
     @defer.inlineCallbacks
     def assertRelays(self, endpoint: Any, proc: LineProcessProtocol, user: str | None = None, password: str = "", target: str | None = None):  # type: ignore[no-untyped-def]
         probe, payload = yield self.converse(endpoint, user, password, target)
-        self.assertEqual(probe.status, Status.OK, proc.describe())  # type: ignore[attr-defined]
-        self.assertTrue(bytes(probe.data) == payload, f"echo differs\n{proc.describe()}")  # type: ignore[attr-defined]
+        self.assertEqual(probe.status, Status.OK, proc.describe())
+        self.assertTrue(bytes(probe.data) == payload, f"echo differs\n{proc.describe()}")
 
     @defer.inlineCallbacks
     def assertStopsCleanly(self, proc: LineProcessProtocol):  # type: ignore[no-untyped-def]
@@ -155,10 +107,10 @@ class FaceMixin:
         SIGTERM: exit 0 under twistd as under the console script.
         """
         yield proc.stop(grace=10)
-        self.assertEqual((proc.exitCode, proc.signal), (0, None), proc.describe())  # type: ignore[attr-defined]
+        self.assertEqual((proc.exitCode, proc.signal), (0, None), proc.describe())
 
 
-class ServeTests(FaceMixin, unittest.TestCase):
+class ServeTests(FaceTestCase):
     @defer.inlineCallbacks
     def test_tcpWithUser(self):  # type: ignore[no-untyped-def]
         """
@@ -278,12 +230,10 @@ class ServeTests(FaceMixin, unittest.TestCase):
         proc, m = yield self.started(CONSOLE, "--listen", "haproxy:tcp:0:interface=127.0.0.1", "--user", "u:p")
         header = b"PROXY TCP4 192.0.2.1 127.0.0.1 40000 8420\r\n"
         payload = os.urandom(1024)
-        probe = RelayProbe(header + connectRequest(self.echoAddress, "tcp", "u", "p").encode(), payload)
+        probe = RelayProbe(header + connectRequest(self.echoAddress, "tcp", "u", "p").encode() + payload, closeAfter=len(payload))
         endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", int(m.group(2)))
         yield withTimeout(connectProtocol(endpoint, probe), 15, "connect")
         yield withTimeout(probe.done, 15, "relay conversation")
-        probe.transport.loseConnection()  # type: ignore[union-attr]
-        yield probe.lost
         self.assertEqual(probe.status, Status.OK, proc.describe())
         self.assertTrue(bytes(probe.data) == payload, proc.describe())
 
@@ -364,7 +314,7 @@ class Probe(Protocol):
         self.lost.callback(None)
 
 
-class ThirdPartyTests(FaceMixin, unittest.TestCase):
+class ThirdPartyTests(FaceTestCase):
     """
     A handler C{echo} registered by a plugin in its own package, reached by
     name from C{-L} and C{--handler}, printed by C{-O}.
@@ -403,7 +353,7 @@ class ThirdPartyTests(FaceMixin, unittest.TestCase):
             yield probe.lost
 
 
-class ErrorTests(FaceMixin, unittest.TestCase):
+class ErrorTests(FaceTestCase):
     """
     One line on standard error, no traceback, the documented exit code,
     under both entry points.
@@ -527,7 +477,7 @@ main()
 """
 
 
-class EditableInstallTests(FaceMixin, unittest.TestCase):
+class EditableInstallTests(FaceTestCase):
     """
     C{pip install -e .} as setuptools builds it (the PEP 660 editable wheel
     of a copy of the tree), in a child that sees every dependency but no

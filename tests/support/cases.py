@@ -94,11 +94,12 @@ class ProcessTestCase(ReactorTestCase):
         os.makedirs(path)
         return path
 
-    def start(self, *args: str, name: str = "", launcher: list[str] = CONSOLE) -> LineProcessProtocol:
+    def start(self, *args: str, name: str = "", launcher: list[str] = CONSOLE, path: str | None = None) -> LineProcessProtocol:
         """
-        Start C{launcher ARGS}; stopped at cleanup.
+        Start C{launcher ARGS} in C{path} (a fresh directory by default),
+        which is also its C{HOME}; stopped at cleanup.
         """
-        path = self.childDir()
+        path = path if path is not None else self.childDir()
         return spawn(
             reactor, launcher + list(args), path, childEnvironment(home=path),
             name=name or " ".join(args), addCleanup=self.addCleanup,

@@ -149,7 +149,7 @@ class RelayProbe(Protocol):
         self.done: defer.Deferred[RelayProbe] = defer.Deferred()
 
     def connectionMade(self) -> None:
-        self.localPort = self.transport.getHost().port  # type: ignore[union-attr]
+        self.localPort = getattr(self.transport.getHost(), "port", 0)  # type: ignore[union-attr]  # 0 over a unix socket
         if self.first:
             self.transport.write(self.first)  # type: ignore[union-attr]
         if self.halfClose:
