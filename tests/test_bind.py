@@ -38,7 +38,7 @@ from gostrelay.config.url import buildConfigFromCommandLine
 from gostrelay.connectors.relay import RelayConnector
 from gostrelay.errors import RelayRefused
 from gostrelay.handlers.forward import TCPForwardHandler
-from gostrelay.handlers.relay import RelayHandler, RelayServerProtocol
+from gostrelay.handlers.relay import RelayHandler, RelayPhase, RelayServerProtocol
 from gostrelay.handlers.relaybind import bindAddress, parsePortRanges, portAllowed
 from gostrelay.handlers.udpforward import UDPForwardHandler
 from gostrelay.transports.remote import RTCPListener, RUDPListener
@@ -183,7 +183,7 @@ class BindTestCase(SynchronousTestCase):
         return reactor, proto, tr
 
     def release(self, proto: RelayServerProtocol) -> None:
-        if proto._state != "closed":
+        if proto.state != RelayPhase.CLOSED:
             proto.connectionLost(Failure(ConnectionDone()))
 
     def assertClosedWith(self, tr: StringTransport, expected: bytes) -> None:

@@ -42,7 +42,7 @@ from twisted.trial import unittest
 from gostrelay.build import BuildContext
 from gostrelay.config.url import buildConfigFromCommandLine
 from gostrelay.handlers.proxy import MAX_REQUEST_BUFFER
-from gostrelay.handlers.relay import RelayHandler
+from gostrelay.handlers.relay import RelayHandler, RelayPhase
 from gostrelay.mux import MuxConfig, MuxSession
 from gostrelay.router import Router
 from gostrelay.transports.ws import serverFactory
@@ -312,8 +312,8 @@ class RelayServerMachine(RuleBasedStateMachine):
             if self.protocol is not None:
                 # Whatever it is waiting for, time ends it or it is piping.
                 self.reactor.advance(100)
-                state = self.protocol._state
-                if state in ("request", "handling", "dialing") and not self.lost:
+                state = self.protocol.state
+                if state in (RelayPhase.REQUEST, RelayPhase.DIALING) and not self.lost:
                     assert self.transport.disconnecting, f"stuck in {state!r} after 100 s"
                 if not self.lost:
                     self.lost = True

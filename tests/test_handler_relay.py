@@ -24,7 +24,14 @@ from twisted.trial.unittest import SynchronousTestCase
 from gostrelay.build import BuildContext
 from gostrelay.config.model import Config
 from gostrelay.config.url import buildConfigFromCommandLine
-from gostrelay.handlers.relay import DEFAULT_READ_TIMEOUT, RelayHandler, RelayServerProtocol
+from gostrelay.handlers.relay import (
+    _MACHINE,
+    DEFAULT_READ_TIMEOUT,
+    RelayHandler,
+    RelayPhase,
+    RelayServerProtocol,
+)
+from gostrelay.statemachine import UnexpectedEvent
 from gostrelay.wire.relay import (
     FLAG_UDP,
     AddrFeature,
@@ -133,6 +140,66 @@ class HandlerTestCase(SynchronousTestCase):
 
     def assertNoDelayedCalls(self, reactor: MemoryReactorClock) -> None:
         self.assertEqual(reactor.getDelayedCalls(), [])
+
+
+class MachineTests(HandlerTestCase):
+    """
+    A relay connection's phases are one explicit machine
+    (L{gostrelay.handlers.relay.RelayPhase} and its L{TransitionTable}).
+    """
+
+    def test_connectPhases(self) -> None:
+        """
+        CONNECT goes request, dialing, piping, closed; a second loss (a
+        wrapper that reports it twice) changes nothing.
+        """
+        reactor, handler = makeHandler("relay://:0")
+        proto, tr = connectClient(handler)
+        self.assertEqual(proto.state, RelayPhase.REQUEST)
+        proto.dataReceived(request(Command.CONNECT, TARGET))
+        self.assertEqual(proto.state, RelayPhase.DIALING)
+        target, ttr = acceptTarget(reactor)
+        self.assertEqual(proto.state, RelayPhase.PIPING)
+        proto.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual(proto.state, RelayPhase.CLOSED)
+        proto.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual(proto.state, RelayPhase.CLOSED)
+        self.assertNoDelayedCalls(reactor)
+
+    def test_refusedIsClosed(self) -> None:
+        """
+        A refused request ends in closed at once, and what the client sends
+        after it is neither parsed nor answered.
+        """
+        reactor, handler = makeHandler("relay://:0")
+        proto, tr = connectClient(handler)
+        proto.dataReceived(request(0x7F, TARGET))
+        self.assertEqual(proto.state, RelayPhase.CLOSED)
+        written = tr.value()
+        proto.dataReceived(request(Command.CONNECT, TARGET))
+        self.assertEqual(tr.value(), written)
+        self.assertEqual(reactor.tcpClients, [])
+
+    def test_everyPhaseTakesTheClientsEvents(self) -> None:
+        """
+        The client can finish writing or leave in every phase, and a dial
+        or BIND under way when it left ends in the closed phase, which
+        releases what it brings.
+        """
+        self.assertEqual(_MACHINE.undeclared(RelayPhase, ["readConnectionLost", "connectionLost"]), [])
+        late = ["targetConnected", "channelReady", "dialFailed", "bound", "bindFailed", "channelClosed"]
+        self.assertEqual(_MACHINE.undeclared([RelayPhase.CLOSED], late), [])
+
+    def test_impossibleEventIsLoud(self) -> None:
+        """
+        An event the state cannot take raises instead of being dropped by
+        an if-chain: a BIND listener cannot come up while the request is
+        still being read.
+        """
+        reactor, handler = makeHandler("relay://:0")
+        proto, tr = connectClient(handler)
+        self.assertRaises(UnexpectedEvent, proto._fire, "bound")
+        self.assertEqual(proto.state, RelayPhase.REQUEST)
 
 
 class ConnectTests(HandlerTestCase):

@@ -224,7 +224,8 @@ class PipingProtocol(Protocol):
     A client connection that ends in a pipe to a target its handler dials.
 
     L{dialTarget} dials; the subclass says whether it still waits for that
-    dial (L{isDialing}: the client may have left), answers the client
+    dial (L{isDialing}: the client may have left; or it takes the outcome
+    itself, L{dialSucceeded} and L{dialFailed}), answers the client
     (L{targetConnected}, L{targetRefused}, L{targetFailed}), gives the
     bytes it read ahead (L{takeBuffered}) and logs the end
     (L{pipeClosed}).  The connection arrives paused while dialing; once
@@ -313,14 +314,40 @@ class PipingProtocol(Protocol):
             origin=(transport.getPeer(), transport.getHost()),  # type: ignore[union-attr]
         )
         self.dialing = d
-        d.addCallbacks(self._targetConnected, self.dialFailed)
+        d.addCallbacks(self._connected, self._failed)
 
-    def _targetConnected(self, protocol: Any) -> None:
+    def _connected(self, protocol: Any) -> None:
         self.dialing = None
         self.options.markNode(self.node, True)
-        if not self.isDialing():
+        self.dialSucceeded(protocol)
+
+    def _failed(self, reason: Failure) -> None:
+        self.dialing = None
+        self.dialFailed(reason)
+
+    def dialSucceeded(self, protocol: Any) -> None:
+        """
+        The dial succeeded: pipe to C{protocol}'s target, unless the client
+        left meanwhile.
+        """
+        if self.isDialing():
+            self.pipeTo(protocol)
+        else:
             protocol.transport.loseConnection()
-            return
+
+    def dialFailed(self, reason: Failure) -> None:
+        """
+        A dial (of a stream or a datagram channel) failed: answered unless
+        the client left meanwhile.
+        """
+        if self.isDialing():
+            self.answerDialFailure(reason)
+
+    def pipeTo(self, protocol: Any) -> None:
+        """
+        Answer the client and pipe it to C{protocol}'s target: the bytes it
+        sent ahead first, then the end of its input if it came already.
+        """
         self.targetConnected(protocol)
         pipe = self.pipe
         assert pipe is not None
@@ -332,15 +359,10 @@ class PipingProtocol(Protocol):
             pipe.readEOF(A)
         self.transport.resumeProducing()  # type: ignore[union-attr]
 
-    def dialFailed(self, reason: Failure) -> None:
+    def answerDialFailure(self, reason: Failure) -> None:
         """
-        A dial (of a stream or a datagram channel) failed: unless the
-        client left, the guard's refusal or the failure is answered, and a
-        forwarder node that failed is marked.
+        The guard's refusal, or the failure (its forwarder node marked).
         """
-        self.dialing = None
-        if not self.isDialing():
-            return
         if reason.check(TargetRefused):
             self.targetRefused(reason)
             return

@@ -16,7 +16,9 @@ waits for it.
 
 from __future__ import annotations
 
-from typing import Any
+from enum import IntEnum
+from functools import partial
+from typing import Any, Callable
 
 from twisted.internet.interfaces import IAddress
 from twisted.python.failure import Failure
@@ -33,6 +35,7 @@ from gostrelay.interfaces import IDatagramReceiver, IHandler
 from gostrelay.mux import MuxConfig
 from gostrelay.pipe import A, B, Pipe
 from gostrelay.selector import Node
+from gostrelay.statemachine import TransitionTable, UnexpectedEvent
 from gostrelay.wire.address import joinHostPort, splitHostPort
 from gostrelay.wire.relay import (
     Command,
@@ -44,7 +47,7 @@ from gostrelay.wire.relay import (
     statusText,
 )
 
-__all__ = ["DEFAULT_READ_TIMEOUT", "RelayHandler", "RelayServerProtocol", "isPrivate"]
+__all__ = ["DEFAULT_READ_TIMEOUT", "RelayHandler", "RelayPhase", "RelayServerProtocol", "UnexpectedEvent", "isPrivate"]
 
 _OK = encodeResponse(Status.OK)
 
@@ -58,14 +61,53 @@ def isPrivate(host: str) -> bool:
     return isPrivateHost(host)
 
 
+class RelayPhase(IntEnum):
+    """
+    The phases of a relay connection (L{RelayServerProtocol}).
+    """
+
+    REQUEST = 0  # reading the request (under readTimeout)
+    DIALING = 1  # the target (TCP) or datagram channel (UDP) is being dialed
+    PIPING = 2  # bytes go both ways through the pipe
+    DATAGRAMS = 3  # UDP CONNECT: length-framed datagrams on the stream
+    BINDING = 4  # a BIND listener is being opened
+    BOUND = 5  # the BIND session carries the bound port's traffic
+    CLOSED = 6
+
+
 @implementer(IDatagramReceiver)
 class RelayServerProtocol(PipingProtocol):
     """
     One relay connection, from request to the end of its pipe.
+
+    Its phases are one explicit machine: L{RelayPhase} in C{state}, and the
+    table C{_MACHINE} (a L{TransitionTable}) from (phase, event) to the next
+    phase and the action to run; every event goes through L{_fire}, and an
+    event the phase cannot take raises L{UnexpectedEvent} instead of
+    falling through an if-chain::
+
+        request ─┬─ refuse, requestFailed ───────────────────> closed
+                 ├─ dial, dialDatagrams ─> dialing ─┬─ targetConnected ─> piping
+                 │                                  ├─ channelReady ────> datagrams
+                 │                                  └─ dialFailed ──────> closed
+                 └─ bind ─> binding ─┬─ bound ─> bound
+                                     └─ bindFailed ─> closed
+        (any) ─ connectionLost ─> closed
+
+    A table rather than an automat machine: automat finds a transition by
+    scanning all of them (32 here), 25 us per connection (four events)
+    against 64 us for the whole in-memory lifecycle; the table is one dict
+    lookup an event (docs/design.md, "State machines").
+
+    Bytes are not events: they are the bulk path, so each phase that moves
+    them names their receiver as it is entered (L{receive}: the request
+    parser, the held remainder, the pipe, the datagram stream, the BIND
+    session) and L{dataReceived} hands off in one call; so do datagrams
+    from the target (L{_toClient}).
     """
 
-    _state = "request"
     bound: Any = None
+    stream: Any = None
     #: The status a failed dial is answered with.
     _failure = Status.NETWORK_UNREACHABLE
 
@@ -77,46 +119,86 @@ class RelayServerProtocol(PipingProtocol):
         self.network = "tcp"
         self.command = ""
         self._timeout: Any = None
+        self._binding: Any = None
+        self.state = RelayPhase.REQUEST
+        #: Where the client's bytes go in the current state.
+        self.receive: Callable[[bytes], None] = self._requestBytes
+        #: Where the target's datagrams go in the current state.
+        self._toClient: Callable[[bytes, str], None] = _dropDatagram
 
-    # -- the request
+    def _fire(self, event: str, *args: Any) -> None:
+        """
+        Hand C{event} to the machine (C{_MACHINE}).
+        """
+        _MACHINE.fire(self, event, *args)
+
+    # -- events, handed to the machine
 
     def connectionMade(self) -> None:
         super().connectionMade()
         self._timeout = self.reactor.callLater(self.options.readTimeout, self._requestTimedOut)
 
     def dataReceived(self, data: bytes) -> None:
-        if self._state == "piping":
-            assert self.pipe is not None
-            self.pipe.dataReceived(A, data)
-            return
-        if self._state == "udp":
-            self.stream.dataReceived(data)
-            return
-        if self._state == "bound":
-            self.bound.dataReceived(data)
-            return
-        if self._state != "request":
-            # Bytes already read when we paused; they follow the remainder.
-            self.parser.remainder += data
-            return
+        self.receive(data)
+
+    def readConnectionLost(self) -> None:
+        self._fire("readConnectionLost")
+
+    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+        self._fire("connectionLost", reason)
+
+    def datagramReceived(self, data: bytes, addr: str) -> None:
+        """
+        A datagram from the target: framed to the client while the
+        connection moves datagrams, or dropped while the stream is full.
+        """
+        self._toClient(data, addr)
+
+    def channelClosed(self, reason: Failure | None) -> None:
+        self._fire("channelClosed")
+
+    def dialSucceeded(self, protocol: Any) -> None:
+        self._fire("targetConnected", protocol)
+
+    def dialFailed(self, reason: Failure) -> None:
+        self._fire("dialFailed", reason)
+
+    def _channelReady(self, channel: Any) -> None:
+        self.dialing = None
+        self.options.markNode(self.node, True)
+        self._fire("channelReady", channel)
+
+    def _bound(self, ignored: object) -> None:
+        self._fire("bound")
+
+    def _bindFailedEvent(self, reason: Failure) -> None:
+        self._fire("bindFailed", reason)
+
+    # -- the request
+
+    def _requestBytes(self, data: bytes) -> None:
         if logs.TRACE:
             # Sizes only: a request carries the password.
             self.log.debug("{peer} request bytes: {n}", peer=self.peer, n=len(data))
         try:
             request = self.parser.feed(data)
         except RelayDecodeError as e:
-            self._closeSilently(f"bad request: {e}")
+            self._fire("requestFailed", f"bad request: {e}")
             return
-        if request is None:
-            return
-        self._cancelTimeout()
-        self.transport.pauseProducing()  # type: ignore[union-attr]
-        self._state = "handling"
-        self._handle(request)
+        if request is not None:
+            self._decide(request)
+
+    def _holdBytes(self, data: bytes) -> None:
+        # Bytes already read when we paused; they follow the remainder.
+        self.parser.remainder += data
+
+    def _ignoreBytes(self, data: bytes) -> None:
+        pass
 
     def _requestTimedOut(self) -> None:
         self._timeout = None
-        self._closeSilently(
+        self._fire(
+            "requestFailed",
             f"no complete request within {self.options.readTimeout:g}s ({self.parser.buffered} bytes read)"
         )
 
@@ -125,9 +207,9 @@ class RelayServerProtocol(PipingProtocol):
             self._timeout.cancel()
         self._timeout = None
 
-    # -- deciding
+    # -- deciding (still in the request state: each branch ends in one input)
 
-    def _handle(self, request: Request) -> None:
+    def _decide(self, request: Request) -> None:
         options = self.options
         auth = request.userAuth
         self.user = auth.username if auth is not None else ""
@@ -140,7 +222,8 @@ class RelayServerProtocol(PipingProtocol):
         if options.authenticator is not None:
             user, password = (auth.username, auth.password) if auth is not None else ("", "")
             if not options.authenticator.authenticate(user, password):
-                self._reply(
+                self._fire(
+                    "refuse",
                     Status.UNAUTHORIZED,
                     f"authentication failed for user {user!r}" if auth else "no credentials",
                 )
@@ -153,25 +236,25 @@ class RelayServerProtocol(PipingProtocol):
         elif command == Command.BIND:
             self._bind(request)
         else:
-            self._reply(Status.BAD_REQUEST, f"unknown command 0x{request.cmd:02x}")
+            self._fire("refuse", Status.BAD_REQUEST, f"unknown command 0x{request.cmd:02x}")
 
     def _connect(self, request: Request) -> None:
         if request.addr is None:
-            self._reply(Status.BAD_REQUEST, "target not specified")
+            self._fire("refuse", Status.BAD_REQUEST, "target not specified")
             return
         bypass = self.options.bypass
         if bypass and bypass.contains(request.addr.host, request.addr.port):
-            self._reply(Status.FORBIDDEN, "target matches the service bypass")
+            self._fire("refuse", Status.FORBIDDEN, "target matches the service bypass")
             return
         # denyPrivate (and a bypass's private matcher) are the router's
         # guard: it resolves, checks every address and dials a checked one.
         if self.network == "udp":
-            self._dialUDP(self.target, Status.NETWORK_UNREACHABLE)
+            self._fire("dialDatagrams", self.target, Status.NETWORK_UNREACHABLE, None)
             return
         if self.network != "tcp":
-            self._reply(Status.NETWORK_UNREACHABLE, f"network {self.network!r} is not supported")
+            self._fire("refuse", Status.NETWORK_UNREACHABLE, f"network {self.network!r} is not supported")
             return
-        self._dialTarget(self.target, Status.NETWORK_UNREACHABLE)
+        self._dialChecked(self.target, Status.NETWORK_UNREACHABLE, None)
 
     def _forward(self) -> None:
         options = self.options
@@ -181,79 +264,82 @@ class RelayServerProtocol(PipingProtocol):
         clientID = self.user if options.authenticator is not None else ""
         node = options.forwarder.select(clientID or hostOf(self.transport.getPeer()))  # type: ignore[union-attr]
         if node is None:
-            self._reply(Status.SERVICE_UNAVAILABLE, "no forward target available")
+            self._fire("refuse", Status.SERVICE_UNAVAILABLE, "no forward target available")
             return
         self.target = node.addr
         self.command = "FORWARD"
         if self.network == "udp":
-            self._dialUDP(node.addr, Status.HOST_UNREACHABLE, node)
+            self._fire("dialDatagrams", node.addr, Status.HOST_UNREACHABLE, node)
             return
-        self._dialTarget(node.addr, Status.HOST_UNREACHABLE, node)
+        self._dialChecked(node.addr, Status.HOST_UNREACHABLE, node)
 
-    def _bind(self, request: Request) -> None:
-        if not self.handler.bind:
-            self._reply(Status.FORBIDDEN, "BIND is disabled (set bind=true to allow it)")
-            return
-        if self.network not in _BIND_NETWORKS:
-            self._reply(Status.BAD_REQUEST, f"BIND on network {self.network!r} is not supported")
-            return
-        if self.network == "unix":
-            self._reply(Status.SERVICE_UNAVAILABLE, "BIND on unix sockets is not implemented")
-            return
-
-        try:
-            host, port = bindAddress(request.addr)
-        except ValueError as e:
-            self._reply(Status.BAD_REQUEST, f"bad BIND address: {e}")
-            return
-        self.target = joinHostPort(host, port)
-        if not portAllowed(port, self.handler.bindPorts):
-            self._reply(Status.FORBIDDEN, f"BIND of port {port} is not allowed by bindPorts")
-            return
-        udp = self.network.startswith("udp")
-        self.network = "udp" if udp else "tcp"
-        bind = (UDPBind if udp else TCPBind)(self, host, port)
-        self._state = "binding"
-
-        def bound(_: Any) -> None:
-            if self._state != "binding":
-                bind.connectionLost(None)
-                return
-            self.bound = bind
-            self._state = "bound"
-            self.log.info(
-                "{peer} BIND {target}/{network} user={user!r}: bound on {bound}",
-                peer=self.peer, target=logs.escape(self.target), network=self.network, user=self.user, bound=bind.bound,
-            )
-            rest, self.parser.remainder = self.parser.remainder, b""
-            if rest:
-                bind.dataReceived(rest)
-            self.transport.resumeProducing()  # type: ignore[union-attr]
-
-        def failed(reason: Failure) -> None:
-            if self._state != "binding":
-                return
-            self._reply(Status.SERVICE_UNAVAILABLE, f"cannot bind {self.target}/{self.network}: {reason.getErrorMessage()}")
-
-        bind.start().addCallbacks(bound, failed)
-
-    # -- dialing
-
-    def _dialTarget(self, address: str, failure: Status, node: Node | None = None) -> None:
+    def _dialChecked(self, address: str, failure: Status, node: Node | None) -> None:
         try:
             splitHostPort(address)
         except ValueError as e:
-            self._reply(failure, f"bad target {address!r}: {e}")
+            self._fire("refuse", failure, f"bad target {address!r}: {e}")
             return
-        self._state = "dialing"
+        self._fire("dial", address, failure, node)
+
+    def _bind(self, request: Request) -> None:
+        if not self.handler.bind:
+            self._fire("refuse", Status.FORBIDDEN, "BIND is disabled (set bind=true to allow it)")
+            return
+        if self.network not in _BIND_NETWORKS:
+            self._fire("refuse", Status.BAD_REQUEST, f"BIND on network {self.network!r} is not supported")
+            return
+        if self.network == "unix":
+            self._fire("refuse", Status.SERVICE_UNAVAILABLE, "BIND on unix sockets is not implemented")
+            return
+        try:
+            host, port = bindAddress(request.addr)
+        except ValueError as e:
+            self._fire("refuse", Status.BAD_REQUEST, f"bad BIND address: {e}")
+            return
+        self.target = joinHostPort(host, port)
+        if not portAllowed(port, self.handler.bindPorts):
+            self._fire("refuse", Status.FORBIDDEN, f"BIND of port {port} is not allowed by bindPorts")
+            return
+        udp = self.network.startswith("udp")
+        self.network = "udp" if udp else "tcp"
+        self._fire("bind", (UDPBind if udp else TCPBind)(self, host, port))
+
+    # -- outputs: what the machine does on its transitions
+
+    def _leaveRequest(self) -> None:
+        """
+        The request is complete: no more timeout, no more reading until the
+        target (or the BIND listener) is there.
+        """
+        self._cancelTimeout()
+        self.receive = self._holdBytes
+        self.transport.pauseProducing()  # type: ignore[union-attr]
+
+    def _startDial(self, address: str, failure: Status, node: Node | None) -> None:
+        self._leaveRequest()
         self._failure = failure
         self.dialTarget(address, node)
 
-    def isDialing(self) -> bool:
-        return self._state == "dialing"
+    def _startDatagramDial(self, address: str, failure: Status, node: Node | None) -> None:
+        self._leaveRequest()
+        self._failure = failure
+        self.node = node
+        d = self.dialing = self.options.router.datagram(address, self)
+        d.addCallbacks(self._channelReady, self._failed)
+
+    def _startBind(self, bind: Any) -> None:
+        self._leaveRequest()
+        self._binding = bind
+        bind.start().addCallbacks(self._bound, self._bindFailedEvent)
+
+    def _refuse(self, status: Status, why: str) -> None:
+        self._leaveRequest()
+        self._reply(status, why)
 
     def targetConnected(self, protocol: Any) -> None:
-        self._state = "piping"
+        pipe = self.pipe
+        assert pipe is not None
+        self.receive = partial(pipe.dataReceived, A)
         self.transport.write(_OK)  # type: ignore[union-attr]
         self.log.info(
             "{peer} {command} {target}/{network} user={user!r}: connected",
@@ -289,29 +375,30 @@ class RelayServerProtocol(PipingProtocol):
             outcome=outcome,
         )
 
+    def _bindReady(self) -> None:
+        bind = self.bound = self._binding
+        self.log.info(
+            "{peer} BIND {target}/{network} user={user!r}: bound on {bound}",
+            peer=self.peer, target=logs.escape(self.target), network=self.network, user=self.user, bound=bind.bound,
+        )
+        self.receive = bind.dataReceived
+        rest, self.parser.remainder = self.parser.remainder, b""
+        if rest:
+            bind.dataReceived(rest)
+        self.transport.resumeProducing()  # type: ignore[union-attr]
+
+    def _bindFailed(self, reason: Failure) -> None:
+        self._reply(Status.SERVICE_UNAVAILABLE, f"cannot bind {self.target}/{self.network}: {reason.getErrorMessage()}")
+
     # -- UDP (CONNECT and forward mode): frames on the stream, datagrams outside
 
-    def _dialUDP(self, address: str, failure: Status, node: Node | None = None) -> None:
-        self._state = "dialing"
-        self._failure = failure
-        self.node = node
-        d = self.dialing = self.options.router.datagram(address, self)
-        d.addCallbacks(self._channelReady, self.dialFailed)
-
-    def _channelReady(self, channel: Any) -> None:
-        self.dialing = None
-        self.options.markNode(self.node, True)
-        if self._state != "dialing":
-            channel.close()
-            return
+    def _udpEstablished(self, channel: Any) -> None:
         self.channel = channel
-        self._udpEstablished()
-
-    def _udpEstablished(self) -> None:
-        self._state = "udp"
         # The client's side: our stream, from here on length-framed.
-        self.stream = LengthFramedChannel(DatagramCallbacks(self._fromClient), self.target)
-        self.stream.makeConnection(self.transport)
+        stream = self.stream = LengthFramedChannel(DatagramCallbacks(self._fromClient), self.target)
+        stream.makeConnection(self.transport)
+        self.receive = stream.dataReceived
+        self._toClient = self._frameToClient
         self.transport.write(_OK)  # type: ignore[union-attr]
         self.log.info(
             "{peer} {command} {target}/udp user={user!r}: connected",
@@ -319,7 +406,7 @@ class RelayServerProtocol(PipingProtocol):
         )
         rest, self.parser.remainder = self.parser.remainder, b""
         if rest:
-            self.stream.dataReceived(rest)
+            stream.dataReceived(rest)
         if self.clientEOF:
             self.transport.loseConnection()  # type: ignore[union-attr]
         self.transport.resumeProducing()  # type: ignore[union-attr]
@@ -329,21 +416,12 @@ class RelayServerProtocol(PipingProtocol):
             self.log.debug("{peer} udp -> {n} bytes", peer=self.peer, n=len(datagram))
         self.channel.sendDatagram(datagram, target)
 
-    def datagramReceived(self, data: bytes, addr: str) -> None:
-        """
-        A datagram from the target: framed to the client, or dropped while
-        the stream is full.
-        """
-        if self._state != "udp":
-            return
+    def _frameToClient(self, data: bytes, addr: str) -> None:
         if self.stream.sendDatagram(data) and logs.TRACE:
             self.log.debug("{peer} udp <- {n} bytes from {addr}", peer=self.peer, n=len(data), addr=addr)
 
-    def channelClosed(self, reason: Failure | None) -> None:
-        if self._state == "udp":
-            self.transport.loseConnection()  # type: ignore[union-attr]
-
     def _udpDone(self, reason: Failure | None) -> None:
+        self._toClient = _dropDatagram
         stream = self.stream
         stream.connectionLost(reason)
         self.channel.close()
@@ -362,7 +440,7 @@ class RelayServerProtocol(PipingProtocol):
         """
         Answer C{status}, log why, close.
         """
-        self._state = "closed"
+        self.receive = self._ignoreBytes
         self.error = f"{statusText(status)}: {why}"
         self.transport.write(encodeResponse(status))  # type: ignore[union-attr]
         self.transport.loseConnection()  # type: ignore[union-attr]
@@ -378,43 +456,109 @@ class RelayServerProtocol(PipingProtocol):
         )
 
     def _closeSilently(self, why: str) -> None:
-        self._state = "closed"
+        self.receive = self._ignoreBytes
         self.error = why
         self._cancelTimeout()
         self.transport.loseConnection()  # type: ignore[union-attr]
         self.log.info("{peer}: closed without reply: {why}", peer=self.peer, why=logs.escape(why))
 
-    def readConnectionLost(self) -> None:
-        self.clientEOF = True
-        if self._state in ("udp", "bound"):
-            self.transport.loseConnection()  # type: ignore[union-attr]
-        elif self._state == "piping":
-            assert self.pipe is not None
-            self.pipe.readEOF(A)
-        elif self._state == "request":
-            self._closeSilently(f"peer closed before a complete request ({self.parser.buffered} bytes read)")
+    def _close(self) -> None:
+        self.transport.loseConnection()  # type: ignore[union-attr]
 
-    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+    def _noteClientEOF(self) -> None:
+        self.clientEOF = True
+
+    def _eofDuringRequest(self) -> None:
+        self._closeSilently(f"peer closed before a complete request ({self.parser.buffered} bytes read)")
+
+    def _boundLost(self, reason: Failure | None) -> None:
+        self.bound.connectionLost(reason)
+
+    def _dropTarget(self, protocol: Any) -> None:
+        protocol.transport.loseConnection()
+
+    def _dropChannel(self, channel: Any) -> None:
+        channel.close()
+
+    def _releaseBind(self) -> None:
+        self._binding.connectionLost(None)
+
+    def _clientEOFToPipe(self) -> None:
+        assert self.pipe is not None
+        self.pipe.readEOF(A)
+
+    def _clientLostToPipe(self, reason: Failure | None) -> None:
+        assert self.pipe is not None
+        self.pipe.connectionLost(A, reason)
+
+    def _leftWhileDialing(self, reason: Failure | None) -> None:
+        self.log.info(
+            "{peer} {command} {target}/{network}: peer left while dialing",
+            peer=self.peer, command=self.command, target=logs.escape(self.target), network=self.network,
+        )
+        self.cancelDial()
+
+    def _leftDuringRequest(self, reason: Failure | None) -> None:
         self._cancelTimeout()
-        state, self._state = self._state, "closed"
-        if state == "piping":
-            assert self.pipe is not None
-            self.pipe.connectionLost(A, reason)
-        elif state == "udp":
-            self._udpDone(reason)
-        elif state == "bound":
-            self.bound.connectionLost(reason)
-        elif state == "dialing":
-            self.log.info(
-                "{peer} {command} {target}/{network}: peer left while dialing",
-                peer=self.peer, command=self.command, target=logs.escape(self.target), network=self.network,
-            )
-            self.cancelDial()
-        elif state == "request":
-            self.log.info(
-                "{peer}: closed before a complete request ({n} bytes read)",
-                peer=self.peer, n=self.parser.buffered,
-            )
+        self.log.info(
+            "{peer}: closed before a complete request ({n} bytes read)",
+            peer=self.peer, n=self.parser.buffered,
+        )
+
+
+def _dropDatagram(data: bytes, addr: str) -> None:
+    """
+    A datagram from the target while none is wanted (before the stream
+    is framed, after it ended).
+    """
+
+
+def _nothing(protocol: RelayServerProtocol, *args: Any) -> None:
+    pass
+
+
+_P = RelayServerProtocol
+_R, _D, _PIPE, _UDP, _BINDING, _BOUND, _X = RelayPhase
+
+#: The relay connection's machine: (phase, event) -> (next phase, action).
+#: Every event a phase can meet is declared; any other raises.
+_MACHINE: TransitionTable[RelayPhase] = TransitionTable("relay server")
+_upon = _MACHINE.upon
+
+# The request ends in a refusal, a dial or a BIND.
+_upon(_R, event="requestFailed", to=_X)(_P._closeSilently)
+_upon(_R, event="refuse", to=_X)(_P._refuse)
+_upon(_R, event="dial", to=_D)(_P._startDial)
+_upon(_R, event="dialDatagrams", to=_D)(_P._startDatagramDial)
+_upon(_R, event="bind", to=_BINDING)(_P._startBind)
+_upon(_R, event="readConnectionLost", to=_X)(_P._eofDuringRequest)
+_upon(_R, event="connectionLost", to=_X)(_P._leftDuringRequest)
+# Dialing: the client's end of input waits for the pipe.
+_upon(_D, event="targetConnected", to=_PIPE)(_P.pipeTo)
+_upon(_D, event="channelReady", to=_UDP)(_P._udpEstablished)
+_upon(_D, event="dialFailed", to=_X)(_P.answerDialFailure)
+_upon(_D, _BINDING, event="readConnectionLost")(_P._noteClientEOF)
+_upon(_D, event="channelClosed")(_nothing)
+_upon(_D, event="connectionLost", to=_X)(_P._leftWhileDialing)
+_upon(_PIPE, event="readConnectionLost")(_P._clientEOFToPipe)
+_upon(_PIPE, event="connectionLost", to=_X)(_P._clientLostToPipe)
+# UDP and BIND have no half-close: the client's end of input ends them.
+_upon(_UDP, _BOUND, event="readConnectionLost")(_P._close)
+_upon(_UDP, event="channelClosed")(_P._close)
+_upon(_UDP, event="connectionLost", to=_X)(_P._udpDone)
+_upon(_BINDING, event="bound", to=_BOUND)(_P._bindReady)
+_upon(_BINDING, event="bindFailed", to=_X)(_P._bindFailed)
+_upon(_BINDING, event="connectionLost", to=_X)(_nothing)
+_upon(_BOUND, event="connectionLost", to=_X)(_P._boundLost)
+# Closed: what was under way when the client left is released.
+_upon(_X, event="targetConnected")(_P._dropTarget)
+_upon(_X, event="channelReady")(_P._dropChannel)
+_upon(_X, event="bound")(_P._releaseBind)
+_upon(_X, event="dialFailed")(_nothing)
+_upon(_X, event="bindFailed")(_nothing)
+_upon(_X, event="readConnectionLost")(_nothing)
+_upon(_X, event="channelClosed")(_nothing)
+_upon(_X, event="connectionLost")(_nothing)
 
 
 @implementer(IHandler)
