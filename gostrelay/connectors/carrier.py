@@ -15,7 +15,7 @@ stream offers to L{gostrelay.splice}, and reading a node's credentials.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable, ClassVar
 
 from twisted.internet.error import ConnectError
 from twisted.internet.interfaces import IHalfCloseableProtocol
@@ -23,6 +23,7 @@ from twisted.python.failure import Failure
 
 from gostrelay.config.model import ConfigError, NodeConfig
 from gostrelay.splice import spliceCarrierOf
+from gostrelay.statemachine import TransitionTable
 
 
 class CarrierDelegate:
@@ -35,6 +36,29 @@ class CarrierDelegate:
 
     transport: Any
     app: Any = None
+    #: The connector's state machine (set by each class once its table is
+    #: built); the carrier's events are handed to it in one line each.
+    machine: ClassVar[TransitionTable[Any]]
+    #: Where the carrier's bytes go now: the handshake's reader, then the
+    #: application (or a datagram re-framer), or nowhere once closed.
+    _deliver: Callable[[bytes], None]
+
+    def _fire(self, event: str, *args: Any) -> None:
+        """
+        Run the machine's transition for C{event} in the current state.
+        """
+        self.machine.fire(self, event, *args)
+
+    # -- carrier side
+
+    def dataReceived(self, data: bytes) -> None:
+        self._deliver(data)
+
+    def readConnectionLost(self) -> None:
+        self._fire("readLost")
+
+    def connectionLost(self, reason: Failure | None = None) -> None:
+        self._fire("lost", reason)
 
     def getPeer(self) -> Any:
         return self.transport.getPeer()

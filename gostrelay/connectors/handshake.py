@@ -205,6 +205,8 @@ class HandshakeClientProtocol(CarrierDelegate, Protocol):
     reframing).
     """
 
+    machine = _MACHINE
+
     disconnecting = False
 
     def __init__(self, endpoint: HandshakeEndpoint, appFactory: IProtocolFactory, ready: defer.Deferred[Any]) -> None:
@@ -219,9 +221,6 @@ class HandshakeClientProtocol(CarrierDelegate, Protocol):
         self._associationPort: Any = None
         self._deliver: Callable[[bytes], None] = self._negotiate
 
-    def _fire(self, event: str, *args: Any) -> None:
-        _MACHINE.fire(self, event, *args)
-
     # -- carrier side
 
     def connectionMade(self) -> None:
@@ -229,15 +228,6 @@ class HandshakeClientProtocol(CarrierDelegate, Protocol):
             self, *[i for i in providedBy(self.transport) if not i.isOrExtends(ISSLTransport) and not i.isOrExtends(ITLSTransport)]
         )
         self._fire("start")
-
-    def dataReceived(self, data: bytes) -> None:
-        self._deliver(data)
-
-    def readConnectionLost(self) -> None:
-        self._fire("readLost")
-
-    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
-        self._fire("lost", reason)
 
     def spliceCarrier(self) -> Any:
         """

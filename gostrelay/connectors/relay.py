@@ -278,6 +278,8 @@ class RelayClientProtocol(CarrierDelegate, Protocol):
     work per connection).
     """
 
+    machine = _MACHINE
+
     disconnecting = False
 
     def __init__(self, endpoint: RelayClientEndpoint, appFactory: IProtocolFactory, ready: defer.Deferred[Any]) -> None:
@@ -295,12 +297,6 @@ class RelayClientProtocol(CarrierDelegate, Protocol):
         self._deliver: Callable[[bytes], None] = self._readResponse
         self._send: Callable[[bytes], None] = self._sendFirst
 
-    def _fire(self, event: str, *args: Any) -> None:
-        """
-        Run the machine's transition for C{event} in the current state.
-        """
-        _MACHINE.fire(self, event, *args)
-
     # -- carrier side
 
     def connectionMade(self) -> None:
@@ -314,15 +310,6 @@ class RelayClientProtocol(CarrierDelegate, Protocol):
         tls = isinstance(self.transport, TLSMemoryBIOProtocol)
         directlyProvides(self, *_carrierInterfaces(providedBy(self.transport), tls))
         self._fire("ask" if self.endpoint.nodelay else "hold")
-
-    def dataReceived(self, data: bytes) -> None:
-        self._deliver(data)
-
-    def readConnectionLost(self) -> None:
-        self._fire("readLost")
-
-    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
-        self._fire("lost", reason)
 
     def spliceCarrier(self) -> Any:
         """
