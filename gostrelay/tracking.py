@@ -214,34 +214,7 @@ class ConnectionTable:
 
 
 @implementer(IHalfCloseableProtocol)
-class PassThroughWrapper(ProtocolWrapper):
-    """
-    A L{ProtocolWrapper} that stays out of the way of what wraps around
-    it and beneath it: half-close reaches the wrapped protocol (or closes,
-    as Twisted does, when it cannot take one), and splice sees the socket
-    underneath.  Every accept layer (tracking, PROXY header first, the
-    accept wrapper) is one.
-    """
-
-    def readConnectionLost(self) -> None:
-        if self.wrappedProtocol is not None and IHalfCloseableProtocol.providedBy(self.wrappedProtocol):
-            self.wrappedProtocol.readConnectionLost()
-        else:
-            self.transport.loseConnection()  # type: ignore[union-attr]
-
-    def writeConnectionLost(self) -> None:
-        if self.wrappedProtocol is not None and IHalfCloseableProtocol.providedBy(self.wrappedProtocol):
-            self.wrappedProtocol.writeConnectionLost()
-
-    def spliceCarrier(self) -> Any:
-        transport = self.transport
-        if isinstance(transport, tcp.Connection):
-            return transport
-        inner = spliceCarrierOf(transport)
-        return inner() if inner is not None else None
-
-
-class TrackedProtocol(PassThroughWrapper):
+class TrackedProtocol(ProtocolWrapper):
     def makeConnection(self, transport: Any) -> None:
         factory: ServiceFactory = self.factory  # type: ignore[assignment]
         factory.started(self)
@@ -250,6 +223,23 @@ class TrackedProtocol(PassThroughWrapper):
         Protocol.makeConnection(self, transport)
         factory.registerProtocol(self)
         self.wrappedProtocol.makeConnection(self)  # type: ignore[arg-type]
+
+    def readConnectionLost(self) -> None:
+        if IHalfCloseableProtocol.providedBy(self.wrappedProtocol):
+            self.wrappedProtocol.readConnectionLost()
+        else:
+            self.transport.loseConnection()  # type: ignore[union-attr]
+
+    def writeConnectionLost(self) -> None:
+        if IHalfCloseableProtocol.providedBy(self.wrappedProtocol):
+            self.wrappedProtocol.writeConnectionLost()
+
+    def spliceCarrier(self) -> Any:
+        transport = self.transport
+        if isinstance(transport, tcp.Connection):
+            return transport
+        inner = spliceCarrierOf(transport)
+        return inner() if inner is not None else None
 
     def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]
         factory: ServiceFactory = self.factory  # type: ignore[assignment]
