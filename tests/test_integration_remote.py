@@ -215,13 +215,10 @@ class RemoteTCPTests(RemoteForwardingTestCase):
         health check) still have their bytes delivered to the target: the
         smux FIN that follows them is the end of the data (spec 4.2).
 
-        BUG (fails today): when the data and the FIN reach the client
-        before its dial to the target completes, the FIN ends the stream,
-        the rtcp handler cancels the dial and the bytes are lost (see
+        Guards the case where the data and the FIN reach the client
+        before its dial to the target completes: the FIN must not cancel
+        the dial and lose the bytes (unit form:
         test_bind.RemoteListenerTests.test_peerDataThenFinBeforeTargetConnects).
-        Repro: -L rtcp://127.0.0.1:P/localhost:T, a peer connects to P,
-        writes b"line 0\\n" and closes at once: most of the time T gets
-        nothing and the client logs "peer left while dialing".
         """
         sink, sinkPort = self.startSink()
         server, serverPort = yield self.startServer()
