@@ -16,6 +16,7 @@ import zlib
 from typing import Any
 
 from twisted.internet.address import IPv4Address, IPv6Address
+from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionDone, ConnectionLost, ConnectionRefusedError
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
@@ -695,12 +696,10 @@ class DialTests(HandlerTestCase):
     def test_clientLeavesWhileDialingWithRetries(self) -> None:
         """
         Leaving while dialing must cancel the dial also when the handler
-        has retries: the cancellation is not a failed attempt to retry.
-
-        KNOWN BUG (left failing on purpose): L{Router.connect} catches the
-        L{CancelledError} of the cancelled attempt like a dial timeout and
-        starts the next attempt, so a second connection attempt and its
-        15 s timer outlive the client.
+        has retries: the cancellation is not a failed attempt to retry
+        (L{Router.connect} once caught the L{CancelledError} like a dial
+        timeout and started the next attempt, whose 15 s timer outlived the
+        client).
         """
         reactor, handler = makeHandler("relay://:0?retries=1")
         proto, tr = connectClient(handler)
@@ -709,6 +708,44 @@ class DialTests(HandlerTestCase):
         self.assertTrue(reactor.connectors[0].stoppedConnecting)
         self.assertEqual(len(reactor.tcpClients), 1, "a new dial was started after the client left")
         self.assertNoDelayedCalls(reactor)
+
+
+class OptionsOnHandlerTests(HandlerTestCase):
+    """
+    The handler's options read and assigned on the handler itself reach the
+    L{HandlerOptions} its connections use (embedders assign
+    C{handler.router}; that must not be a silent no-op).
+    """
+
+    def test_readThrough(self) -> None:
+        _, handler = makeHandler("relay://:0?denyPrivate=true&idleTimeout=7s")
+        self.assertIs(handler.router, handler.options.router)
+        self.assertIs(handler.guard, handler.options.guard)
+        self.assertTrue(handler.denyPrivate)
+        self.assertEqual(handler.idleTimeout, 7.0)
+
+    def test_assignedRouterIsUsed(self) -> None:
+        """
+        A router assigned as C{handler.router} carries the next CONNECT.
+        """
+        reactor, handler = makeHandler("relay://:0")
+        calls: list[Any] = []
+
+        class RecordingRouter:
+            guard = None
+            dialTimeout = 15.0
+
+            def connect(self, *args: Any, **kwargs: Any) -> Deferred[Any]:
+                calls.append(args)
+                return Deferred()
+
+        handler.router = RecordingRouter()
+        self.assertIs(handler.options.router, handler.router)
+        proto, tr = connectClient(handler)
+        proto.dataReceived(request(Command.CONNECT, TARGET))
+        self.assertEqual(len(calls), 1)
+        self.assertEqual(reactor.tcpClients, [])
+        proto.connectionLost(Failure(ConnectionDone()))
 
 
 class SilentCloseTests(HandlerTestCase):

@@ -187,9 +187,37 @@ class HandlerOptions:
                 self.forwarder.markFailed(node)
 
 
+class _DelegatedOption:
+    """
+    A handler attribute that lives in its L{HandlerOptions}.
+
+    Handlers kept these options as their own attributes before they moved to
+    C{handler.options}; embedders (tests, L{gostrelay.testing}-style
+    harnesses) assign C{handler.router = ...}.  Without this, such an
+    assignment would set a new attribute nobody reads while every connection
+    went on using C{handler.options.router}: a silent no-op.  Reading and
+    assigning through the handler reaches the shared options instead.
+    """
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, handler: Any, owner: type | None = None) -> Any:
+        if handler is None:
+            return self
+        return getattr(handler.options, self.name)
+
+    def __set__(self, handler: Any, value: Any) -> None:
+        setattr(handler.options, self.name, value)
+
+
 class Handler:
     """
     A handler of one service: its reactor, logger and L{HandlerOptions}.
+
+    The options' names are also readable and assignable on the handler
+    itself (C{handler.router} is C{handler.options.router}); see
+    L{_DelegatedOption}.
 
     @cvar authenticates: the handler checks users (see
         L{HandlerOptions.fromService}).
@@ -198,6 +226,18 @@ class Handler:
 
     authenticates = False
     guardsTargets = False
+
+    readTimeout = _DelegatedOption()
+    idleTimeout = _DelegatedOption()
+    splice = _DelegatedOption()
+    spliceThreshold = _DelegatedOption()
+    halfCloseTimeout = _DelegatedOption()
+    router = _DelegatedOption()
+    bypass = _DelegatedOption()
+    forwarder = _DelegatedOption()
+    authenticator = _DelegatedOption()
+    denyPrivate = _DelegatedOption()
+    guard = _DelegatedOption()
 
     def __init__(self, reactor: Any, service: ServiceConfig, context: Any, kind: str) -> None:
         self.reactor = reactor
