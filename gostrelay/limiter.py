@@ -32,7 +32,6 @@ C{reload} is refused by name).
 from __future__ import annotations
 
 import ipaddress
-import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -41,7 +40,7 @@ from twisted.logger import Logger
 from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from zope.interface import implementer
 
-from gostrelay.config.metadata import Metadata
+from gostrelay.config.metadata import Metadata, parseByteSize
 from gostrelay.config.model import Config, ConfigError, NamedListConfig, ServiceConfig
 
 _log = Logger(namespace="gostrelay.limits")
@@ -55,29 +54,18 @@ MAX_CLIENT_BUCKETS = 4096
 SERVICE_KEY = "$"
 CONNECTION_KEY = "$$"
 
-_UNITS = {
-    "": 1, "B": 1,
-    "K": 1 << 10, "KB": 1 << 10, "KIB": 1 << 10,
-    "M": 1 << 20, "MB": 1 << 20, "MIB": 1 << 20,
-    "G": 1 << 30, "GB": 1 << 30, "GIB": 1 << 30,
-    "T": 1 << 40, "TB": 1 << 40, "TIB": 1 << 40,
-}
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*$")
-
-
 def parseRate(text: str) -> int:
     """
     Bytes per second from GOST's sizes (base 2: C{512KB}, C{1MB}, C{1MiB},
-    C{1GB}; a bare number is bytes); 0 for an empty or unreadable value
-    (no limit, as GOST).
+    C{1GB}; a bare number is bytes); 0 for an empty value (no limit).
+
+    @raise ValueError: for a value that is not a size (GOST reads it as
+        no limit; a typo must not silently lift a limit).
     """
-    m = _SIZE.match(text or "")
-    if m is None:
-        return 0
-    unit = _UNITS.get(m.group(2).upper())
-    if unit is None:
-        return 0
-    return int(float(m.group(1)) * unit)
+    rate = parseByteSize(text)
+    if rate is None:
+        raise ValueError(f"{text!r} is not a rate like 512KB or 1MB (bytes per second, base 2)")
+    return rate
 
 
 def _lines(section: NamedListConfig, where: str) -> list[str]:
@@ -183,7 +171,10 @@ class TrafficLimits:
             key = _key(fields[0]) if fields else None
             if key is None or len(fields) < 2:
                 raise ConfigError(f"{where}: limit {line!r} is not understood (KEY IN [OUT], KEY: $, $$, an IP or a CIDR)")
-            rates = (parseRate(fields[1]), parseRate(fields[2]) if len(fields) > 2 else 0)
+            try:
+                rates = (parseRate(fields[1]), parseRate(fields[2]) if len(fields) > 2 else 0)
+            except ValueError as e:
+                raise ConfigError(f"{where}: limit {line!r}: {e}") from None
             if key == SERVICE_KEY:
                 self.service = rates
             elif key == CONNECTION_KEY:

@@ -48,8 +48,16 @@ class UnitsTests(SynchronousTestCase):
         self.assertEqual(parseRate("300"), 300)
 
     def test_noLimit(self) -> None:
-        for text in ("", "0", "fast", "1XB"):
+        for text in ("", "0", " "):
             self.assertEqual(parseRate(text), 0)
+
+    def test_unreadableRefused(self) -> None:
+        """
+        GOST reads a size it cannot parse as no limit; a typo must not
+        silently lift a limit, so it is an error.
+        """
+        for text in ("fast", "1XB", "10MBps", "10mbit", "-1MB"):
+            self.assertRaises(ValueError, parseRate, text)
 
 
 class Recorder(Protocol):
@@ -295,6 +303,44 @@ class AssemblyTests(unittest.TestCase):
         self.assertEqual(wrapped.traffic.service, (MIB, MIB))
         (requests,) = svc.admission.checks  # the accept layers' check
         self.assertIsInstance(requests, RequestLimits)
+
+    def test_outAloneLimitsOut(self) -> None:
+        """
+        C{limiter.out} (or C{limiter.conn.out}) alone limits what clients
+        are sent.  GOST's command line writes C{"$  1MB"} for it, which its
+        parser reads as an C{in} limit; ours writes C{"$ 0 1MB"}.
+        """
+        config = buildConfigFromCommandLine(["relay://127.0.0.1:0?limiter.out=1MB&limiter.conn.out=256KB"], [])
+        (section,) = config.limiters
+        self.assertEqual(section.extra["limits"], ["$ 0 1MB", "$$ 0 256KB"])
+        (svc,) = list(buildServices(reactor, config))
+        traffic = limitedFactory(svc.handler).traffic
+        self.assertEqual((traffic.service, traffic.connection), ((0, MIB), (0, 256 * KIB)))
+        config = buildConfigFromCommandLine(["relay://127.0.0.1:0?limiter.in=1MB&limiter.conn.in=2KB"], [])
+        self.assertEqual(config.limiters[0].extra["limits"], ["$ 1MB ", "$$ 2KB "])  # as GOST writes them
+
+    def test_badValuesRefused(self) -> None:
+        """
+        A rate, C{rlimiter} or C{climiter} that is not one is refused at
+        start, naming option and value (GOST: no limit).
+        """
+        for query, message in (
+            ("limiter.in=fast", "option limiter.in='fast' is not a rate like 512KB"),
+            ("limiter.conn.out=10mbit", "option limiter.conn.out='10mbit' is not a rate"),
+            ("rlimiter=often", "option rlimiter='often' is not a number"),
+            ("climiter=many", "option climiter='many' is not a whole number"),
+        ):
+            config = buildConfigFromCommandLine([f"relay://127.0.0.1:0?{query}"], [])
+            e = self.assertRaises(RefusedConfiguration, buildServices, reactor, config)
+            self.assertIn(message, str(e))
+        config = Config.fromDict(
+            {
+                "services": [{"name": "s", "addr": "127.0.0.1:0", "handler": {"type": "relay"}, "limiter": "lim"}],
+                "limiters": [{"name": "lim", "limits": ["$ 10MBps"]}],
+            }
+        )
+        e = self.assertRaises(RefusedConfiguration, buildServices, reactor, config)
+        self.assertIn("limit '$ 10MBps': '10MBps' is not a rate", str(e))
 
     def test_yamlSection(self) -> None:
         config = Config.fromDict(

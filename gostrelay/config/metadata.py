@@ -86,6 +86,34 @@ def _fraction(value: int, unit: int) -> str:
     return f"{whole}.{str(frac).rjust(digits, '0').rstrip('0')}"
 
 
+_BYTE_UNITS = {
+    "": 1, "B": 1,
+    "K": 1 << 10, "KB": 1 << 10, "KIB": 1 << 10,
+    "M": 1 << 20, "MB": 1 << 20, "MIB": 1 << 20,
+    "G": 1 << 30, "GB": 1 << 30, "GIB": 1 << 30,
+    "T": 1 << 40, "TB": 1 << 40, "TIB": 1 << 40,
+}
+_BYTE_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*$")
+
+
+def parseByteSize(text: str) -> int | None:
+    """
+    Bytes from GOST's base-2 sizes (C{512KB}, C{1MB}, C{1MiB}, C{1GB}; a
+    bare number is bytes; units in any case); 0 for an empty value,
+    C{None} for one that is not a size (GOST reads it as 0, no limit: we
+    refuse it, docs/differences.md).
+    """
+    if not (text or "").strip():
+        return 0
+    m = _BYTE_SIZE.match(text)
+    if m is None:
+        return None
+    unit = _BYTE_UNITS.get(m.group(2).upper())
+    if unit is None:
+        return None
+    return int(float(m.group(1)) * unit)
+
+
 _DECIMAL = re.compile(r"^[+-]?[0-9]+$")
 
 

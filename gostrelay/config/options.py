@@ -16,7 +16,7 @@ from typing import Any
 
 from gostrelay import registry
 from gostrelay.config.listen import didYouMean
-from gostrelay.config.metadata import _goAtoi, isGoBoolString, parseGoDuration
+from gostrelay.config.metadata import _goAtoi, isGoBoolString, parseByteSize, parseGoDuration
 
 #: Service metadata we read (build, router, tracking).
 SERVICE_OPTIONS: dict[str, str] = {
@@ -25,6 +25,14 @@ SERVICE_OPTIONS: dict[str, str] = {
     "maxConns": "int",
     "maxConnsPerIP": "int",
     "ignoreChain": "bool",
+    # Turned into limiters by the command line (config/url.py); GOST reads
+    # a value it cannot parse as no limit, we refuse it.
+    "limiter.in": "rate",
+    "limiter.out": "rate",
+    "limiter.conn.in": "rate",
+    "limiter.conn.out": "rate",
+    "climiter": "int",
+    "rlimiter": "float",
 }
 
 #: Node metadata we read (the selector).
@@ -143,10 +151,18 @@ def badValue(kind: str, value: Any) -> bool:
         return False
     if kind == "duration":
         return parseGoDuration(text) is None and _goAtoi(text) is None
+    if kind == "rate":
+        return parseByteSize(text) is None
     return False
 
 
-_KIND_TEXT = {"bool": "true or false", "int": "a whole number", "float": "a number", "duration": 'a duration like "10s"'}
+_KIND_TEXT = {
+    "bool": "true or false",
+    "int": "a whole number",
+    "float": "a number",
+    "duration": 'a duration like "10s"',
+    "rate": "a rate like 512KB or 1MB (bytes per second, base 2)",
+}
 
 
 def badValues(where: str, metadata: Mapping[str, Any], options: dict[str, str] | None) -> list[str]:

@@ -526,11 +526,15 @@ def _serviceObjects(cfg: Config, svc: ServiceConfig) -> None:
     svc.resolver, svc.hosts = _takeResolverAndHosts(cfg, mh)
     limits = [md.getString(k) for k in ("limiter.in", "limiter.out", "limiter.conn.in", "limiter.conn.out")]
     if any(limits):
+        # GOST writes "$ IN OUT" and, with no IN, "$  OUT", which its own
+        # parser (and ours) reads as an IN limit: an absent IN is written
+        # 0 (no limit) so that limiter.out alone limits what clients are
+        # sent, as it says (docs/differences.md).
         body = {"limits": []}
         if limits[0] or limits[1]:
-            body["limits"].append(f"$ {limits[0]} {limits[1]}")  # type: ignore[attr-defined]
+            body["limits"].append(f"$ {limits[0] or ('0' if limits[1] else '')} {limits[1]}")  # type: ignore[attr-defined]
         if limits[2] or limits[3]:
-            body["limits"].append(f"$$ {limits[2]} {limits[3]}")  # type: ignore[attr-defined]
+            body["limits"].append(f"$$ {limits[2] or ('0' if limits[3] else '')} {limits[3]}")  # type: ignore[attr-defined]
         svc.limiter = _takeNamed(cfg, mh, "limiter", "limiters", body)
         for k in ("limiter.in", "limiter.out", "limiter.conn.in", "limiter.conn.out"):
             mh.pop(k, None)
