@@ -53,7 +53,14 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from gostrelay.splice import spliceCarrierOf
-from gostrelay.tracking import ConnectionTable, ServiceFactory, describePeer, peerKey, provideLike
+from gostrelay.tracking import (
+    ConnectionTable,
+    ServiceFactory,
+    describePeer,
+    peerKey,
+    provideLike,
+    takesHalfClose,
+)
 from gostrelay.transports.tcp import _DualStackEndpoint, _ReusePortEndpoint
 from gostrelay.transports.tls import BulkTLSFactory, TLSServerEndpoint
 from gostrelay.wire.proxyheader import HeaderReader, ProxyHeaderError
@@ -125,13 +132,13 @@ class _HeaderFirst(ProtocolWrapper):
         super().makeConnection(transport)
 
     def readConnectionLost(self) -> None:
-        if IHalfCloseableProtocol.providedBy(self.wrappedProtocol):
+        if takesHalfClose(self.wrappedProtocol):
             self.wrappedProtocol.readConnectionLost()
         else:
             self.transport.loseConnection()  # type: ignore[union-attr]
 
     def writeConnectionLost(self) -> None:
-        if IHalfCloseableProtocol.providedBy(self.wrappedProtocol):
+        if takesHalfClose(self.wrappedProtocol, "writeConnectionLost"):
             self.wrappedProtocol.writeConnectionLost()
 
     def spliceCarrier(self) -> Any:
@@ -280,13 +287,13 @@ class AcceptProtocol(ProtocolWrapper):
         return self.host if self.host is not None else self.transport.getHost()  # type: ignore[union-attr]
 
     def readConnectionLost(self) -> None:
-        if self.wrappedProtocol is not None and IHalfCloseableProtocol.providedBy(self.wrappedProtocol):
+        if self.wrappedProtocol is not None and takesHalfClose(self.wrappedProtocol):
             self.wrappedProtocol.readConnectionLost()
         else:
             self.transport.loseConnection()  # type: ignore[union-attr]
 
     def writeConnectionLost(self) -> None:
-        if self.wrappedProtocol is not None and IHalfCloseableProtocol.providedBy(self.wrappedProtocol):
+        if self.wrappedProtocol is not None and takesHalfClose(self.wrappedProtocol, "writeConnectionLost"):
             self.wrappedProtocol.writeConnectionLost()
 
     def spliceCarrier(self) -> Any:

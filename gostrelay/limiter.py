@@ -42,6 +42,7 @@ from zope.interface import implementer
 
 from gostrelay.config.metadata import Metadata, parseByteSize
 from gostrelay.config.model import Config, ConfigError, NamedListConfig, ServiceConfig
+from gostrelay.tracking import takesHalfClose
 
 _log = Logger(namespace="gostrelay.limits")
 
@@ -440,6 +441,19 @@ class LimitedProtocol(ProtocolWrapper):
             self.outGate.cancel()
             self.outGate = None
         super().unregisterProducer()
+
+    # -- half-close: the handler's, as without a limit (a client that sends
+    # its request and shuts down its side still gets the answer)
+
+    def readConnectionLost(self) -> None:
+        if takesHalfClose(self.wrappedProtocol):
+            self.wrappedProtocol.readConnectionLost()
+        else:
+            self.transport.loseConnection()  # type: ignore[union-attr]
+
+    def writeConnectionLost(self) -> None:
+        if takesHalfClose(self.wrappedProtocol, "writeConnectionLost"):
+            self.wrappedProtocol.writeConnectionLost()
 
     def connectionLost(self, reason: Any = None) -> None:
         for gate in (self.inGate, self.outGate):

@@ -22,7 +22,7 @@ usually unnamed) and C{"stdio"}.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeGuard
 
 from twisted.internet import defer, tcp
 from twisted.internet.address import UNIXAddress
@@ -75,6 +75,23 @@ def describePeer(address: Any) -> str:
         name = raw.decode("utf-8", "backslashreplace") if isinstance(raw, bytes) else raw
         return f"unix:{name}" if name else "unix"
     return peerKey(address)
+
+
+def takesHalfClose(protocol: Any, method: str = "readConnectionLost") -> TypeGuard[IHalfCloseableProtocol]:
+    """
+    Whether C{protocol} takes a half-close itself (C{method}: its
+    C{readConnectionLost} or C{writeConnectionLost}).
+
+    Its C{IHalfCloseableProtocol} declaration alone does not say so:
+    Twisted's L{ProtocolWrapper} (and so its TLS protocol and our traffic
+    limiter) copies every interface of its transport, and over one of our
+    wrappers -- a protocol that is also the transport of the layer above,
+    declaring C{IHalfCloseableProtocol} -- it declares it too without
+    having the methods.  Its C{__getattr__} then finds them on its
+    transport, our wrapper: calling them would call ourselves until the
+    stack overflows.  So the method must be the class's own.
+    """
+    return IHalfCloseableProtocol.providedBy(protocol) and getattr(type(protocol), method, None) is not None
 
 
 #: (wrapper class, the declaration it takes over) -> its declaration.
@@ -225,13 +242,13 @@ class TrackedProtocol(ProtocolWrapper):
         self.wrappedProtocol.makeConnection(self)  # type: ignore[arg-type]
 
     def readConnectionLost(self) -> None:
-        if IHalfCloseableProtocol.providedBy(self.wrappedProtocol):
+        if takesHalfClose(self.wrappedProtocol):
             self.wrappedProtocol.readConnectionLost()
         else:
             self.transport.loseConnection()  # type: ignore[union-attr]
 
     def writeConnectionLost(self) -> None:
-        if IHalfCloseableProtocol.providedBy(self.wrappedProtocol):
+        if takesHalfClose(self.wrappedProtocol, "writeConnectionLost"):
             self.wrappedProtocol.writeConnectionLost()
 
     def spliceCarrier(self) -> Any:

@@ -615,6 +615,74 @@ class TLSLimitTests(unittest.TestCase):
                 yield client.done
 
 
+class HalfCloseTests(unittest.TestCase):
+    """
+    A client's read EOF through the accept layer reaches the layer above
+    only when that layer really takes it (issue 17: on every TLS and wss
+    listener a client that closed without a TLS close_notify -- a killed
+    curl, many non-Twisted clients -- sent the accept layer into endless
+    recursion, logged as a thousand-frame traceback, because Twisted's TLS
+    protocol copies the accept layer's IHalfCloseableProtocol and finds
+    its readConnectionLost on it again).
+    """
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.app = AppFactory()
+
+    def accepted(self, above: Any) -> tuple[Any, StringTransport]:
+        factory = AcceptFactory(above, ConnectionTable("svc", self.clock), self.clock, proxyHeader=False)
+        protocol = factory.buildProtocol(CLIENT)
+        transport = StringTransport(hostAddress=LISTENER, peerAddress=CLIENT)
+        protocol.makeConnection(transport)
+        return protocol, transport
+
+    def test_tlsAboveReadEOF(self) -> None:
+        from twisted.internet.interfaces import IHalfCloseableProtocol
+        from twisted.internet.ssl import CertificateOptions
+
+        protocol, transport = self.accepted(TLSMemoryBIOFactory(CertificateOptions(), False, self.app))
+        tls = protocol.wrappedProtocol
+        self.assertTrue(IHalfCloseableProtocol.providedBy(tls), "the TLS layer copies the declaration")
+        for method in ("readConnectionLost", "writeConnectionLost"):
+            getattr(protocol, method)()  # no RecursionError
+        self.assertTrue(transport.disconnecting, "a read EOF under TLS closes, as Twisted's TCP would")
+
+    def test_wrapperAboveThatTakesIt(self) -> None:
+        """
+        The traffic limiter (a ProtocolWrapper too) over the accept layer
+        hands the read EOF to a handler that takes half-close: the client
+        that shut down its sending side still gets its answer.
+        """
+        from twisted.internet.interfaces import IHalfCloseableProtocol
+        from zope.interface import implementer
+
+        from gostrelay.limiter import LimitedFactory, TrafficLimits
+
+        eofs: list[str] = []
+
+        @implementer(IHalfCloseableProtocol)
+        class HalfClosing(App):
+            def readConnectionLost(self) -> None:
+                eofs.append("read")
+
+            def writeConnectionLost(self) -> None:
+                eofs.append("write")
+
+        class HalfClosingFactory(AppFactory):
+            def buildProtocol(self, addr: Any) -> App:
+                app = HalfClosing(addr)
+                self.built.append(app)
+                return app
+
+        limited = LimitedFactory(HalfClosingFactory(), "svc", self.clock, TrafficLimits(self.clock, ["$ 1MB"]))
+        protocol, transport = self.accepted(limited)
+        protocol.readConnectionLost()
+        protocol.writeConnectionLost()
+        self.assertEqual(eofs, ["read", "write"])
+        self.assertFalse(transport.disconnecting, "the handler decides when to close")
+
+
 class SpliceCarrierTests(unittest.TestCase):
     def test_notThroughTLS(self) -> None:
         """

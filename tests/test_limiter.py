@@ -31,6 +31,8 @@ from gostrelay.limiter import (
     TrafficLimits,
     parseRate,
 )
+from tests.support.logs import captureLogs
+from tests.support.reactor import withTimeout
 from tests.support.targets import Collector, EchoFactory
 
 KIB = 1024
@@ -385,3 +387,29 @@ class AssemblyTests(unittest.TestCase):
         yield connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", svc.port.getHost().port), client)
         yield client.done
         self.assertEqual(bytes(client.data), payload)
+
+    @defer.inlineCallbacks
+    def test_halfCloseUnderALimit(self):  # type: ignore[no-untyped-def]
+        """
+        A client that sends its request and shuts down its sending side
+        (C{nc -N}, C{printf ... | nc}) still gets the whole answer through
+        a limited service, as through an unlimited one: the limiter hands
+        the read EOF to the handler (issue 17: it used to recurse into the
+        accept layer and close at once, losing the answer).
+        """
+        echo = EchoFactory()
+        port = reactor.listenTCP(0, echo, interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        logs = captureLogs(self)
+        config = buildConfigFromCommandLine([f"tcp://127.0.0.1:0/127.0.0.1:{port.getHost().port}?limiter.in=1MB"], [])
+        top = buildServices(reactor, config)
+        top.startService()
+        self.addCleanup(top.stopService)
+        (svc,) = list(top)
+        yield svc.listening
+        client = Collector(b"ping", expect=0)
+        yield connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", svc.port.getHost().port), client)
+        client.transport.loseWriteConnection()
+        yield withTimeout(client.done, 10, "the service closes after answering")
+        self.assertEqual(bytes(client.data), b"ping")
+        self.assertNotIn("Traceback", logs.text)
