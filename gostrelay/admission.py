@@ -22,6 +22,7 @@ admit a client (GOST's admission group).
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -48,14 +49,20 @@ def _normalise(ip: IPAddress) -> IPAddress:
     return ip
 
 
-def parseMatchers(patterns: Sequence[str]) -> tuple[set[IPAddress], list[IPNetwork], list[str]]:
+#: A host name: dot-separated labels of letters, digits, C{-} and C{_}.
+_HOST_NAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*$")
+
+
+def parseMatchers(patterns: Sequence[str]) -> tuple[set[IPAddress], list[IPNetwork], list[str], list[str]]:
     """
-    Split matcher patterns into IPs, networks and names (anything else that
-    looks like a host name); comments (C{#}) and blank entries dropped.
+    Split matcher patterns into IPs, networks, host names and the rest
+    (neither: C{10.0.0.0/33}, C{*.example.com}, which GOST skips in
+    silence); comments (C{#}) and blank entries dropped.
     """
     ips: set[IPAddress] = set()
     nets: list[IPNetwork] = []
     names: list[str] = []
+    bad: list[str] = []
     for raw in patterns:
         pattern = str(raw).split("#", 1)[0].strip()
         if not pattern:
@@ -70,8 +77,12 @@ def parseMatchers(patterns: Sequence[str]) -> tuple[set[IPAddress], list[IPNetwo
             continue
         except ValueError:
             pass
-        names.append(pattern.rstrip(".").lower())
-    return ips, nets, names
+        name = pattern.rstrip(".").lower()
+        if _HOST_NAME.match(name) and "/" not in pattern:
+            names.append(name)
+        else:
+            bad.append(pattern)
+    return ips, nets, names, bad
 
 
 @implementer(IResolutionReceiver)
@@ -133,7 +144,15 @@ class AdmissionList:
                 _log.warn("admission {name}: cannot read {path}: {e}; keeping the previous list",
                           name=self.name, path=self.path, e=e.strerror)
                 return defer.succeed(None)
-        ips, nets, names = parseMatchers(patterns)
+        ips, nets, names, bad = parseMatchers(patterns)
+        if bad:
+            # A typo in a deny list would admit whom it meant to refuse:
+            # refused at start; a reloaded file's bad lines are skipped.
+            what = ", ".join(repr(b) for b in bad)
+            if first:
+                raise ConfigError(f"admission {self.name}: {what}: not an IP address, a CIDR block or a host name")
+            _log.warn("admission {name}: {what}: not an IP address, a CIDR block or a host name; skipped",
+                      name=self.name, what=what)
         self.ips, self.nets = ips, nets
         if names != self.names:
             self.resolved = set()

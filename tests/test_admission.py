@@ -21,9 +21,10 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 
 from gostrelay.admission import Admission, AdmissionList, admissionFor
-from gostrelay.build import buildServices
+from gostrelay.build import RefusedConfiguration, buildServices
 from gostrelay.config.model import Config, ConfigError
 from gostrelay.config.url import buildConfigFromCommandLine
+from tests.support.logs import captureLogs
 from tests.support.reactor import withTimeout
 from tests.support.targets import Collector, EchoFactory
 
@@ -106,6 +107,32 @@ class ListTests(SynchronousTestCase):
         self.assertIsNone(admission(peer("172.16.0.1")))
         admission.stop()
 
+    def test_badMatchersRefused(self) -> None:
+        """
+        A matcher that is neither an IP, a CIDR nor a host name (a typo
+        GOST skips in silence: in a deny list it admits whom it was meant
+        to refuse) is refused when the list loads; a reloaded file's bad
+        line is skipped with a warning and the rest applies.
+        """
+        for pattern in ("10.0.0.0/33", "*.example.com", "192.0.2.1/", "bad host"):
+            e = self.assertRaises(ConfigError, AdmissionList, FakeReactor(), "a", ["10.0.0.0/8", pattern])
+            self.assertIn(f"admission a: {pattern!r}: not an IP address, a CIDR block or a host name", str(e))
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write("10.0.0.0/8\n")
+        clock = FakeReactor()
+        lst = AdmissionList(clock, "a", [], path=path, reloadPeriod=1)
+        logs = captureLogs(self)
+        lst.start()
+        with open(path, "w") as f:
+            f.write("10.0.0.0/88\n192.0.2.7\n")
+        clock.advance(1)
+        admission = Admission([lst])
+        self.assertIsNotNone(admission(peer("192.0.2.7")))
+        self.assertIsNone(admission(peer("10.1.2.3")))
+        self.assertTrue(logs.matching(r"admission a: '10.0.0.0/88': not an IP address.*; skipped"), logs.lines)
+        lst.stop()
+
     def test_groupAllMustAdmit(self) -> None:
         clock = FakeReactor()
         admission = Admission(
@@ -152,6 +179,11 @@ class ConfigTests(SynchronousTestCase):
         self.assertEqual([lst.reloadPeriod for lst in admission.lists], [0.0, 10.0])
         self.assertIsNone(admission(peer("127.0.0.2")))
         self.assertIsNotNone(admission(peer("127.0.0.3")))
+
+    def test_badMatcherOnTheCommandLine(self) -> None:
+        config = buildConfigFromCommandLine(["relay://127.0.0.1:0?admission=10.0.0.0/33"], [])
+        e = self.assertRaises(RefusedConfiguration, buildServices, reactor, config)
+        self.assertIn("admission admission-0: '10.0.0.0/33': not an IP address, a CIDR block or a host name", str(e))
 
     def test_refusals(self) -> None:
         def config(section: dict[str, Any]) -> Config:
