@@ -32,7 +32,7 @@ from gostrelay.layering import AcceptFactory, AcceptStack, acceptStack
 from gostrelay.limiter import limitsFor, wrapHandler
 from gostrelay.router import DEFAULT_DIAL_TIMEOUT, Router
 from gostrelay.selector import strategyName
-from gostrelay.tracking import ConnectionTable, ServiceFactory
+from gostrelay.tracking import ConnectionTable, ServiceFactory, peerKey
 from gostrelay.transports.tcp import serverEndpoint
 
 
@@ -347,7 +347,11 @@ class GostService(service.Service):
             self._listen.cancel()
         if self.port is not None:
             port, self.port = self.port, None
-            waits.append(defer.maybeDeferred(port.stopListening))
+            # Standard I/O (--listen stdio:) is its one connection, not a
+            # port: the drain below closes it.
+            stopListening = getattr(port, "stopListening", None)
+            if stopListening is not None:
+                waits.append(defer.maybeDeferred(stopListening))
         drain = getattr(self.handler, "drain", None)
         if drain is not None:
             waits.append(drain(self.gracePeriod))
@@ -421,7 +425,7 @@ def _hostText(host: Any) -> str:
     h = getattr(host, "host", None)
     p = getattr(host, "port", None)
     if h is None:
-        return str(host)
+        return peerKey(host)  # standard I/O: "stdio"
     if ":" in h:
         return f"[{h}]:{p}"
     return f"{h}:{p}"

@@ -768,3 +768,6 @@ class StdioTests(unittest.TestCase):
         process.signalProcess("TERM")
         yield withTimeout(child.ended, 10, "the child ends on TERM")
         self.assertEqual(child.out, b"\x01\x00\x00\x00ping", "nothing but the relay's bytes on standard output")
+        err = child.err.decode(errors="replace")
+        self.assertIn("listening on stdio", err)
+        self.assertNotIn("Traceback", err, "a stop closes standard I/O (it has no stopListening)")

@@ -250,6 +250,37 @@ class SendingTests(ProxyProtocolTestCase):
         self.assertEqual(info.destination.port, remotePort)
 
     @defer.inlineCallbacks
+    def test_tcpForwardTargetLearnsTheClient(self):  # type: ignore[no-untyped-def]
+        """
+        A tcp forward sends the header from the command line
+        (C{?handler.proxyProtocol=1}) and from a YAML forwarder node's
+        metadata (C{proxyProtocol: 2}, which wins over the handler's):
+        the target learns the client's own address and the address it
+        connected to, then its bytes.
+        """
+        recorder = RecorderFactory()
+        targetPort = self.listenTCP(recorder)
+        _, urlPort = yield self.startRelay("-L", f"tcp://127.0.0.1:0/127.0.0.1:{targetPort}?handler.proxyProtocol=1")
+        directory = self.childDir()
+        with open(os.path.join(directory, "gost.yaml"), "w") as f:
+            f.write(
+                "services:\n- name: fwd\n  addr: 127.0.0.1:0\n  handler: {type: tcp, metadata: {proxyProtocol: 1}}\n"
+                "  listener: {type: tcp}\n  forwarder:\n    nodes:\n"
+                f"    - {{name: target-0, addr: '127.0.0.1:{targetPort}', metadata: {{proxyProtocol: 2}}}}\n"
+            )
+        yaml = self.start("-C", "gost.yaml", path=directory, name="yaml forwarder")
+        _, yamlPort = yield yaml.waitForListening(timeout=15)
+        for port, raw in ((urlPort, b"PROXY TCP4 "), (yamlPort, b"\r\n\r\n\x00\r\nQUIT\n")):
+            client = yield self.client(port, "127.0.0.3", b"hello")
+            yield waitUntil(lambda c=client: len(c.data) >= 5 or c.lost, 10, "echo through the forwarder")
+            self.assertEqual(bytes(client.data), b"hello")
+            info = recorder.headers[-1]
+            self.assertTrue(info.header.startswith(raw), info.header)
+            self.assertEqual((info.source.host, info.source.port), ("127.0.0.3", client.transport.getHost().port))
+            self.assertEqual((info.destination.host, info.destination.port), ("127.0.0.1", port))
+        self.assertEqual(len(recorder.headers), 2)
+
+    @defer.inlineCallbacks
     def test_nodeGetsTheHeader(self):  # type: ignore[no-untyped-def]
         """
         C{-F relay://server?proxyProtocol=1} in front of a relay server
