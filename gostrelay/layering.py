@@ -38,28 +38,26 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from twisted.internet import defer, tcp
+from twisted.internet import defer
 from twisted.internet import endpoints as tx
 from twisted.internet.interfaces import (
-    IHalfCloseableProtocol,
     IProtocolFactory,
     IStreamClientEndpoint,
     ITCPTransport,
 )
 from twisted.logger import Logger
 from twisted.protocols.haproxy._wrapper import HAProxyWrappingFactory
-from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
+from twisted.protocols.policies import WrappingFactory
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from gostrelay.splice import spliceCarrierOf
 from gostrelay.tracking import (
     ConnectionTable,
+    PassThroughWrapper,
     ServiceFactory,
     describePeer,
     peerKey,
     provideLike,
-    takesHalfClose,
 )
 from gostrelay.transports.tcp import _DualStackEndpoint, _ReusePortEndpoint
 from gostrelay.transports.tls import BulkTLSFactory, TLSServerEndpoint
@@ -115,8 +113,7 @@ def _passTCP(wrapper: Any, transport: Any) -> None:
         provideLike(wrapper, ITCPTransport)
 
 
-@implementer(IHalfCloseableProtocol)
-class _HeaderFirst(ProtocolWrapper):
+class _HeaderFirst(PassThroughWrapper):
     """
     Writes a header before the protocol it wraps sees its connection, then
     steps aside (and lets splice see the socket underneath).
@@ -130,23 +127,6 @@ class _HeaderFirst(ProtocolWrapper):
         _passTCP(self, transport)
         transport.write(self.header)
         super().makeConnection(transport)
-
-    def readConnectionLost(self) -> None:
-        if takesHalfClose(self.wrappedProtocol):
-            self.wrappedProtocol.readConnectionLost()
-        else:
-            self.transport.loseConnection()  # type: ignore[union-attr]
-
-    def writeConnectionLost(self) -> None:
-        if takesHalfClose(self.wrappedProtocol, "writeConnectionLost"):
-            self.wrappedProtocol.writeConnectionLost()
-
-    def spliceCarrier(self) -> Any:
-        transport = self.transport
-        if isinstance(transport, tcp.Connection):
-            return transport
-        inner = spliceCarrierOf(transport)
-        return inner() if inner is not None else None
 
 
 class _HeaderFirstFactory(WrappingFactory):
@@ -190,8 +170,7 @@ _log = Logger(namespace="gostrelay.accept")
 PROXY_HEADER_TIMEOUT = 10.0
 
 
-@implementer(IHalfCloseableProtocol)
-class AcceptProtocol(ProtocolWrapper):
+class AcceptProtocol(PassThroughWrapper):
     """
     One accepted connection: reads the PROXY header when one is required,
     then (once admitted) is the transport of the layers above, naming the
@@ -285,23 +264,6 @@ class AcceptProtocol(ProtocolWrapper):
 
     def getHost(self) -> Any:
         return self.host if self.host is not None else self.transport.getHost()  # type: ignore[union-attr]
-
-    def readConnectionLost(self) -> None:
-        if self.wrappedProtocol is not None and takesHalfClose(self.wrappedProtocol):
-            self.wrappedProtocol.readConnectionLost()
-        else:
-            self.transport.loseConnection()  # type: ignore[union-attr]
-
-    def writeConnectionLost(self) -> None:
-        if self.wrappedProtocol is not None and takesHalfClose(self.wrappedProtocol, "writeConnectionLost"):
-            self.wrappedProtocol.writeConnectionLost()
-
-    def spliceCarrier(self) -> Any:
-        transport = self.transport
-        if isinstance(transport, tcp.Connection):
-            return transport
-        inner = spliceCarrierOf(transport)
-        return inner() if inner is not None else None
 
     def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]
         self.connected = 0

@@ -37,12 +37,12 @@ from typing import Any
 
 from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
-from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
+from twisted.protocols.policies import WrappingFactory
 from zope.interface import implementer
 
 from gostrelay.config.metadata import Metadata, parseByteSize
 from gostrelay.config.model import Config, ConfigError, NamedListConfig, ServiceConfig
-from gostrelay.tracking import takesHalfClose
+from gostrelay.tracking import PassThroughWrapper
 
 _log = Logger(namespace="gostrelay.limits")
 
@@ -373,15 +373,17 @@ class ThrottleGate:
         self._rateCall = None
 
 
-class LimitedProtocol(ProtocolWrapper):
+class LimitedProtocol(PassThroughWrapper):
     """
     A client connection under traffic limits: what it sends is charged to
     its C{in} buckets (a debt pauses reading from it), what it is sent to
-    its C{out} buckets (a debt pauses the producer feeding it).
+    its C{out} buckets (a debt pauses the producer feeding it).  Half-close
+    is the handler's, as without a limit (a client that sends its request
+    and shuts down its side still gets the answer).
     """
 
     #: Never spliced: the kernel path would bypass the count.
-    spliceCarrier = None
+    spliceCarrier = None  # type: ignore[assignment]
 
     def __init__(self, factory: LimitedFactory, wrappedProtocol: Any, host: str) -> None:
         super().__init__(factory, wrappedProtocol)  # type: ignore[arg-type]
@@ -441,19 +443,6 @@ class LimitedProtocol(ProtocolWrapper):
             self.outGate.cancel()
             self.outGate = None
         super().unregisterProducer()
-
-    # -- half-close: the handler's, as without a limit (a client that sends
-    # its request and shuts down its side still gets the answer)
-
-    def readConnectionLost(self) -> None:
-        if takesHalfClose(self.wrappedProtocol):
-            self.wrappedProtocol.readConnectionLost()
-        else:
-            self.transport.loseConnection()  # type: ignore[union-attr]
-
-    def writeConnectionLost(self) -> None:
-        if takesHalfClose(self.wrappedProtocol, "writeConnectionLost"):
-            self.wrappedProtocol.writeConnectionLost()
 
     def connectionLost(self, reason: Any = None) -> None:
         for gate in (self.inGate, self.outGate):

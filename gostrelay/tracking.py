@@ -231,24 +231,42 @@ class ConnectionTable:
 
 
 @implementer(IHalfCloseableProtocol)
-class TrackedProtocol(ProtocolWrapper):
-    def makeConnection(self, transport: Any) -> None:
-        factory: ServiceFactory = self.factory  # type: ignore[assignment]
-        factory.started(self)
-        # ProtocolWrapper.makeConnection, with the declaration cached.
-        provideLike(self, providedBy(transport))
-        Protocol.makeConnection(self, transport)
-        factory.registerProtocol(self)
-        self.wrappedProtocol.makeConnection(self)  # type: ignore[arg-type]
+class PassThroughWrapper(ProtocolWrapper):
+    """
+    A L{ProtocolWrapper} that stays out of the way of the layers around
+    it: a half-close reaches the wrapped protocol when that protocol takes
+    one (L{takesHalfClose}; else the connection closes, as Twisted's TCP
+    does), and splice sees the socket underneath.  Every accept-side
+    wrapper is one: the accept layer, the metrics wrapper, the PROXY
+    header writer, the traffic limiter.
+
+    Its interface declarations are its class's, never its transport's.
+    L{ProtocolWrapper} forwards every attribute it lacks to its transport,
+    dunder names included; zope's class declaration (C{__provides__} on
+    the class that was given C{@implementer}) answers only for instances
+    of that very class and raises C{AttributeError} for a subclass's, which
+    Python then hands to C{__getattr__}.  So an instance of a subclass
+    without an instance declaration of its own -- the accept layer over an
+    rtcp/smux stream, a unix socket -- would report its I{transport's}
+    interfaces: not C{IHalfCloseableProtocol}, and the stream would turn a
+    peer's FIN into a full close (an rtcp visitor's last bytes lost while
+    its target was being dialed).  Dunder names are therefore never
+    forwarded; zope then falls back to the class's own declaration.
+    """
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return getattr(self.transport, name)
 
     def readConnectionLost(self) -> None:
-        if takesHalfClose(self.wrappedProtocol):
+        if self.wrappedProtocol is not None and takesHalfClose(self.wrappedProtocol):
             self.wrappedProtocol.readConnectionLost()
         else:
             self.transport.loseConnection()  # type: ignore[union-attr]
 
     def writeConnectionLost(self) -> None:
-        if takesHalfClose(self.wrappedProtocol, "writeConnectionLost"):
+        if self.wrappedProtocol is not None and takesHalfClose(self.wrappedProtocol, "writeConnectionLost"):
             self.wrappedProtocol.writeConnectionLost()
 
     def spliceCarrier(self) -> Any:
@@ -257,6 +275,17 @@ class TrackedProtocol(ProtocolWrapper):
             return transport
         inner = spliceCarrierOf(transport)
         return inner() if inner is not None else None
+
+
+class TrackedProtocol(PassThroughWrapper):
+    def makeConnection(self, transport: Any) -> None:
+        factory: ServiceFactory = self.factory  # type: ignore[assignment]
+        factory.started(self)
+        # ProtocolWrapper.makeConnection, with the declaration cached.
+        provideLike(self, providedBy(transport))
+        Protocol.makeConnection(self, transport)
+        factory.registerProtocol(self)
+        self.wrappedProtocol.makeConnection(self)  # type: ignore[arg-type]
 
     def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]
         factory: ServiceFactory = self.factory  # type: ignore[assignment]

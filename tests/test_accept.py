@@ -683,6 +683,77 @@ class HalfCloseTests(unittest.TestCase):
         self.assertFalse(transport.disconnecting, "the handler decides when to close")
 
 
+class PassThroughDeclarationTests(unittest.TestCase):
+    """
+    A wrapper's interface declarations are its class's, never its
+    transport's (L{gostrelay.tracking.PassThroughWrapper}).  A shared base
+    without this (e726e42, reverted) made the accept layer over an rtcp
+    stream report the stream's interfaces: no C{IHalfCloseableProtocol},
+    so the stream turned a visitor's FIN into a full close and the bytes
+    of short-lived visitors were lost (test_integration_remote's
+    test_shortLivedPeers: 2 of 20 delivered).
+    """
+
+    def test_subclassOverAStream(self) -> None:
+        """
+        Over a transport that is not TCP (an smux stream declares
+        ITransport, IPushProducer, IConsumer: so does StringTransport), an
+        accept-side wrapper of a subclass that never had zope compute its
+        declaration (a fresh one, as AcceptProtocol is in a fresh process)
+        still says it takes half-close, and the stream's EOF reaches the
+        handler as a read EOF.
+        """
+        from twisted.internet.interfaces import IHalfCloseableProtocol, IProtocol
+        from zope.interface import implementer, providedBy
+
+        from gostrelay.layering import AcceptProtocol
+
+        eofs: list[str] = []
+
+        @implementer(IHalfCloseableProtocol)
+        class Handler(App):
+            def readConnectionLost(self) -> None:
+                eofs.append("read")
+
+            def writeConnectionLost(self) -> None:
+                eofs.append("write")
+
+        class Fresh(AcceptProtocol):
+            pass
+
+        clock = Clock()
+        factory = AcceptFactory(AppFactory(), ConnectionTable("svc", clock), clock)
+        stream = StringTransport(hostAddress=LISTENER, peerAddress=CLIENT)
+        self.assertFalse(IHalfCloseableProtocol.providedBy(stream))
+        protocol = Fresh(factory, Handler(CLIENT))
+        protocol.makeConnection(stream)
+        declared = list(providedBy(protocol))
+        self.assertIn(IHalfCloseableProtocol, declared)
+        self.assertIn(IProtocol, declared)
+        # What the smux stream does with a FIN (gostrelay.mux):
+        if IHalfCloseableProtocol.providedBy(protocol):
+            protocol.readConnectionLost()
+        else:
+            stream.loseConnection()
+        self.assertEqual(eofs, ["read"])
+        self.assertFalse(stream.disconnecting, "the handler decides when to close")
+
+    def test_attributesStillForwarded(self) -> None:
+        """
+        Ordinary attributes still come from the transport (a TCP
+        transport's C{setTcpNoDelay}, C{getHandle}); dunder names do not.
+        """
+        from gostrelay.tracking import PassThroughWrapper
+
+        transport = StringTransport()
+        transport.getHandle = lambda: "handle"  # type: ignore[attr-defined]
+        transport.__secret__ = "transport's"  # type: ignore[attr-defined]
+        wrapper = PassThroughWrapper(AppFactory(), App(None))  # type: ignore[arg-type]
+        wrapper.transport = transport
+        self.assertEqual(wrapper.getHandle(), "handle")
+        self.assertRaises(AttributeError, getattr, wrapper, "__secret__")
+
+
 class SpliceCarrierTests(unittest.TestCase):
     def test_notThroughTLS(self) -> None:
         """
