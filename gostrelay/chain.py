@@ -13,6 +13,7 @@ from typing import Any
 
 from twisted.internet import defer, error
 from twisted.internet.interfaces import IProtocolFactory, IStreamClientEndpoint
+from twisted.internet.protocol import ClientFactory
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -20,7 +21,7 @@ from zope.interface import implementer
 from gostrelay import metrics, registry
 from gostrelay.bypass import bypassesFor
 from gostrelay.config.model import ChainConfig, ConfigError, HopConfig, NodeConfig
-from gostrelay.connectors.relay import RelayConnector
+from gostrelay.connectors.relay import RelayClientEndpoint, RelayClientProtocol, RelayConnector
 from gostrelay.errors import (
     DialError,
     HopFailed,
@@ -30,7 +31,7 @@ from gostrelay.errors import (
     describeFailure,
 )
 from gostrelay.layering import HeaderFirstEndpoint
-from gostrelay.router import directEndpoint
+from gostrelay.router import directEndpoint, parseTarget
 from gostrelay.selector import Node, Selector
 from gostrelay.wire.address import splitHostPort
 from gostrelay.wire.proxyheader import encodeHeader
@@ -100,6 +101,10 @@ class Chain:
         # its relay connector's own lines say the same (the proxy
         # connectors name their node themselves).
         self.labels: dict[int, str] = {}
+        #: First-hop nodes dialed in one step (L{_MarkingEndpoint}): a
+        #: relay connector over a plain TCP dialer, no PROXY header, an
+        #: IPv4 literal address; by node id, the address to connect to.
+        self.direct: dict[int, tuple[str, int]] = {}
         for number, hop in enumerate(self.hops, 1):
             nodes = getattr(hop.selector, "nodes", [])
             for node in nodes:
@@ -108,6 +113,19 @@ class Chain:
                 connector = node.value[0] if isinstance(node.value, tuple) else None
                 if isinstance(connector, RelayConnector):
                     connector.label = label
+                    dialer = node.value[1]
+                    if (
+                        number == 1 and clock is not None and getattr(dialer, "plainTCP", False)
+                        and not hop.proxyHeaders.get(node.name)
+                    ):
+                        try:
+                            version, host, port = parseTarget(node.addr)
+                        except DialError:
+                            continue
+                        if version == 4:
+                            self.direct[id(node)] = (host, port)
+        #: Whether some hop has a bypass (else every target takes every hop).
+        self.bypassing = any(hop.bypass for hop in self.hops)
 
     def label(self, node: Node) -> str:
         """
@@ -133,6 +151,8 @@ class Chain:
         bypass matches the target is skipped with all the hops after it
         (spec-relay.md 7.3); 0 means a direct connection.
         """
+        if not self.bypassing:
+            return len(self.hops)
         try:
             host, port = splitHostPort(address)
         except ValueError:
@@ -143,7 +163,7 @@ class Chain:
         return len(self.hops)
 
     def route(self, hashKey: str | None = None, hops: int | None = None) -> list[tuple[Hop, Node]]:
-        chosen = self.hops if hops is None else self.hops[:hops]
+        chosen = self.hops if hops is None or hops == len(self.hops) else self.hops[:hops]
         return [(hop, hop.selector.select(hashKey)) for hop in chosen]  # type: ignore[misc]
 
     @property
@@ -155,7 +175,7 @@ class Chain:
         return any(hop.proxyHeaders for hop in self.hops)
 
     def _toLastNode(
-        self, route: list[tuple[Hop, Node]], timeout: float, progress: _Progress, origin: Any = None
+        self, route: list[tuple[Hop, Node]], timeout: float, progress: Any, origin: Any = None, timedByCaller: bool = False
     ) -> IStreamClientEndpoint:
         """
         An endpoint reaching the last node of C{route}: the first node's
@@ -176,7 +196,10 @@ class Chain:
                 if through is None:
                     through = directEndpoint(self.clock, node.addr, timeout)
                 through = HeaderFirstEndpoint(through, encodeHeader(version, source, destination))
-            through = _HopEndpoint(node.value[1].endpoint(node.addr, through, timeout), i, self.label(node), progress)
+            dialer = node.value[1]
+            # Under a router (timedByCaller) only its dial timeout runs.
+            dialTimeout = None if timedByCaller and through is None and getattr(dialer, "timeoutOptional", False) else timeout
+            through = _HopEndpoint(dialer.endpoint(node.addr, through, dialTimeout), i, self.label(node), progress)
         assert through is not None
         return through
 
@@ -189,34 +212,47 @@ class Chain:
         connector = route[-1][1].value[0]
         if not hasattr(connector, "bindEndpoint"):
             raise ConfigError(f"connector of {route[-1][1].name} cannot BIND")
-        progress = _Progress()
-        through = connector.bindEndpoint(self._toLastNode(route, timeout, progress, origin), network, address)
-        return _MarkingEndpoint(through, route, self.name, self.clock, self, progress, f"BIND {address}")
+        dial = _MarkingEndpoint(self, route, network, f"BIND {address}", timeout, origin)
+        dial.wrapped = connector.bindEndpoint(self._toLastNode(route, timeout, dial, origin), network, address)
+        return dial
+
+    #: L{endpoint} takes C{timedByCaller} (the router's dial timeout bounds
+    #: every attempt, so Twisted's connector needs no timer of its own).
+    takesTimedByCaller = True
 
     def endpoint(
-        self, network: str, address: str, timeout: float, hashKey: str | None = None, origin: Any = None
+        self,
+        network: str,
+        address: str,
+        timeout: float,
+        hashKey: str | None = None,
+        origin: Any = None,
+        timedByCaller: bool = False,
     ) -> IStreamClientEndpoint:
         """
         An endpoint reaching C{address} over C{network} through one node of
         every hop (fewer when a hop's bypass matches the target).  Dial
         failures mark the node at fault as failed.
+
+        @param timedByCaller: the caller bounds each connection attempt
+            with C{timeout} itself (L{gostrelay.router.Router}), so the
+            TCP connection to the first node gets no timer of its own.
         """
         route = self.route(hashKey, self.hopsFor(address))
         if not route:
-            return directEndpoint(self.clock, address, timeout)
+            return directEndpoint(self.clock, address, None if timedByCaller else timeout)
+        dial = _MarkingEndpoint(self, route, network, address, timeout, origin, timedByCaller)
+        node = route[0][1]
         connector = route[-1][1].value[0]
-        progress = _Progress()
-        through = connector.endpoint(self._toLastNode(route, timeout, progress, origin), network, address)
-        return _MarkingEndpoint(through, route, self.name, self.clock, self, progress, address)
-
-
-class _Progress:
-    """
-    How far one connection attempt got: the number of nodes whose dialer
-    connected, so that a timeout can name the node it was waiting for.
-    """
-
-    reached = 0
+        first = self.direct.get(id(node)) if len(route) == 1 else None
+        if first is not None:
+            # One step: a TCP connection to the node, whose protocol is the
+            # relay client (L{_MarkingEndpoint.buildProtocol}).
+            dial.relay = connector.streamEndpoint(network, address)
+            dial.first = first
+        else:
+            dial.wrapped = connector.endpoint(self._toLastNode(route, timeout, dial, origin, timedByCaller), network, address)
+        return dial
 
 
 def describeDialFailure(f: Failure) -> str:
@@ -238,7 +274,7 @@ class _HopEndpoint:
     answer or a named hop failure becomes L{HopFailed} naming this node.
     """
 
-    def __init__(self, wrapped: IStreamClientEndpoint, index: int, label: str, progress: _Progress) -> None:
+    def __init__(self, wrapped: IStreamClientEndpoint, index: int, label: str, progress: Any) -> None:
         self.wrapped = wrapped
         self.index = index
         self.label = label
@@ -257,34 +293,99 @@ class _HopEndpoint:
         return self.wrapped.connect(factory).addCallbacks(ok, failed)
 
 
+class _RouteText:
+    """
+    A route's description (C{"a:1 (hop 1) -> b:2 (hop 2)"}) for a debug
+    event, formatted only if an observer formats the event (debug is
+    usually off; the dial logs one per connection).
+    """
+
+    __slots__ = ("dial",)
+
+    def __init__(self, dial: _MarkingEndpoint) -> None:
+        self.dial = dial
+
+    def __format__(self, spec: str) -> str:
+        return format(self.dial.describeRoute(), spec)
+
+    def __str__(self) -> str:
+        return self.dial.describeRoute()
+
+    __repr__ = __str__
+
+
 @implementer(IStreamClientEndpoint)
-class _MarkingEndpoint:
+class _MarkingEndpoint(ClientFactory):
     """
-    Reports the outcome of a connection attempt to the selectors of the
-    nodes it went through (spec-relay.md 8: fail counters), and at debug
-    level (C{-D}) logs the route chosen and how long it took.
+    One dial through a chain: reports the outcome of a connection attempt
+    to the selectors of the nodes it went through (spec-relay.md 8: fail
+    counters), and at debug level (C{-D}) logs the route chosen and how
+    long it took.
+
+    A route of one relay node over plain TCP (the common C{-F relay://})
+    is dialed in one step: this object is the factory of the TCP
+    connection to the node, whose protocol is the relay client itself
+    (L{RelayClientProtocol}, with the application over it); the outcome
+    is one L{Deferred} (the relay client's C{ready}).  Any other route
+    goes through nested endpoints (L{wrapped}: the node dialers under
+    L{_HopEndpoint}s, each connector's endpoint over the previous node).
+
+    @ivar reached: how far the attempt got (the number of nodes whose
+        dialer connected), so that a timeout names the node it was
+        waiting for.
     """
+
+    noisy = False
+    #: The route's nested endpoints (not set for a one-step dial until read).
+    _wrapped: IStreamClientEndpoint | None = None
+    #: One-step dials: the relay client's parameters, and the node's address.
+    relay: RelayClientEndpoint | None = None
+    first: tuple[str, int] | None = None
 
     def __init__(
         self,
-        wrapped: IStreamClientEndpoint,
+        owner: Chain,
         route: list[tuple[Hop, Node]],
-        chain: str = "",
-        clock: Any = None,
-        owner: Chain | None = None,
-        progress: _Progress | None = None,
+        network: str = "tcp",
         target: str = "",
+        timeout: float = 0.0,
+        origin: Any = None,
+        timedByCaller: bool = False,
     ) -> None:
-        self.wrapped = wrapped
-        self.route = route
-        self.chain = chain
-        self.clock = clock
         self.owner = owner
-        self.progress = progress or _Progress()
+        self.route = route
+        self.network = network
         self.target = target
+        self.timeout = timeout
+        self.origin = origin
+        self.timedByCaller = timedByCaller
+        self.chain = owner.name
+        self.clock = owner.clock
+        self.reached = 0
+        self.started = 0.0
+        # One-step dial, per attempt: the application's factory, the
+        # outcome, Twisted's connector, the relay client once built (the
+        # carrier's protocol).
+        self.appFactory: IProtocolFactory | None = None
+        self.ready: defer.Deferred[Any] | None = None
+        self.connector: Any = None
+        self.client: RelayClientProtocol | None = None
+
+    @property
+    def wrapped(self) -> IStreamClientEndpoint:
+        if self._wrapped is None:
+            route = self.route
+            self._wrapped = route[-1][1].value[0].endpoint(
+                self.owner._toLastNode(route, self.timeout, self, self.origin, self.timedByCaller), self.network, self.target,
+            )
+        return self._wrapped
+
+    @wrapped.setter
+    def wrapped(self, endpoint: IStreamClientEndpoint) -> None:
+        self._wrapped = endpoint
 
     def _label(self, node: Node) -> str:
-        return self.owner.label(node) if self.owner is not None else node.addr
+        return self.owner.label(node)
 
     def describeRoute(self) -> str:
         return " -> ".join(self._label(node) for _hop, node in self.route)
@@ -297,43 +398,85 @@ class _MarkingEndpoint:
         """
         if not self.route:
             return None
-        index = min(self.progress.reached, len(self.route) - 1)
+        index = min(self.reached, len(self.route) - 1)
         return self._label(self.route[index][1])
 
     def connect(self, factory: IProtocolFactory) -> defer.Deferred[Any]:
-        started = self.clock.seconds() if self.clock is not None else 0.0
-        d = self.wrapped.connect(factory)
+        clock = self.clock
+        if self.relay is None:
+            self.started = clock.seconds() if clock is not None else 0.0
+            return self.wrapped.connect(factory).addCallbacks(self._succeeded, self._failed)
+        # Each connect is one attempt: a second one gets its own object.
+        dial = self if self.appFactory is None else self._again()
+        dial.appFactory = factory
+        dial.started = clock.seconds() if clock is not None else 0.0
+        ready: defer.Deferred[Any] = defer.Deferred(dial._cancel)
+        dial.ready = ready
+        host, port = dial.first  # type: ignore[misc]
+        dial.connector = clock.connectTCP(host, port, dial, timeout=None if dial.timedByCaller else dial.timeout)
+        return ready.addCallbacks(dial._succeeded, dial._failed)
 
-        def elapsed() -> float:
-            return self.clock.seconds() - started if self.clock is not None else 0.0
+    def _again(self) -> _MarkingEndpoint:
+        dial = _MarkingEndpoint(
+            self.owner, self.route, self.network, self.target, self.timeout, self.origin, self.timedByCaller,
+        )
+        dial.relay, dial.first = self.relay, self.first
+        return dial
 
-        def ok(protocol: Any) -> Any:
-            for hop, node in self.route:
-                hop.selector.markSucceeded(node)
-            if self.clock is not None and self.route:
-                metrics.chainConnected(self.chain, self.route[-1][1].name, elapsed())
-            _log.debug(
-                "chain {chain}: {target} via {route}: connected in {t:.3f}s",
-                chain=self.chain, target=self.target, route=self.describeRoute(), t=elapsed(),
-            )
-            return protocol
+    # -- the one-step dial: the factory of the TCP connection to the node
 
-        def failed(f: Failure) -> Failure:
-            if f.check(defer.CancelledError):
-                return f
-            culprit = self._culprit(f)
-            if culprit is not None:
-                hop, node = culprit
-                hop.selector.markFailed(node)
-                metrics.chainFailed(self.chain, node.name)
-            _log.debug(
-                "chain {chain}: {target} via {route}: failed after {t:.3f}s: {why}",
-                chain=self.chain, target=self.target, route=self.describeRoute(), t=elapsed(),
-                why=f.getErrorMessage(),
-            )
+    def buildProtocol(self, addr: Any) -> RelayClientProtocol:
+        self.reached = 1
+        assert self.relay is not None and self.appFactory is not None and self.ready is not None
+        self.client = client = RelayClientProtocol(self.relay, self.appFactory, self.ready)
+        return client
+
+    def clientConnectionFailed(self, connector: Any, reason: Failure) -> None:
+        ready = self.ready
+        if ready is None or ready.called:
+            return  # cancelled (the canceller stopped the connector)
+        ready.errback(Failure(HopFailed(self._label(self.route[0][1]), describeDialFailure(reason), culprit=0)))
+
+    def _cancel(self, ready: defer.Deferred[Any]) -> None:
+        client = self.client
+        if client is None:
+            # Still connecting: stop; the Deferred fails with CancelledError.
+            self.ready = None
+            self.connector.stopConnecting()
+        elif client.transport is not None:
+            client.transport.abortConnection()
+
+    # -- the outcome
+
+    def _succeeded(self, protocol: Any) -> Any:
+        route = self.route
+        for hop, node in route:
+            hop.selector.markSucceeded(node)
+        clock = self.clock
+        if metrics.current is not None and clock is not None and route:
+            metrics.chainConnected(self.chain, route[-1][1].name, clock.seconds() - self.started)
+        _log.debug(
+            "chain {chain}: {target} via {route}: connected in {t:.3f}s",
+            chain=self.chain, target=self.target, route=_RouteText(self),
+            t=clock.seconds() - self.started if clock is not None else 0.0,
+        )
+        return protocol
+
+    def _failed(self, f: Failure) -> Failure:
+        if f.check(defer.CancelledError):
             return f
-
-        return d.addCallbacks(ok, failed)
+        culprit = self._culprit(f)
+        if culprit is not None:
+            hop, node = culprit
+            hop.selector.markFailed(node)
+            metrics.chainFailed(self.chain, node.name)
+        _log.debug(
+            "chain {chain}: {target} via {route}: failed after {t:.3f}s: {why}",
+            chain=self.chain, target=self.target, route=_RouteText(self),
+            t=self.clock.seconds() - self.started if self.clock is not None else 0.0,
+            why=f.getErrorMessage(),
+        )
+        return f
 
     def _culprit(self, f: Failure) -> tuple[Hop, Node] | None:
         """

@@ -34,11 +34,34 @@ from gostrelay.wire.address import AddressError, splitHostPort
 DEFAULT_DIAL_TIMEOUT = 15.0
 
 
-def directEndpoint(reactor: Any, address: str, timeout: float = DEFAULT_DIAL_TIMEOUT) -> IStreamClientEndpoint:
+def directEndpoint(reactor: Any, address: str, timeout: float | None = DEFAULT_DIAL_TIMEOUT) -> IStreamClientEndpoint:
     """
     An endpoint dialing C{"host:port"} from this machine.  IP literals skip
     name resolution; an empty host is this machine (Go's meaning), reached
     on 127.0.0.1.
+
+    @param timeout: how long the TCP connection may take; C{None} when the
+        caller bounds the attempt itself (L{Router}: no second timer).
+    """
+    version, host, port = parseTarget(address)
+    if version == 4:
+        # None reaches Twisted's connector, which then sets no timer.
+        return TCP4ClientEndpoint(reactor, host, port, timeout=timeout)  # type: ignore[arg-type]
+    if version == 6:
+        return TCP6ClientEndpoint(reactor, host, port, timeout=timeout)
+    return HostnameEndpoint(
+        reactor, host.encode("idna") if host.isascii() else host, port,
+        timeout=DEFAULT_DIAL_TIMEOUT if timeout is None else timeout,
+    )
+
+
+def parseTarget(address: str) -> tuple[int, str, int]:
+    """
+    C{"host:port"} as C{(IP version or 0 for a name, host, port)}, parsed
+    once per target (a forward service, a relay server in forward mode and
+    a chain's first hop dial the same ones on every connection).
+
+    @raise DialError: when C{address} is not C{host:port}.
     """
     parsed = _parsedTargets.get(address)
     if parsed is None:
@@ -56,17 +79,10 @@ def directEndpoint(reactor: Any, address: str, timeout: float = DEFAULT_DIAL_TIM
         if len(_parsedTargets) >= 1024:
             _parsedTargets.clear()
         _parsedTargets[address] = parsed
-    version, host, port = parsed
-    if version == 4:
-        return TCP4ClientEndpoint(reactor, host, port, timeout=timeout)
-    if version == 6:
-        return TCP6ClientEndpoint(reactor, host, port, timeout=timeout)
-    return HostnameEndpoint(reactor, host.encode("idna") if host.isascii() else host, port, timeout=timeout)
+    return parsed
 
 
-#: Targets already parsed by L{directEndpoint} (a forward service, a relay
-#: server in forward mode and a chain's first hop dial the same ones on
-#: every connection).
+#: Targets already parsed by L{parseTarget}.
 _parsedTargets: dict[str, tuple[int, str, int]] = {}
 
 
@@ -96,6 +112,9 @@ class Router:
         self.retries = max(0, retries)
         #: A L{gostrelay.guard.TargetGuard} (denyPrivate), set by the handler.
         self.guard = guard
+        #: The route's endpoints leave the attempt's timeout to us (a chain):
+        #: no second timer per connection in Twisted's connector.
+        self._routeOptions: dict[str, Any] = {"timedByCaller": True} if getattr(route, "takesTimedByCaller", False) else {}
 
     def chained(self, address: str) -> bool:
         """
@@ -121,14 +140,22 @@ class Router:
             raise DialError(f"dial {address}: name not resolved") from None
         return checked, not chained
 
-    def endpoint(self, network: str, address: str, origin: Any = None) -> IStreamClientEndpoint:
+    def endpoint(self, network: str, address: str, origin: Any = None, timedByCaller: bool = False) -> IStreamClientEndpoint:
+        """
+        The endpoint of one attempt to reach C{address}.
+
+        @param timedByCaller: the caller bounds the attempt with the dial
+            timeout itself (L{_StreamDial}), so the TCP connection needs no
+            timer of its own.
+        """
         if network not in ("tcp", "tcp4", "tcp6"):
             raise UnsupportedNetwork(f"network {network!r} is not supported here")
+        options = self._routeOptions if timedByCaller else {}
         if self.route is not None:
             if origin is not None and getattr(self.route, "sendsProxyHeaders", False):
-                return self.route.endpoint(network, address, self.dialTimeout, origin=origin)  # type: ignore[call-arg]
-            return self.route.endpoint(network, address, self.dialTimeout)
-        return directEndpoint(self.reactor, address, self.dialTimeout)
+                return self.route.endpoint(network, address, self.dialTimeout, origin=origin, **options)  # type: ignore[call-arg]
+            return self.route.endpoint(network, address, self.dialTimeout, **options)
+        return directEndpoint(self.reactor, address, None if timedByCaller else self.dialTimeout)
 
     def connect(self, network: str, address: str, factory: IProtocolFactory, origin: Any = None) -> defer.Deferred[Any]:
         """
@@ -304,9 +331,10 @@ class _StreamDial(_Dial):
     def _attempt(self) -> defer.Deferred[Any]:
         router = self.router
         if self.direct or router.route is None:
-            self.endpoint = directEndpoint(router.reactor, self.checked, router.dialTimeout)
+            # Our own timeout (L{_Dial._next}) bounds the attempt.
+            self.endpoint = directEndpoint(router.reactor, self.checked, None)
         else:
-            self.endpoint = router.endpoint(self.network, self.address, self.origin)
+            self.endpoint = router.endpoint(self.network, self.address, self.origin, timedByCaller=True)
         return self.endpoint.connect(self.factory)
 
     def _timeoutError(self) -> DialError:

@@ -486,3 +486,119 @@ class HopNamingTests(SynchronousTestCase):
             str(results[0].value),
             "relay server 10.0.0.1:1 (hop 1): TLS handshake failed: the server closed the connection (does it speak TLS?)",
         )
+
+
+class OneStepDialTests(SynchronousTestCase):
+    """
+    A route of one relay node over plain TCP is dialed in one step: the
+    TCP connection's protocol is the relay client, under the router's
+    timeout alone (issue 20); every other route keeps its nested endpoints.
+    """
+
+    def test_oneStep(self) -> None:
+        """
+        The first hop's connection is built by the dial itself, and its
+        protocol is the relay client carrying the application.
+        """
+        from gostrelay.connectors.relay import RelayClientProtocol
+
+        reactor, chain = buildChain("relay://10.0.0.1:1")
+        app, results = connectVia(chain, b"hi")
+        endpoint = chain.endpoint("tcp", TARGET, 15)
+        self.assertIsInstance(reactor.tcpClients[0][2], _MarkingEndpoint)
+        hop1, tr = acceptFirstHop(reactor)
+        self.assertIsInstance(hop1, RelayClientProtocol)
+        self.assertIs(results[0], app.built[0])
+        self.assertEqual(tr.writes, [request(TARGET) + b"hi"])
+        self.assertEqual(endpoint.wrapped.request, request(TARGET))  # type: ignore[attr-defined]
+
+    def test_nestedWhenNotPlain(self) -> None:
+        """
+        Two hops, a host name, a PROXY header: nested endpoints, whose
+        first connection's factory is Twisted's.
+        """
+        for nodes in (
+            ("relay://10.0.0.1:1", "relay://10.0.0.2:2"),
+            ("relay://relay.example:1",),
+            ("relay://10.0.0.1:1?proxyProtocol=1",),
+        ):
+            reactor, chain = buildChain(*nodes)
+            connectVia(chain)
+            self.assertFalse(isinstance(reactor.tcpClients[0][2], _MarkingEndpoint), nodes)
+
+    def test_eachConnectIsAnAttempt(self) -> None:
+        """
+        Connecting one endpoint twice makes two independent attempts.
+        """
+        reactor, chain = buildChain("relay://10.0.0.1:1")
+        endpoint = chain.endpoint("tcp", TARGET, 15)
+        first, second = AppFactory(b""), AppFactory(b"")
+        results: list[Any] = []
+        endpoint.connect(first).addBoth(results.append)
+        endpoint.connect(second).addBoth(results.append)
+        self.assertIsNot(reactor.tcpClients[0][2], reactor.tcpClients[1][2])
+        refuseFirstHop(reactor, 0)
+        acceptFirstHop(reactor, 1)
+        results[0].trap(HopFailed)
+        self.assertIs(results[1], second.built[0])
+
+    def test_timerOnlyTheRouters(self) -> None:
+        """
+        Dialed by a router, the TCP connection to the node gets no timer of
+        its own (the router's dial timeout bounds the attempt); dialed as a
+        plain endpoint (L{chainEndpoint}) it keeps the timeout.
+        """
+        from gostrelay.router import Router
+
+        for nodes in (("relay://10.0.0.1:1",), ("relay://10.0.0.1:1", "relay://10.0.0.2:2")):
+            reactor, chain = buildChain(*nodes)
+            Router(reactor, chain, dialTimeout=3).connect("tcp", TARGET, AppFactory(b""))
+            self.assertIsNone(reactor.tcpClients[0][3], nodes)
+            self.assertEqual(len(reactor.getDelayedCalls()), 1, nodes)
+            connectVia(chain)
+            self.assertEqual(reactor.tcpClients[1][3], 15, nodes)
+
+    def test_directDialTimerOnlyTheRouters(self) -> None:
+        """
+        Without a chain too: the router's timeout is the only timer.
+        """
+        from gostrelay.router import Router
+
+        reactor = MemoryReactorClock()
+        Router(reactor, None, dialTimeout=3).connect("tcp", "10.0.0.9:80", AppFactory(b""))
+        self.assertIsNone(reactor.tcpClients[0][3])
+        self.assertEqual([c.getTime() for c in reactor.getDelayedCalls()], [3])
+
+    def test_timeoutStopsTheConnection(self) -> None:
+        """
+        The router's timeout names the node and stops the connection
+        attempt; nothing is left behind.
+        """
+        from gostrelay.router import Router
+
+        reactor, chain = buildChain("relay://10.0.0.1:1")
+        results: list[Any] = []
+        Router(reactor, chain, dialTimeout=3).connect("tcp", TARGET, AppFactory(b"")).addBoth(results.append)
+        reactor.advance(3)
+        results[0].trap(HopFailed)
+        self.assertEqual(str(results[0].value), f"relay server 10.0.0.1:1 (hop 1): timed out after 3s (dialing {TARGET})")
+        self.assertTrue(reactor.connectors[0].stoppedConnecting)
+        self.assertEqual(chain.hops[0].selector.nodes[0].failures, 0)
+        self.assertEqual(reactor.getDelayedCalls(), [])
+
+    def test_cancelOnceConnected(self) -> None:
+        """
+        Cancelled while the relay server's answer is awaited (nodelay):
+        the carrier is aborted.
+        """
+        reactor, chain = buildChain("relay://10.0.0.1:1?nodelay=true")
+        app = AppFactory(b"")
+        results: list[Any] = []
+        d = chain.endpoint("tcp", TARGET, 15).connect(app)
+        d.addBoth(results.append)
+        hop1, tr = acceptFirstHop(reactor)
+        d.cancel()
+        from twisted.internet.defer import CancelledError
+
+        results[0].trap(CancelledError)
+        self.assertTrue(tr.aborted)

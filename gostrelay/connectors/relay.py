@@ -600,6 +600,7 @@ class RelayConnector:
         # Encoded CONNECT requests by (network, target): a forward service
         # sends the same one on every connection.
         self._requests: dict[tuple[str, str], bytes] = {}
+        self._streams: dict[tuple[str, str], RelayClientEndpoint] = {}
         # The BIND session's smux settings, as GOST reads them: the connector's.
         self.muxConfig = MuxConfig.fromMetadata(md, where)
         if self.username is not None:
@@ -616,6 +617,22 @@ class RelayConnector:
             self.reactor, through, network, address, self.username, self.password,
             connectTimeout=self.connectTimeout, label=self.label,
         )
+
+    def streamEndpoint(self, network: str, address: str) -> RelayClientEndpoint:
+        """
+        L{endpoint}'s relay client parameters for a chain that connects the
+        carrier itself (L{gostrelay.chain.Chain.direct}): no carrier
+        endpoint; made once per target, as a forward service dials the same
+        one on every connection.
+        """
+        key = (network, address)
+        endpoint = self._streams.get(key)
+        if endpoint is None:
+            endpoint = self.endpoint(None, network, address)  # type: ignore[arg-type]
+            if len(self._streams) >= 1024:
+                self._streams.clear()
+            self._streams[key] = endpoint
+        return endpoint
 
     def endpoint(self, through: IStreamClientEndpoint, network: str, address: str) -> RelayClientEndpoint:
         if network in ("tcp4", "tcp6"):

@@ -128,11 +128,19 @@ class TCPDialer:
     hop, the tunnel that hop's connector already opened (tcp adds nothing).
     """
 
+    #: A plain TCP connection to the node: a chain may dial it itself
+    #: (L{gostrelay.chain.Chain.direct}).
+    plainTCP = True
+
     def __init__(self, reactor: Any, node: NodeConfig, context: Any) -> None:
         self.reactor = reactor
 
+    #: C{endpoint} takes C{timeout=None}: the caller (a chain under a
+    #: router) bounds the attempt, so the TCP connection gets no timer.
+    timeoutOptional = True
+
     def endpoint(
-        self, address: str, through: IStreamClientEndpoint | None = None, timeout: float = DEFAULT_DIAL_TIMEOUT
+        self, address: str, through: IStreamClientEndpoint | None = None, timeout: float | None = DEFAULT_DIAL_TIMEOUT
     ) -> IStreamClientEndpoint:
         if through is not None:
             return through

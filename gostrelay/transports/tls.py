@@ -568,8 +568,12 @@ class TLSDialer:
         self.creator = clientCreator(tls, host, where)
         warnUnverifiedCredentials(node, tls)
 
+    #: C{endpoint} takes C{timeout=None}: the caller (a chain under a
+    #: router) bounds the attempt, so the TCP connection gets no timer.
+    timeoutOptional = True
+
     def endpoint(
-        self, address: str, through: IStreamClientEndpoint | None = None, timeout: float = DEFAULT_DIAL_TIMEOUT
+        self, address: str, through: IStreamClientEndpoint | None = None, timeout: float | None = DEFAULT_DIAL_TIMEOUT
     ) -> IStreamClientEndpoint:
         if through is None:
             through = directEndpoint(self.reactor, address, timeout)
