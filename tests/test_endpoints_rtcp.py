@@ -132,6 +132,24 @@ class RemoteEndpointTests(RemoteEndpointTestCase):
         yield mine.stopListening()
 
     @defer.inlineCallbacks
+    def test_stopListeningOverTLS(self):  # type: ignore[no-untyped-def]
+        """
+        Through a TLS carrier (gosttls: to a relay+tls server) too,
+        stopListening() closes the BIND and fires, and the server releases
+        the port; TLS closes only once the BIND session has given up the
+        carrier.
+        """
+        relay, relayPort = yield self.startRelay(scheme="relay+tls")
+        remotePort = freePort()
+        endpoint = serverFromString(
+            reactor, rf"rtcp:{remotePort}:interface=127.0.0.1:via=gosttls\:tcp\\\:127.0.0.1\\\:{relayPort}"
+        )
+        port = yield self.listen(endpoint, EchoFactory())
+        yield self.echoThrough(remotePort, 1000)
+        yield withTimeout(port.stopListening(), 10, "stopListening over TLS")
+        yield relay.waitForLine(rf"BIND 127\.0\.0\.1:{remotePort}/tcp user='': released", timeout=10)
+
+    @defer.inlineCallbacks
     def test_bindEndpointFromURLs(self):  # type: ignore[no-untyped-def]
         """
         bindEndpoint takes GOST -F URLs (credentials included) like

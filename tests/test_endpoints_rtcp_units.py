@@ -26,14 +26,36 @@ from gostrelay.wire import smux
 from gostrelay.wire.relay import AddrFeature, Response, Status, encodeResponse
 
 
+class ClosesAfterProducer(StringTransport):
+    """
+    A carrier that, like Twisted's TLS transport, closes only once no
+    producer is registered: C{loseConnection} with one registered waits for
+    C{unregisterProducer}.
+    """
+
+    wantsClose = False
+
+    def loseConnection(self) -> None:
+        if self.producer is not None:
+            self.wantsClose = True
+            return
+        super().loseConnection()
+
+    def unregisterProducer(self) -> None:
+        super().unregisterProducer()
+        if self.wantsClose:
+            super().loseConnection()
+
+
 class Attempt:
     """
     One BIND attempt, waiting for the test's answer.
     """
 
-    def __init__(self, address: str, factory: Any) -> None:
+    def __init__(self, address: str, factory: Any, transportClass: type[StringTransport] = StringTransport) -> None:
         self.address = address
         self.factory = factory
+        self.transportClass = transportClass
         self.deferred: defer.Deferred[Any] = defer.Deferred()
         self.protocol: Any = None
         self.transport: Any = None
@@ -43,7 +65,7 @@ class Attempt:
         The server answers OK, bound on C{host:port}.
         """
         self.protocol = self.factory.buildProtocol(None)
-        self.transport = StringTransport()
+        self.transport = self.transportClass()
         self.transport.response = Response(Status.OK, (AddrFeature.fromHostPort(host, port),))
         self.protocol.makeConnection(self.transport)
         self.deferred.callback(self.protocol)
@@ -59,15 +81,16 @@ class Attempt:
 
 
 class FakeRelay:
-    def __init__(self) -> None:
+    def __init__(self, transportClass: type[StringTransport] = StringTransport) -> None:
         self.attempts: list[Attempt] = []
+        self.transportClass = transportClass
 
     def bindVia(self, address: str) -> Any:
         relay = self
 
         class _Endpoint:
             def connect(self, factory: Any) -> defer.Deferred[Any]:
-                attempt = Attempt(address, factory)
+                attempt = Attempt(address, factory, relay.transportClass)
                 relay.attempts.append(attempt)
                 return attempt.deferred
 
@@ -267,6 +290,24 @@ class RemoteEndpointTests(SynchronousTestCase):
         self.assertEqual(len(self.relay.attempts), 1)
         self.assertNothingScheduled()
         self.successResultOf(port.stopListening())
+
+    def test_stopListeningOverTLS(self) -> None:
+        """
+        Over a carrier that closes only once its producer is gone (TLS,
+        wss), stopListening still closes the BIND: the smux session
+        unregisters itself from the carrier.
+        """
+        self.relay = FakeRelay(ClosesAfterProducer)
+        port = self.listening()
+        attempt = self.relay.attempts[0]
+        self.assertIsNotNone(attempt.transport.producer)
+        d = port.stopListening()
+        self.assertIsNone(attempt.transport.producer)
+        self.assertTrue(attempt.transport.disconnecting)
+        attempt.protocol.connectionLost(Failure(ConnectionLost("closed")))
+        self.successResultOf(d)
+        self.assertEqual(self.factory.stopped, 1)
+        self.assertNothingScheduled()
 
     def test_stopListeningWhileRebinding(self) -> None:
         """

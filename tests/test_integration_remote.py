@@ -301,6 +301,33 @@ class RemoteTCPTests(RemoteForwardingTestCase):
             yield port.stopListening()
 
     @defer.inlineCallbacks
+    def test_stopsOverTLS(self):  # type: ignore[no-untyped-def]
+        """
+        A client whose BINDs go through a relay+tls server stops on TERM
+        (TLS closes a carrier only once the smux session or the UDP
+        tunnel has unregistered from it): both BINDs are released, the
+        client exits by itself.
+        """
+        echo, echoPort = self.startEcho()
+        server = self.start("-L", "relay+tls://127.0.0.1:0?bind=true", name="server")
+        _, serverPort = yield server.waitForListening(timeout=15)
+        remotePort = freePort()
+        remoteUDPPort = freePort(socket.SOCK_DGRAM)
+        client = self.start(
+            "-L", f"rtcp://127.0.0.1:{remotePort}/127.0.0.1:{echoPort}",
+            "-L", f"rudp://127.0.0.1:{remoteUDPPort}/127.0.0.1:9",
+            "-F", f"relay+tls://127.0.0.1:{serverPort}",
+            name="client",
+        )
+        yield self.waitBound(client, f"127.0.0.1:{remotePort}")
+        yield self.waitBound(client, f"127.0.0.1:{remoteUDPPort}")
+        yield self.assertEchoes(remotePort)
+        client.transport.signalProcess("TERM")  # type: ignore[union-attr]
+        yield client.waitForExit(timeout=15)
+        yield server.waitForLine(rf"BIND 127\.0\.0\.1:{remotePort}/tcp user='': released", timeout=10)
+        yield server.waitForLine(rf"BIND 127\.0\.0\.1:{remoteUDPPort}/udp user='': released", timeout=10)
+
+    @defer.inlineCallbacks
     def test_bindRefusedKeepsRetrying(self):  # type: ignore[no-untyped-def]
         """
         A server without bind=true refuses; the client says so and keeps

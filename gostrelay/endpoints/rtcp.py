@@ -66,6 +66,7 @@ from gostrelay.transports.remote import (
     TCPBindProtocol,
     bindFailureText,
     retryPolicy,
+    stopBinding,
     tcpAddress,
 )
 from gostrelay.wire.address import joinHostPort, splitHostPort
@@ -167,6 +168,7 @@ class RemoteListeningPort:
         self.binds = 0
         self.listening = False
         self.service: ClientService | None = None
+        self.bindFactory: BindFactory | None = None
 
     # -- the owner of the BIND (TCPBindProtocol)
 
@@ -219,9 +221,10 @@ class RemoteListeningPort:
     def startListening(self) -> None:
         if self.service is not None:
             return
+        self.bindFactory = BindFactory(self, TCPBindProtocol)
         self.service = ClientService(
             _BindEachTime(self),  # type: ignore[arg-type]
-            BindFactory(self, TCPBindProtocol),
+            self.bindFactory,
             retryPolicy=retryPolicy(self.endpoint.maxRetryDelay),
             clock=self.endpoint.clock,
         )
@@ -237,7 +240,8 @@ class RemoteListeningPort:
         if service is None:
             return defer.succeed(None)
         wasListening, self.listening = self.listening, False
-        d = service.stopService()
+        assert self.bindFactory is not None
+        d = stopBinding(service, self.bindFactory)
 
         def stopped(result: Any) -> Any:
             if wasListening and self.binds:

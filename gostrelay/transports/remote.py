@@ -169,11 +169,12 @@ class _RemoteListener:
 
     def listen(self, handler: Any) -> defer.Deferred[Any]:
         self.handler = handler
-        service = ClientService(self.endpoint, self._factory(), retryPolicy=retryPolicy(self.maxRetryDelay), clock=self.reactor)
+        factory = self._factory()
+        service = ClientService(self.endpoint, factory, retryPolicy=retryPolicy(self.maxRetryDelay), clock=self.reactor)
         service.startService()
-        return defer.succeed(_RemotePort(self, service))
+        return defer.succeed(_RemotePort(self, service, factory))
 
-    def _factory(self) -> Factory:
+    def _factory(self) -> BindFactory:
         raise NotImplementedError
 
     def bound(self, transport: Any) -> None:
@@ -195,16 +196,33 @@ class _RemoteListener:
 
 
 class _RemotePort:
-    def __init__(self, listener: _RemoteListener, service: ClientService) -> None:
+    def __init__(self, listener: _RemoteListener, service: ClientService, factory: BindFactory) -> None:
         self.listener = listener
         self.service = service
+        self.factory = factory
 
     def getHost(self) -> Any:
         host, port = splitHostPort(self.listener.address)
         return _StreamAddress(host or "0.0.0.0", port)
 
     def stopListening(self) -> Any:
-        return self.service.stopService()
+        return stopBinding(self.service, self.factory)
+
+
+def stopBinding(service: ClientService, factory: BindFactory) -> defer.Deferred[None]:
+    """
+    Stop a L{ClientService} that keeps a BIND, and end the BIND it holds.
+
+    The service closes its connection with C{loseConnection}; a TLS carrier
+    (C{relay+tls}, C{gosttls:}, C{wss:}) waits for its producer to be
+    unregistered before it closes, and the BIND protocol (its smux session,
+    its UDP tunnel) is that producer: so each live BIND protocol lets go of
+    the carrier too (L{TCPBindProtocol.release}).  Stopped first, the service
+    does not bind again when the connection goes.
+    """
+    stopped: defer.Deferred[None] = service.stopService()
+    factory.releaseAll()
+    return stopped
 
 
 # -- rtcp
@@ -274,6 +292,9 @@ class TCPBindProtocol(Protocol):
     C{handler}, and C{bound(transport)}, called once the server answered OK.
     """
 
+    #: The factory that built this BIND (set by it), which keeps it live.
+    bindFactory: BindFactory
+
     def __init__(self, listener: Any) -> None:
         self.listener = listener
         self.session: MuxSession | None = None
@@ -296,7 +317,18 @@ class TCPBindProtocol(Protocol):
         if self.session is not None:
             self.session.dataReceived(data)
 
+    def release(self) -> None:
+        """
+        End the BIND now: the session closes, unregistering itself from the
+        carrier, which then closes (see L{stopBinding}).
+        """
+        if self.session is not None:
+            self.session.close()
+        elif self.transport is not None:
+            self.transport.loseConnection()
+
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+        self.bindFactory.live.discard(self)
         if self.session is not None:
             self.session.connectionLost(reason)
         self.listener.log.info(
@@ -309,7 +341,8 @@ class TCPBindProtocol(Protocol):
 class BindFactory(Factory):
     """
     Builds C{protocolClass(listener)} for every (re)bind of a
-    L{ClientService}.
+    L{ClientService}, and knows the ones whose connection is not lost yet
+    (L{releaseAll}).
     """
 
     noisy = False
@@ -317,9 +350,20 @@ class BindFactory(Factory):
     def __init__(self, listener: Any, protocolClass: Any) -> None:
         self.listener = listener
         self.protocolClass = protocolClass
+        self.live: set[Any] = set()
 
     def buildProtocol(self, addr: Any) -> Protocol:
-        return self.protocolClass(self.listener)  # type: ignore[no-any-return]
+        protocol = self.protocolClass(self.listener)
+        protocol.bindFactory = self
+        self.live.add(protocol)
+        return protocol  # type: ignore[no-any-return]
+
+    def releaseAll(self) -> None:
+        """
+        End every live BIND (each protocol's C{release}).
+        """
+        for protocol in list(self.live):
+            protocol.release()
 
     def clientConnectionFailed(self, connector: Any, reason: Failure) -> None:
         pass
@@ -334,7 +378,7 @@ class RTCPListener(_RemoteListener):
 
     network = "tcp"
 
-    def _factory(self) -> Factory:
+    def _factory(self) -> BindFactory:
         return BindFactory(self, TCPBindProtocol)
 
 
@@ -361,6 +405,9 @@ class _UDPBindProtocol(TunnelFramedChannel):
     demultiplexed into sessions by the rudp handler.
     """
 
+    #: The factory that built this BIND (set by it), which keeps it live.
+    bindFactory: BindFactory
+
     def __init__(self, listener: RUDPListener) -> None:
         super().__init__(None, listener.log)
         self.listener = listener
@@ -375,7 +422,17 @@ class _UDPBindProtocol(TunnelFramedChannel):
     def tunnelDatagramReceived(self, host: str, port: int, data: bytes) -> None:
         self.table.datagramReceived(data, (host, port))
 
+    def release(self) -> None:
+        """
+        End the BIND now: the tunnel's gate leaves the carrier, which then
+        closes (see L{stopBinding}).
+        """
+        if self.transport is not None:
+            self.transport.unregisterProducer()  # type: ignore[attr-defined]
+            self.transport.loseConnection()
+
     def connectionLost(self, reason: Failure | None = None) -> None:
+        self.bindFactory.live.discard(self)
         super().connectionLost(reason)
         self.table.closeAll()
         self.listener.log.info(
@@ -407,5 +464,5 @@ class RUDPListener(_RemoteListener):
             return defer.fail(ConfigError(f"{self.where}: handler cannot serve an rudp listener"))
         return super().listen(handler)
 
-    def _factory(self) -> Factory:
+    def _factory(self) -> BindFactory:
         return BindFactory(self, _UDPBindProtocol)
