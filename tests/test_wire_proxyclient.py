@@ -20,7 +20,9 @@ from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
+from gostrelay.config.model import Config, ConfigError
 from gostrelay.connectors.handshake import HandshakeEndpoint, HandshakeState
+from gostrelay.connectors.http import HTTPConnector
 from gostrelay.errors import ProxyHopRefused
 from gostrelay.wire.address import AddressError
 from gostrelay.wire.httpconnect import MAX_RESPONSE_HEAD, HTTPConnectHandshake
@@ -301,6 +303,38 @@ class HandshakeProtocolTests(SynchronousTestCase):
         proxy.dataReceived(answer[3:])
         self.assertEqual(app.received, encodeLengthFrame(b"answer"))
         self.assertIsNone(app.transport.spliceCarrier())
+
+    def test_yamlHeaderOptionOnTheWire(self) -> None:
+        """
+        A YAML node's C{connector: {type: http, auth, metadata: {header:
+        {...}}}} reaches the CONNECT request: its headers, Basic
+        credentials and GOST's C{Proxy-Connection}.
+        """
+        config = Config.fromDict(
+            {
+                "chains": [{"name": "c", "hops": [{"name": "h", "nodes": [{
+                    "name": "n", "addr": "127.0.0.1:3128",
+                    "connector": {"type": "http", "auth": {"username": "u", "password": "p"},
+                                  "metadata": {"header": {"User-Agent": "corp-agent", "X-Team": "ops"}}},
+                    "dialer": {"type": "tcp"},
+                }]}]}],
+            }
+        )
+        node = config.chains[0].hops[0].nodes[0]
+        connector = HTTPConnector(task.Clock(), node, type("Context", (), {"config": config})())
+        self.assertEqual(connector.label, "h n (http proxy 127.0.0.1:3128)")
+        carrier = _Carrier()
+        connector.endpoint(carrier, "tcp", "example.com:443").connect(Factory.forProtocol(_App))
+        request = ProxyRequestParser().feed(carrier.transports[0].value())
+        assert request is not None
+        self.assertEqual(request.address, "example.com:443")
+        self.assertEqual(request.header("User-Agent"), "corp-agent")
+        self.assertEqual(request.header("X-Team"), "ops")
+        self.assertEqual(request.header("Proxy-Connection"), "keep-alive")
+        self.assertEqual(request.proxyCredentials(), ("u", "p"))
+        bad = Config.fromDict({"chains": [{"name": "c", "hops": [{"name": "h", "nodes": [{
+            "name": "n", "addr": "a:1", "connector": {"type": "http", "metadata": {"header": "X-A: 1"}}}]}]}]})
+        self.assertRaises(ConfigError, HTTPConnector, task.Clock(), bad.chains[0].hops[0].nodes[0], None)
 
     def test_socks4OnTheWire(self) -> None:
         _ep, carrier, _clock, results = self.connect(lambda: Socks4ClientHandshake("10.1.2.3", 80, "me"))
