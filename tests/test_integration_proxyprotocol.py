@@ -281,19 +281,42 @@ class SendingTests(ProxyProtocolTestCase):
         self.assertEqual(len(recorder.headers), 2)
 
     @defer.inlineCallbacks
-    def test_nodeGetsTheHeader(self):  # type: ignore[no-untyped-def]
+    def nodeGetsTheHeader(self, scheme: str = "relay", version: int = 1):  # type: ignore[no-untyped-def]
         """
-        C{-F relay://server?proxyProtocol=1} in front of a relay server
-        that requires it: the server logs the forwarder's client.
+        C{-F SCHEME://server?proxyProtocol=N} in front of a relay server
+        (C{-L SCHEME://...?proxyProtocol=N}) that requires it: the header
+        goes first, below the dialer's TLS or WebSocket, and the server
+        logs the forwarder's client.
         """
         echo = EchoFactory()
         echoPort = self.listenTCP(echo)
-        server, serverPort = yield self.startRelay("-L", "relay://127.0.0.1:0?proxyProtocol=1")
+        server, serverPort = yield self.startRelay("-L", f"{scheme}://127.0.0.1:0?proxyProtocol={version}")
         entry, entryPort = yield self.startRelay(
-            "-L", f"tcp://127.0.0.1:0/127.0.0.1:{echoPort}", "-F", f"relay://127.0.0.1:{serverPort}?proxyProtocol=1"
+            "-L", f"tcp://127.0.0.1:0/127.0.0.1:{echoPort}", "-F", f"{scheme}://127.0.0.1:{serverPort}?proxyProtocol={version}"
         )
         client = yield self.client(entryPort, "127.0.0.3", b"ping")
         yield waitUntil(lambda: len(client.data) >= 4 or client.lost, 10, "echo through the chain")
         self.assertEqual(bytes(client.data), b"ping", server.describe() + entry.describe())
         peer = f"127.0.0.3:{client.transport.getHost().port}"
         yield server.waitForLine(rf"{re.escape(peer)} CONNECT 127\.0\.0\.1:{echoPort}/tcp user='': connected")
+        client.transport.loseConnection()
+        yield client.done
+        yield server.waitForLine(rf"{re.escape(peer)} CONNECT 127\.0\.0\.1:{echoPort}/tcp user='': closed")
+        for child in (server, entry):
+            self.assertNotIn("Traceback", child.out + child.err, child.describe())
+
+    def test_nodeGetsTheHeader(self):  # type: ignore[no-untyped-def]
+        return self.nodeGetsTheHeader()
+
+    def test_tlsListener(self):  # type: ignore[no-untyped-def]
+        """
+        On tls, ws and wss listeners the header comes before the TLS
+        handshake / WebSocket upgrade (issue 17.1: tcp/tls/ws/wss).
+        """
+        return self.nodeGetsTheHeader("relay+tls", 2)
+
+    def test_wsListener(self):  # type: ignore[no-untyped-def]
+        return self.nodeGetsTheHeader("relay+ws", 1)
+
+    def test_wssListener(self):  # type: ignore[no-untyped-def]
+        return self.nodeGetsTheHeader("relay+wss", 2)
