@@ -9,6 +9,8 @@ clients reaching the echo it serves on the server's port.  Real sockets on
 from __future__ import annotations
 
 import os
+import re
+import sys
 from typing import Any
 
 from twisted.internet import defer, reactor
@@ -19,6 +21,7 @@ from twisted.internet.protocol import Factory, Protocol
 
 from gostrelay.endpoints import bindEndpoint
 from gostrelay.transports.kcp import _KCPClientSocket
+from tests.processes import ROOT
 from tests.support.cases import ProcessTestCase
 from tests.support.reactor import freePort, waitUntil, withTimeout
 from tests.support.targets import Collector, EchoFactory
@@ -84,6 +87,26 @@ class RemoteEndpointTests(RemoteEndpointTestCase):
         client = yield self.echoThrough(remotePort, MIB)
         self.assertEqual(factory.addresses, [IPv4Address("TCP", "127.0.0.1", client.localPort)])
         yield relay.waitForLine(rf"BIND 127\.0\.0\.1:{remotePort}/tcp user='': bound on 127\.0\.0\.1:{remotePort}")
+
+    @defer.inlineCallbacks
+    def test_documentedProgram(self):  # type: ignore[no-untyped-def]
+        """
+        docs/twisted.md's complete program (an echo on port 2222 of the
+        relay server at 127.0.0.1:8420), run as a reader would, with free
+        ports for 2222 and 8420: a visitor's bytes come back.
+        """
+        with open(os.path.join(ROOT, "docs", "twisted.md"), encoding="utf-8") as f:
+            programs = re.findall(r"```python\n(.*?)```", f.read(), re.S)
+        [program] = [p for p in programs if "task.react" in p and "rtcp:2222" in p]
+        relay, relayPort = yield self.startRelay()
+        remotePort = freePort()
+        path = self.childDir()
+        script = os.path.join(path, "echo_on_relay.py")
+        with open(script, "w") as f:
+            f.write(program.replace("2222", str(remotePort)).replace("8420", str(relayPort)))
+        self.start(script, name="docs/twisted.md's program", launcher=[sys.executable], path=path)
+        yield relay.waitForLine(rf"BIND 0\.0\.0\.0:{remotePort}/tcp user='': bound", timeout=20)
+        yield self.echoThrough(remotePort, 100_000)
 
     @defer.inlineCallbacks
     def test_rebindAfterRelayRestart(self):  # type: ignore[no-untyped-def]
