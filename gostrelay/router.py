@@ -209,19 +209,6 @@ class Router:
         return defer.succeed(ResolvingChannel(self.reactor, socketChannel))
 
 
-class _DialTimedOut(Exception):
-    """
-    An attempt outlived the router's dial timeout (L{Deferred.addTimeout}
-    cancelled it); a cancellation by the caller stays a L{CancelledError}.
-    """
-
-
-def _timedOut(result: Any, timeout: float) -> Any:
-    if isinstance(result, Failure) and result.check(defer.CancelledError, error.ConnectingCancelledError):
-        return Failure(_DialTimedOut(timeout))
-    return result
-
-
 class _Dial:
     """
     The one retry loop of a router: up to C{attempts} attempts, each bounded
@@ -244,6 +231,10 @@ class _Dial:
         self.router = router
         self.left = attempts
         self.attempt: defer.Deferred[Any] | None = None
+        #: The attempt's dial timeout (one timer, not L{Deferred.addTimeout}'s
+        #: timer and callbacks), and whether it fired.
+        self.timer: Any = None
+        self.timedOut = False
         self.result: defer.Deferred[Any] = defer.Deferred(lambda _: self._cancel())
 
     def _attempt(self) -> defer.Deferred[Any]:
@@ -261,31 +252,50 @@ class _Dial:
             self.result.errback()
             return
         self.attempt = d
-        d.addTimeout(self.router.dialTimeout, self.router.reactor, onTimeoutCancel=_timedOut)
+        self.timedOut = False
+        self.timer = self.router.reactor.callLater(self.router.dialTimeout, self._timeUp, d)
         d.addCallbacks(self._connected, self._failed)
 
+    def _timeUp(self, attempt: defer.Deferred[Any]) -> None:
+        """
+        The attempt outlived the dial timeout: cancel it; its cancellation
+        is then a timeout (a cancellation by the caller stays one).
+        """
+        self.timer = None
+        self.timedOut = True
+        attempt.cancel()
+
+    def _stopTimer(self) -> None:
+        if self.timer is not None:
+            timer, self.timer = self.timer, None
+            timer.cancel()
+
     def _cancel(self) -> None:
+        self._stopTimer()
         if self.attempt is not None:
             attempt, self.attempt = self.attempt, None
             attempt.cancel()
 
     def _connected(self, result: Any) -> None:
+        self._stopTimer()
         self.attempt = None
         if not self.result.called:
             self.result.callback(result)
 
     def _failed(self, f: Failure) -> None:
+        self._stopTimer()
         if self.attempt is None or self.result.called:
             return  # cancelled by the caller
         self.attempt = None
         e = f.value
-        if isinstance(e, (defer.CancelledError, error.ConnectingCancelledError)):
+        timedOut = self.timedOut and isinstance(e, (defer.CancelledError, error.ConnectingCancelledError))
+        if isinstance(e, (defer.CancelledError, error.ConnectingCancelledError)) and not timedOut:
             self.result.errback(defer.CancelledError())
             return
         if isinstance(e, RelayRefused) and self.refusalIsAnswer:
             self.result.errback(f)
             return
-        if isinstance(e, _DialTimedOut):
+        if timedOut:
             failure: DialError = self._timeoutError()
         elif isinstance(e, DialError):
             failure = e

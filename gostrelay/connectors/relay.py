@@ -39,7 +39,6 @@ from twisted.internet.interfaces import (
     ITransport,
 )
 from twisted.internet.protocol import Factory, Protocol
-from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
 from zope.interface import directlyProvides, implementer, providedBy
@@ -50,6 +49,7 @@ from gostrelay.connectors.carrier import CarrierDelegate, nodeCredentials
 from gostrelay.errors import HopFailed, RelayRefused, UnsupportedNetwork, describeFailure
 from gostrelay.interfaces import IConnector
 from gostrelay.layering import connectLayered
+from gostrelay.logs import Logger
 from gostrelay.mux import MuxConfig
 from gostrelay.statemachine import TransitionTable
 from gostrelay.wire.address import joinHostPort, splitHostPort
@@ -76,21 +76,25 @@ _log = Logger(namespace="gostrelay.connector.relay")
 
 
 #: What a relay stream offers for each kind of carrier (its interfaces but
-#: TLS): worked out once per carrier type, not per connection.
-_offered: dict[Any, tuple[Any, ...]] = {}
+#: TLS), as the stream's declaration: worked out once per carrier type, not
+#: per connection (C{directlyProvides} normalises its arguments each time).
+_offered: dict[Any, Any] = {}
 
 
-def _carrierInterfaces(spec: Any, tls: bool = False) -> tuple[Any, ...]:
-    offered = _offered.get((spec, tls))
-    if offered is None:
+def _carrierDeclaration(cls: type, spec: Any, tls: bool = False) -> Any:
+    key = (cls, spec, tls)
+    declaration = _offered.get(key)
+    if declaration is None:
         if len(_offered) >= 256:
             _offered.clear()
-        offered = _offered[(spec, tls)] = tuple(
+        probe: Any = object.__new__(cls)
+        directlyProvides(probe, *(
             i for i in spec
             if not i.isOrExtends(ISSLTransport) and not i.isOrExtends(ITLSTransport)
             and not (tls and i.isOrExtends(IHalfCloseableDescriptor))
-        )
-    return offered
+        ))
+        declaration = _offered[key] = probe.__provides__
+    return declaration
 
 
 class RelayClientState(enum.IntEnum):
@@ -135,8 +139,11 @@ _upon = _MACHINE.upon
 
 @_upon(_IDLE, event="hold", to=_HOLDING)
 def _hold(s: RelayClientProtocol) -> None:
-    s._timer = s.endpoint.reactor.callLater(s.endpoint.quietDelay, s._fire, "quiet")
     s._connectApp()
+    # The quiet delay only if the application did not speak (nor close)
+    # as it got the connection: no timer made and cancelled for nothing.
+    if s.state is _HOLDING and not s.disconnecting:
+        s._timer = s.endpoint.reactor.callLater(s.endpoint.quietDelay, s._fire, "quiet")
 
 
 @_upon(_IDLE, event="ask", to=_ASKING)
@@ -308,7 +315,7 @@ class RelayClientProtocol(CarrierDelegate, Protocol):
         # handshake was aborted, a write on a closed descriptor).  Without
         # it the pipe closes both ways, as over WebSocket (issue 19.9).
         tls = isinstance(self.transport, TLSMemoryBIOProtocol)
-        directlyProvides(self, *_carrierInterfaces(providedBy(self.transport), tls))
+        self.__provides__ = _carrierDeclaration(type(self), providedBy(self.transport), tls)
         self._fire("ask" if self.endpoint.nodelay else "hold")
 
     def spliceCarrier(self) -> Any:
