@@ -28,11 +28,11 @@ from typing import Any
 
 from twisted.internet import defer, task
 from twisted.internet.interfaces import IResolutionReceiver
-from twisted.logger import Logger
 from zope.interface import implementer
 
 from gostrelay.config.metadata import Metadata
 from gostrelay.config.model import Config, ConfigError, ServiceConfig
+from gostrelay.logs import Logger
 
 _log = Logger(namespace="gostrelay.admission")
 

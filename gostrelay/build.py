@@ -20,7 +20,6 @@ from twisted.internet import defer
 from twisted.internet.endpoints import StandardIOEndpoint
 from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IStreamServerEndpoint
-from twisted.logger import Logger
 
 from gostrelay import logs, metrics, registry, workers
 from gostrelay.admission import AcceptChecks, admissionFor
@@ -30,6 +29,7 @@ from gostrelay.config.model import Config, ConfigError, ListenerConfig, ServiceC
 from gostrelay.config.options import NODE_OPTIONS, SERVICE_OPTIONS, badValues, typeOptions
 from gostrelay.layering import AcceptFactory, AcceptStack, acceptStack
 from gostrelay.limiter import limitsFor, wrapHandler
+from gostrelay.logs import Logger
 from gostrelay.router import DEFAULT_DIAL_TIMEOUT, Router
 from gostrelay.selector import strategyName
 from gostrelay.tracking import ConnectionTable, ServiceFactory, peerKey

@@ -14,7 +14,6 @@ from typing import Any
 from twisted.internet import defer, error
 from twisted.internet.interfaces import IProtocolFactory, IStreamClientEndpoint
 from twisted.internet.protocol import ClientFactory
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -31,6 +30,7 @@ from gostrelay.errors import (
     describeFailure,
 )
 from gostrelay.layering import HeaderFirstEndpoint
+from gostrelay.logs import Logger
 from gostrelay.router import directEndpoint, parseTarget
 from gostrelay.selector import Node, Selector
 from gostrelay.wire.address import splitHostPort

@@ -24,13 +24,13 @@ from typing import Any, Callable
 from twisted.internet import defer
 from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import DatagramProtocol, Factory, Protocol
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from gostrelay import logs
 from gostrelay.guard import resolveFirst
 from gostrelay.interfaces import IDatagramChannel, IDatagramReceiver
+from gostrelay.logs import Logger
 from gostrelay.wire.address import AddressError, joinHostPort, splitHostPort
 from gostrelay.wire.udpframe import (
     MAX_DATAGRAM,

@@ -45,12 +45,12 @@ from twisted.internet.interfaces import (
     IStreamClientEndpoint,
     ITCPTransport,
 )
-from twisted.logger import Logger
 from twisted.protocols.haproxy._wrapper import HAProxyWrappingFactory
 from twisted.protocols.policies import WrappingFactory
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from gostrelay.logs import Logger
 from gostrelay.tracking import (
     ConnectionTable,
     PassThroughWrapper,

@@ -36,12 +36,12 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from twisted.internet.interfaces import IPushProducer
-from twisted.logger import Logger
 from twisted.protocols.policies import WrappingFactory
 from zope.interface import implementer
 
 from gostrelay.config.metadata import Metadata, parseByteSize
 from gostrelay.config.model import Config, ConfigError, NamedListConfig, ServiceConfig
+from gostrelay.logs import Logger
 from gostrelay.tracking import PassThroughWrapper
 
 _log = Logger(namespace="gostrelay.limits")

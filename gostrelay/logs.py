@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 import sys
+from time import time
 from typing import IO, Any
 
 from twisted.logger import (
@@ -28,6 +29,7 @@ from twisted.logger import (
     formatTime,
     globalLogBeginner,
 )
+from twisted.logger import Logger as _TwistedLogger
 from twisted.python.logfile import LogFile
 from zope.interface import implementer
 
@@ -41,6 +43,33 @@ STDOUT_TAKEN = False
 _level = LogLevel.info
 _stream: IO[str] | None = None
 _path: str | None = None
+
+
+#: Every valid level, for a membership test (Twisted's L{Logger.emit} walks
+#: the level constants on every event).
+_LEVELS = frozenset(LogLevel.iterconstants())
+
+
+class Logger(_TwistedLogger):
+    """
+    Twisted's L{Logger}, emitting the same events at less cost: a level is
+    checked against a set, not by walking C{LogLevel.iterconstants()} (a
+    service logs two lines per connection in each process; issue 20).
+    """
+
+    def emit(self, level: LogLevel, format: str | None = None, **kwargs: object) -> None:
+        if level not in _LEVELS:
+            super().emit(level, format, **kwargs)  # Twisted reports the bad level
+            return
+        kwargs["log_logger"] = self
+        kwargs["log_level"] = level
+        kwargs["log_namespace"] = self.namespace
+        kwargs["log_source"] = self.source
+        kwargs["log_format"] = format
+        kwargs["log_time"] = time()
+        if "log_trace" in kwargs:
+            kwargs["log_trace"].append((self, self.observer))  # type: ignore[attr-defined]
+        self.observer(kwargs)
 
 
 def escape(text: Any) -> str:
@@ -103,6 +132,9 @@ def _format(event: dict[str, Any]) -> str | None:
         if text:
             level = event.get("log_level")
             line = f"{_timestamp(when)} [{event.get('log_namespace', '-')}#{level.name if level is not None else '-'}] {text}"
+            if line.isprintable():
+                # Most lines: no newline to indent, nothing to escape.
+                return line + "\n"
             line = line.replace("\n", "\n\t") + "\n"
             return _escapeUnsafe(line) if _UNSAFE.search(line) else line
     classic = formatEventAsClassicLogText(event)
@@ -126,9 +158,12 @@ class _LineObserver:
         self.internals = TwistedInternals(level)
 
     def __call__(self, event: dict[str, Any]) -> None:
-        if event.get("log_level") not in self.allowed or not event.get("log_namespace"):
+        if event.get("log_level") not in self.allowed:
             return
-        if self.internals(event) is PredicateResult.no:
+        namespace = event.get("log_namespace")
+        if not namespace:
+            return
+        if (type(namespace) is not str or not namespace.startswith("gostrelay.")) and self.internals(event) is PredicateResult.no:
             return
         line = _format(event)
         if line:

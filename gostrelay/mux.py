@@ -39,13 +39,13 @@ from typing import Any, Callable
 
 from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.internet.interfaces import IAddress, IConsumer, IHalfCloseableProtocol, IPushProducer, ITransport
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from gostrelay import logs
 from gostrelay.config.metadata import Metadata
 from gostrelay.config.model import ConfigError
+from gostrelay.logs import Logger
 from gostrelay.wire import smux
 
 _log = Logger(namespace="gostrelay.mux")

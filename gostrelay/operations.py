@@ -10,7 +10,8 @@ import signal
 from typing import Any
 
 from twisted.application import service
-from twisted.logger import Logger
+
+from gostrelay.logs import Logger
 
 _log = Logger(namespace="gostrelay")
 

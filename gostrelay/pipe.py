@@ -24,13 +24,13 @@ from twisted.internet.interfaces import (
     ITransport,
 )
 from twisted.internet.protocol import Factory, Protocol
-from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from gostrelay import logs
 from gostrelay.directwrite import writeNow
+from gostrelay.logs import Logger
 from gostrelay.splice import trySplice
 
 A = 0

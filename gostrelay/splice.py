@@ -41,8 +41,9 @@ import socket
 from typing import Any
 
 from twisted.internet import tcp
-from twisted.logger import Logger
 from twisted.python.failure import Failure
+
+from gostrelay.logs import Logger
 
 _log = Logger(namespace="gostrelay.splice")
 

@@ -11,7 +11,6 @@ from typing import Any, Sequence
 from urllib.parse import parse_qsl, unquote
 
 from twisted.application import service
-from twisted.logger import Logger
 from twisted.python import usage
 
 import gostrelay
@@ -23,6 +22,7 @@ from gostrelay.config.listen import DESCRIPTION as _DESCRIPTION
 from gostrelay.config.listen import ListenSpec, classify
 from gostrelay.config.model import Config, ConfigError
 from gostrelay.config.url import buildConfigFromCommandLine
+from gostrelay.logs import Logger
 from gostrelay.operations import ReloadService, raiseFileLimit
 from gostrelay.registry import PluginsMissing
 

@@ -28,12 +28,12 @@ from twisted.internet import defer, tcp
 from twisted.internet.address import UNIXAddress
 from twisted.internet.interfaces import IHalfCloseableProtocol
 from twisted.internet.protocol import Protocol
-from twisted.logger import Logger
 from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.python.failure import Failure
 from zope.interface import directlyProvides, implementer, providedBy
 
 from gostrelay import metrics
+from gostrelay.logs import Logger
 from gostrelay.splice import spliceCarrierOf
 
 _log = Logger(namespace="gostrelay.limits")

@@ -19,7 +19,8 @@ import sys
 from typing import Any
 
 from twisted.internet import protocol
-from twisted.logger import Logger
+
+from gostrelay.logs import Logger
 
 ENVIRONMENT_KEY = "GOSTRELAY_WORKER"
 

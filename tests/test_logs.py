@@ -59,3 +59,59 @@ class FormatTests(SynchronousTestCase):
         logs.configure(1, stream)
         Logger(observer=logs.observer(), namespace="gostrelay.t").debug("now shown")
         self.assertIn("now shown", stream.getvalue())
+
+
+class FastLoggerTests(SynchronousTestCase):
+    """
+    L{logs.Logger} emits what Twisted's L{Logger} emits (issue 20: the
+    level is checked against a set instead of the sorted constants).
+    """
+
+    def test_sameEvent(self) -> None:
+        ours: list[dict] = []
+        theirs: list[dict] = []
+        logs.Logger(namespace="gostrelay.x", observer=ours.append).info("a {b}", b=1)
+        Logger(namespace="gostrelay.x", observer=theirs.append).info("a {b}", b=1)
+        self.assertEqual(set(ours[0]), set(theirs[0]))
+        for key in ("log_level", "log_namespace", "log_format", "log_source", "b"):
+            self.assertEqual(ours[0][key], theirs[0][key])
+        self.assertIsInstance(ours[0]["log_logger"], logs.Logger)
+
+    def test_badLevel(self) -> None:
+        """
+        A level that is not one is reported, as Twisted does.
+        """
+        events: list[dict] = []
+        logs.Logger(namespace="gostrelay.x", observer=events.append).emit("loud", "x")  # type: ignore[arg-type]
+        self.assertEqual(events[0]["log_level"], LogLevel.critical)
+        self.assertIn("invalidLevel", events[0])
+
+    def test_trace(self) -> None:
+        events: list[dict] = []
+        logger = logs.Logger(namespace="gostrelay.x", observer=events.append)
+        trace: list = []
+        logger.info("x", log_trace=trace)
+        self.assertEqual(trace, [(logger, events.append)])
+
+    def test_twistedInternalsStillDropped(self) -> None:
+        """
+        The observer skips the internals check only for gostrelay's own
+        namespaces.
+        """
+        out = io.StringIO()
+        observer = logs._LineObserver(out, LogLevel.info)
+        Logger(namespace="twisted.internet.protocol", observer=observer).info("Starting factory {f}", f="x")
+        logs.Logger(namespace="gostrelay.forward", observer=observer).info("Starting factory {f}", f="x")
+        self.assertEqual(out.getvalue().count("Starting factory"), 1)
+        self.assertIn("[gostrelay.forward#info]", out.getvalue())
+
+    def test_printableLinesUnchanged(self) -> None:
+        """
+        A printable line is written as it is; a line with a newline or a
+        control character still goes through the escaping.
+        """
+        when = time.time()
+        plain = logs._format({"log_format": "a {b}", "b": "c", "log_time": when, "log_namespace": "n", "log_level": LogLevel.info})
+        self.assertTrue(plain is not None and plain.endswith("[n#info] a c\n"))
+        odd = logs._format({"log_format": "a {b}", "b": "c\x1b\nd", "log_time": when, "log_namespace": "n", "log_level": LogLevel.info})
+        self.assertTrue(odd is not None and odd.endswith("[n#info] a c\\x1b\n\td\n"), odd)

@@ -38,7 +38,6 @@ from twisted.internet.interfaces import (
     ITransport,
 )
 from twisted.internet.protocol import DatagramProtocol, Factory, Protocol
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import directlyProvides, implementer, providedBy
 
@@ -46,6 +45,7 @@ from gostrelay.config.model import NodeConfig
 from gostrelay.connectors.carrier import CarrierDelegate
 from gostrelay.errors import ProxyHopRefused, describeFailure
 from gostrelay.layering import connectLayered
+from gostrelay.logs import Logger
 from gostrelay.statemachine import TransitionTable
 from gostrelay.wire.address import splitHostPort
 from gostrelay.wire.socks import SocksError, encodeSocks5Datagram, parseSocks5Datagram

@@ -48,7 +48,6 @@ from twisted.internet.interfaces import (
     IStreamClientEndpoint,
     IStreamServerEndpoint,
 )
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -58,6 +57,7 @@ from gostrelay.config.metadata import Metadata
 from gostrelay.config.model import ChainConfig, Config, ConfigError
 from gostrelay.config.url import parseNodeURL
 from gostrelay.connectors.relay import relayBindEndpoint
+from gostrelay.logs import Logger
 from gostrelay.mux import MuxConfig
 from gostrelay.router import DEFAULT_DIAL_TIMEOUT
 from gostrelay.transports.remote import (

@@ -17,7 +17,6 @@ from typing import Any, Callable
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IAddress, IHalfCloseableProtocol, IReactorTime
 from twisted.internet.protocol import Factory, Protocol
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -27,6 +26,7 @@ from gostrelay.bypass import bypassesFor
 from gostrelay.config.model import ServiceConfig
 from gostrelay.errors import TargetRefused, describeFailure
 from gostrelay.guard import TargetGuard
+from gostrelay.logs import Logger
 from gostrelay.pipe import DEFAULT_HALF_CLOSE_TIMEOUT, DEFAULT_SPLICE_THRESHOLD, A, B, Pipe, PipeSideFactory
 from gostrelay.router import Router
 from gostrelay.selector import Node, Selector

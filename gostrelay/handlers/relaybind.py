@@ -27,7 +27,6 @@ from typing import Any
 from twisted.internet import defer
 from twisted.internet.interfaces import IAddress
 from twisted.internet.protocol import Factory
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -35,6 +34,7 @@ from gostrelay import logs, metrics
 from gostrelay.datagram import TunnelFramedChannel, UDPSocketChannel, _ipText, listenUDP
 from gostrelay.guard import resolveFirst
 from gostrelay.interfaces import IDatagramReceiver
+from gostrelay.logs import Logger
 from gostrelay.mux import MuxSession, MuxStream
 from gostrelay.pipe import A, B, Pipe, PipeProtocol
 from gostrelay.transports.tcp import serverEndpoint

@@ -16,13 +16,13 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.internet import defer
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from gostrelay import logs
 from gostrelay.datagram import DatagramCallbacks, UDPSocketChannel, _ipText, listenUDP
 from gostrelay.interfaces import IDatagramReceiver
+from gostrelay.logs import Logger
 from gostrelay.wire import socks
 from gostrelay.wire.address import joinHostPort, splitHostPort
 

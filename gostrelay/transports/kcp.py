@@ -33,7 +33,6 @@ from typing import Any
 from twisted.internet import defer
 from twisted.internet.interfaces import IProtocolFactory, IStreamClientEndpoint
 from twisted.internet.protocol import DatagramProtocol
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -42,6 +41,7 @@ from gostrelay.config.metadata import Metadata
 from gostrelay.config.model import ConfigError, NodeConfig, ServiceConfig
 from gostrelay.datagram import _ipText
 from gostrelay.interfaces import IDialer, IListener
+from gostrelay.logs import Logger
 from gostrelay.mux import MuxConfig, MuxSession, MuxStream, _StreamAddress
 from gostrelay.router import DEFAULT_DIAL_TIMEOUT
 from gostrelay.wire.address import joinHostPort, splitHostPort

@@ -26,7 +26,6 @@ from twisted.internet import defer
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.internet.protocol import Factory, Protocol
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -35,6 +34,7 @@ from gostrelay.config.model import ConfigError, ServiceConfig
 from gostrelay.datagram import TunnelFramedChannel
 from gostrelay.errors import RelayRefused
 from gostrelay.interfaces import IListener
+from gostrelay.logs import Logger
 from gostrelay.mux import MuxConfig, MuxSession, MuxStream, _StreamAddress
 from gostrelay.router import DEFAULT_DIAL_TIMEOUT
 from gostrelay.transports.udp import UDPListener, UDPSessionTable

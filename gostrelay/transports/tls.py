@@ -37,7 +37,6 @@ from twisted.internet.interfaces import (
     IStreamClientEndpoint,
     IStreamServerEndpoint,
 )
-from twisted.logger import Logger
 from twisted.protocols.policies import ProtocolWrapper
 from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
@@ -48,6 +47,7 @@ from gostrelay.config.model import ConfigError, NodeConfig, ServiceConfig, TLSCo
 from gostrelay.directwrite import writeNow
 from gostrelay.errors import CertificateRejected
 from gostrelay.interfaces import IDialer, IListener
+from gostrelay.logs import Logger
 from gostrelay.pipe import setNoDelay
 from gostrelay.router import DEFAULT_DIAL_TIMEOUT, directEndpoint
 from gostrelay.transports.tcp import DEFAULT_BACKLOG, serverEndpoint

@@ -23,13 +23,13 @@ from typing import Any
 
 from twisted.internet import defer
 from twisted.internet.protocol import DatagramProtocol
-from twisted.logger import Logger
 from zope.interface import implementer
 
 from gostrelay import metrics, workers
 from gostrelay.config.model import ConfigError, ServiceConfig
 from gostrelay.datagram import _ipText
 from gostrelay.interfaces import IListener
+from gostrelay.logs import Logger
 from gostrelay.wire.address import AddressError, joinHostPort, splitHostPort
 
 DEFAULT_TTL = 60.0

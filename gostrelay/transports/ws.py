@@ -35,13 +35,13 @@ from twisted.internet.interfaces import (
     IStreamServerEndpoint,
     ITransport,
 )
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from gostrelay.config.model import NodeConfig, ServiceConfig
 from gostrelay.interfaces import IDialer, IListener
 from gostrelay.layering import connectLayered
+from gostrelay.logs import Logger
 from gostrelay.router import DEFAULT_DIAL_TIMEOUT, directEndpoint
 from gostrelay.transports.tcp import DEFAULT_BACKLOG, serverEndpoint
 from gostrelay.transports.tls import TLSServerEndpoint as _TLSServerEndpoint
