@@ -170,9 +170,13 @@ class Chain:
     def sendsProxyHeaders(self) -> bool:
         """
         Whether some node gets a PROXY header (then callers pass the
-        client's addresses as C{origin}).
+        client's addresses as C{origin}); worked out once, as the hops are
+        fixed (it is asked on every connection).
         """
-        return any(hop.proxyHeaders for hop in self.hops)
+        sends = self.__dict__.get("_sendsProxyHeaders")
+        if sends is None:
+            sends = self.__dict__["_sendsProxyHeaders"] = any(hop.proxyHeaders for hop in self.hops)
+        return sends
 
     def _toLastNode(
         self, route: list[tuple[Hop, Node]], timeout: float, progress: Any, origin: Any = None, timedByCaller: bool = False

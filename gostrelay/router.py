@@ -116,6 +116,15 @@ class Router:
         #: no second timer per connection in Twisted's connector.
         self._routeOptions: dict[str, Any] = {"timedByCaller": True} if getattr(route, "takesTimedByCaller", False) else {}
 
+    @property
+    def wantsOrigin(self) -> bool:
+        """
+        Whether L{connect} uses C{origin} (the route sends PROXY headers):
+        callers look the client's addresses up only then (the local
+        address is a C{getsockname} call per connection).
+        """
+        return self.route is not None and bool(getattr(self.route, "sendsProxyHeaders", False))
+
     def chained(self, address: str) -> bool:
         """
         Whether C{address} is reached through the chain (not directly).
@@ -329,7 +338,6 @@ class _StreamDial(_Dial):
         origin: Any = None,
     ) -> None:
         super().__init__(router, router.retries + 1)
-        self.what = f"dial {address}"
         self.origin = origin
         self.network = network
         self.address = address
@@ -337,6 +345,11 @@ class _StreamDial(_Dial):
         self.direct = direct
         self.factory = factory
         self.endpoint: Any = None
+
+    @property
+    def what(self) -> str:  # type: ignore[override]
+        # Formatted only when a failure is reported.
+        return f"dial {self.address}"
 
     def _attempt(self) -> defer.Deferred[Any]:
         router = self.router

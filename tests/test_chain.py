@@ -602,3 +602,15 @@ class OneStepDialTests(SynchronousTestCase):
 
         results[0].trap(CancelledError)
         self.assertTrue(tr.aborted)
+
+    def test_originOnlyForProxyHeaders(self) -> None:
+        """
+        A router asks for the client's addresses (a getsockname per
+        connection) only when its chain sends PROXY headers.
+        """
+        from gostrelay.router import Router
+
+        reactor = MemoryReactorClock()
+        self.assertFalse(Router(reactor, None).wantsOrigin)
+        self.assertFalse(Router(reactor, buildChain("relay://10.0.0.1:1")[1]).wantsOrigin)
+        self.assertTrue(Router(reactor, buildChain("relay://10.0.0.1:1?proxyProtocol=2")[1]).wantsOrigin)

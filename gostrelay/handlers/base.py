@@ -349,9 +349,11 @@ class PipingProtocol(Protocol):
             halfCloseTimeout=options.halfCloseTimeout, spliceThreshold=options.spliceThreshold,
         )
         transport = self.transport
-        d = options.router.connect(
+        router = options.router
+        d = router.connect(
             "tcp", target, PipeSideFactory(pipe, B) if sideFactory is None else sideFactory(pipe),
-            origin=(transport.getPeer(), transport.getHost()),  # type: ignore[union-attr]
+            # The client's addresses, for a chain sending PROXY headers only.
+            origin=(transport.getPeer(), transport.getHost()) if getattr(router, "wantsOrigin", True) else None,  # type: ignore[union-attr]
         )
         self.dialing = d
         d.addCallbacks(self._connected, self._failed)
