@@ -1111,6 +1111,39 @@ class UnverifiedPeerTests(SynchronousTestCase):
         listening.sockets.datagramReceived(self.datagram(7, 0, 0, b"\xff\x06\x00\x00sNaPpY"), ("127.0.0.2", 1))
         self.assertIn(("127.0.0.2", 1), listening.sockets.sessions, "another address is not limited")
 
+    def test_newSessionsCostNoKeyOrMatrix(self) -> None:
+        """
+        Regression (issue 19.6, found by re-running the review's probe
+        from distinct addresses, which the per-address rate does not
+        limit): every new session derived the key again (4096 PBKDF2
+        rounds) and built two Reed-Solomon matrices, about 5 ms of CPU per
+        spoofed first datagram.  Sessions now share the listener's crypt
+        and one matrix per shape: 200 sessions derive nothing and build
+        nothing.
+        """
+        derived: list[bytes] = []
+        inverted: list[int] = []
+        realDerive, realInvert = crypt.hashlib.pbkdf2_hmac, fec.invertMatrix
+
+        def pbkdf2(*args: Any) -> bytes:
+            derived.append(args[1])
+            return realDerive(*args)
+
+        def invertMatrix(m: Any) -> Any:
+            inverted.append(len(m))
+            return realInvert(m)
+
+        self.patch(crypt.hashlib, "pbkdf2_hmac", pbkdf2)
+        self.patch(fec, "invertMatrix", invertMatrix)
+        listening = self.listen()
+        derived.clear()
+        inverted.clear()
+        for i in range(200):
+            host = f"10.1.{i // 250}.{i % 250 + 1}"
+            listening.sockets.datagramReceived(self.datagram(i + 1, 0, 0, b"\xff\x06\x00\x00sNaPpY"), (host, 1))
+        self.assertEqual(len(listening.sockets.sessions), 200)
+        self.assertEqual((len(derived), len(inverted)), (0, 0), "(key derivations, matrix inversions) for 200 new sessions")
+
     def test_evictsUnverifiedFirst(self) -> None:
         listening = self.listen({"maxSessions": 3})
         sockets = listening.sockets

@@ -28,6 +28,7 @@ import hashlib
 import os
 import struct
 import zlib
+from functools import lru_cache
 from typing import Callable
 
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -260,6 +261,7 @@ def effectiveCrypt(crypt: str) -> str:
     return crypt if crypt in _CRYPTS else "aes"
 
 
+@lru_cache(maxsize=32)
 def newBlockCrypt(crypt: str = "", key: str | bytes = "", salt: bytes = DEFAULT_SALT) -> BlockCrypt:
     """
     The crypt GOST sets up for C{kcp.crypt=crypt} and C{kcp.key=key}
@@ -268,6 +270,11 @@ def newBlockCrypt(crypt: str = "", key: str | bytes = "", salt: bytes = DEFAULT_
 
     @raise UnsupportedCryptError: for C{twofish}, C{tea}, C{xtea}, and
         C{salsa20} without pycryptodome.
+
+    Instances are stateless, so one is made per configuration and shared:
+    the key derivation (4096 rounds of PBKDF2) costs about 2.5 ms, which
+    every new KCP session paid, so that spoofed first datagrams from many
+    addresses cost the listener milliseconds each (issue 19.6).
     """
     return _CRYPTS[effectiveCrypt(crypt)](deriveKey(key, salt))
 

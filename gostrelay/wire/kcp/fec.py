@@ -152,10 +152,27 @@ def buildMatrix(dataShards: int, parityShards: int) -> Matrix:
     matrix C{V[r][c] = r**c} of size (data+parity) x data times the inverse
     of its top square, so that the top is the identity.
     """
+    return [list(row) for row in _sharedMatrix(dataShards, parityShards)]
+
+
+@lru_cache(maxsize=16)
+def _sharedMatrix(dataShards: int, parityShards: int) -> tuple[tuple[int, ...], ...]:
+    # Built once per shape and shared, read-only, by every codec: building
+    # it costs about 2 ms of pure Python, which every new KCP session (two
+    # codecs each) paid, so that spoofed first datagrams from many
+    # addresses cost the listener milliseconds each (issue 19.6).
     total = dataShards + parityShards
     vandermonde = [[gfExp(r, c) for c in range(dataShards)] for r in range(total)]
     top = invertMatrix(vandermonde[:dataShards])
-    return _matMul(vandermonde, top)
+    return tuple(tuple(row) for row in _matMul(vandermonde, top))
+
+
+@lru_cache(maxsize=256)
+def _sharedDecodeMatrix(dataShards: int, parityShards: int, rows: tuple[int, ...]) -> Matrix:
+    # The inverse for one set of surviving shards, shared by every codec
+    # of that shape (read-only), so that no session pays for it twice.
+    matrix = _sharedMatrix(dataShards, parityShards)
+    return invertMatrix([list(matrix[r]) for r in rows])
 
 
 def _combine(row: Sequence[int], shards: Sequence[bytes], length: int) -> bytes:
@@ -183,9 +200,8 @@ class ReedSolomon:
         self.dataShards = dataShards
         self.parityShards = parityShards
         self.totalShards = dataShards + parityShards
-        self.matrix = buildMatrix(dataShards, parityShards)
+        self.matrix = _sharedMatrix(dataShards, parityShards)
         self.parityRows = self.matrix[dataShards:]
-        self._decodeMatrix = lru_cache(maxsize=64)(self._invertRows)
 
     def encode(self, data: Sequence[bytes]) -> list[bytes]:
         """
@@ -198,9 +214,6 @@ class ReedSolomon:
             raise FECError("data shards differ in length")
         shards = [bytes(s) for s in data]
         return [_combine(row, shards, length) for row in self.parityRows]
-
-    def _invertRows(self, rows: tuple[int, ...]) -> Matrix:
-        return invertMatrix([self.matrix[r] for r in rows])
 
     def reconstructData(self, shards: Sequence[bytes | None]) -> list[bytes]:
         """
@@ -224,7 +237,7 @@ class ReedSolomon:
         if not missing:
             return data  # type: ignore[return-value]
         rows = tuple(present[: self.dataShards])
-        decode = self._decodeMatrix(rows)
+        decode = _sharedDecodeMatrix(self.dataShards, self.parityShards, rows)
         inputs = [bytes(shards[r]) for r in rows]  # type: ignore[arg-type]
         for i in missing:
             data[i] = _combine(decode[i], inputs, length)
