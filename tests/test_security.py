@@ -1028,7 +1028,10 @@ class WebSocketCapTests(unittest.SynchronousTestCase):
         self.assertLessEqual(sent, MAX_HANDSHAKE + 1024)
         self.assertEqual(protocol.data, b"", "nothing is held once dropped")
         self.assertEqual(transport.value(), b"")
-        self.assertTrue(captured.matching(r"opening handshake larger than 32768 bytes; dropping"), captured.text)
+        self.assertTrue(
+            captured.matching(r"WebSocket peer 198\.51\.100\.7:40000: opening handshake larger than 32768 bytes; dropping"),
+            captured.text,
+        )
 
     def test_largeButFinite(self) -> None:
         protocol, transport = self.server()

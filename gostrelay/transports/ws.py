@@ -43,6 +43,7 @@ from gostrelay.interfaces import IDialer, IListener
 from gostrelay.layering import connectLayered
 from gostrelay.logs import Logger
 from gostrelay.router import DEFAULT_DIAL_TIMEOUT, directEndpoint
+from gostrelay.tracking import describePeer
 from gostrelay.transports.tcp import DEFAULT_BACKLOG, serverEndpoint
 from gostrelay.transports.tls import TLSServerEndpoint as _TLSServerEndpoint
 from gostrelay.transports.tls import (
@@ -226,7 +227,7 @@ def _handshakeTooLarge(ws: Any, data: bytes) -> bool:
     transport = ws.transport
     _log.info(
         "WebSocket peer {peer}: opening handshake larger than {cap} bytes; dropping",
-        peer=transport.getPeer() if transport is not None else None, cap=MAX_HANDSHAKE,
+        peer=describePeer(transport.getPeer()) if transport is not None else "?", cap=MAX_HANDSHAKE,
     )
     ws.data = b""
     if transport is not None:
