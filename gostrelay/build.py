@@ -405,11 +405,28 @@ def _cannotListen(svc: ServiceConfig, error: BaseException) -> tuple[str, str]:
         code = getattr(socketError, "errno", None)
         if code == errno.EADDRINUSE:
             reason, short = "the address is in use (another process listens there)", "address in use"
+        elif socketError == "Cannot acquire lock":
+            # A unix socket whose lock file (PATH.lock, Twisted's default
+            # lockfile=1) another live process holds.
+            reason = f"the address is in use (another process holds its lock file {address}.lock)"
+            short = "address in use"
         elif code is not None:
             reason = short = (getattr(socketError, "strerror", None) or os.strerror(code)).lower()
         else:
             reason = short = str(socketError)
         return f"{where}: cannot listen on {address}: {reason}", f"cannot listen on {address}: {short}"
+    lock = getattr(error, "filename2", None)
+    if isinstance(error, OSError) and isinstance(lock, (str, bytes)):
+        # A unix socket's lock file (Twisted's default lockfile=1) could not
+        # be made: the error names the pid and the lock, not the socket.
+        lock = lock.decode("utf-8", "replace") if isinstance(lock, bytes) else lock
+        if lock.endswith(".lock"):
+            address = lock[: -len(".lock")]
+            reason = (error.strerror or str(error)).lower()
+            return (
+                f"{where}: cannot listen on {address}: cannot create its lock file {lock}: {reason}",
+                f"cannot listen on {address}: {reason}",
+            )
     text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
     return f"{where}: cannot listen: {text}", f"cannot listen: {text}"
 

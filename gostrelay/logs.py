@@ -216,7 +216,7 @@ class _StandardOutput:
         self._target().flush()
 #: Legacy (C{log.msg}) lines Twisted writes about its ports and factories.
 _LEGACY_INTERNALS = re.compile(
-    r"^(?:.* starting on \d+|\((?:TCP|UDP|UNIX|Unix) Port \S+ Closed\)|Starting factory .*|Stopping factory .*)$",
+    r"^(?:.* starting on (?:\d+|'.*'|b'.*')|\((?:TCP|UDP|UNIX|Unix) Port \S+ Closed\)|Starting factory .*|Stopping factory .*)$",
     re.DOTALL,
 )
 

@@ -334,6 +334,9 @@ class ThirdPartyTypeTests(SynchronousTestCase):
         self.addCleanup(restore)
         registry.register(registry.TypePlugin("handler", "echo", "twisted.internet.protocol.Factory", options={"greeting": "string"}))
         registry.register(registry.TypePlugin("dialer", "mycarrier", "gostrelay.transports.tcp.TCPDialer", options={}))
+        registry.register(
+            registry.TypePlugin("listener", "mycarrier", "gostrelay.transports.tcp.TCPListener", options={"flavour": "string"})
+        )
 
     def test_byName(self) -> None:
         cfg = config("-L", "echo://:9999?greeting=hi", "-F", "relay+mycarrier://h:1")
@@ -342,6 +345,12 @@ class ThirdPartyTypeTests(SynchronousTestCase):
         self.assertEqual(cfg.chains[0].hops[0].nodes[0].dialer.type, "mycarrier")
         self.assertEqual(cfg.warnings, [])
         self.assertIn("type: echo", dumpConfig(cfg, "yaml"))
+        # A plugin's listener, under a handler and alone (auto over it).
+        cfg = config("-L", "relay+mycarrier://:8420?flavour=x", "-L", "mycarrier://:8421?flavor=x")
+        self.assertEqual([(s.handler.type, s.listener.type) for s in cfg.services], [("relay", "mycarrier"), ("auto", "mycarrier")])
+        self.assertIn("type: mycarrier", dumpConfig(cfg, "yaml"))
+        self.assertEqual(len(cfg.warnings), 1, cfg.warnings)
+        self.assertIn("did you mean flavour?", cfg.warnings[0])
         cfg = config("--listen", "tcp:1", "--handler", "echo", "--option", "greting=x")
         self.assertEqual(cfg.services[0].handler.type, "echo")
         self.assertIn("did you mean greeting?", cfg.warnings[0])
@@ -439,7 +448,11 @@ class OneLineErrorTests(SynchronousTestCase):
         """
         Bad descriptions and unreadable keys: one line naming the problem.
         """
+        junk = os.path.abspath(self.mktemp())
+        with open(junk, "w") as f:
+            f.write("not a key\n")
         for description, words in (
+            (f"ssl:0:privateKey={junk}", ["cannot load the TLS key or certificate", f"privateKey={junk}", "not a PEM"]),
             ("tcp:0:bogus=1", ["unknown argument 'bogus'"]),
             ("tcp:http", ["tcp:http"]),
             ("ssl:0:privateKey=/nonexistent/key.pem", ["cannot read", "/nonexistent/key.pem"]),

@@ -220,6 +220,9 @@ class TwistedInternalsTests(SynchronousTestCase):
             dict(legacy, log_text="RelayHandler (ServiceFactory) (TLS) starting on 8420"),
             dict(legacy, log_text="UDPSocketChannel starting on 45862"),
             dict(legacy, log_text="(TCP Port 8420 Closed)"),
+            # A unix port names its path (twistd relay --listen unix:...).
+            dict(legacy, log_text="RelayHandler (ServiceFactory) (AcceptFactory) starting on '/run/relay.sock'"),
+            dict(legacy, log_text="(UNIX Port /run/relay.sock Closed)"),
             {
                 "log_namespace": "twisted.application._client_service.ClientService",
                 "log_level": LogLevel.info,
@@ -237,6 +240,7 @@ class TwistedInternalsTests(SynchronousTestCase):
         self.assertNotIn("45862", text)
         self.assertNotIn("Port 8420 Closed", text)
         self.assertNotIn("Scheduling retry", text)
+        self.assertNotIn("relay.sock", text)
         self.assertIn("service-0 listening", text)
         self.assertIn("Received SIGTERM", text)
         self.assertIn("starting on the moon", text)
@@ -244,6 +248,7 @@ class TwistedInternalsTests(SynchronousTestCase):
     def test_shownWithDebug(self) -> None:
         text = self.render(1, self.events())
         self.assertIn("starting on 8420", text)
+        self.assertIn("starting on '/run/relay.sock'", text)
         self.assertIn("Scheduling retry 1", text)
 
 

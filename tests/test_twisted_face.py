@@ -413,6 +413,30 @@ class ErrorTests(FaceTestCase):
         yield self.assertOneLine(["--listen", f"tcp:{port}:interface=127.0.0.1"], 1, f"127.0.0.1:{port}", "in use")
 
     @defer.inlineCallbacks
+    def test_unixSocketInUse(self):  # type: ignore[no-untyped-def]
+        """
+        A unix socket another instance serves (its lock file held): one
+        line naming the path and saying it is in use; and no Twisted line
+        about the port starting in the running one's output.
+        """
+        directory = tempfile.mkdtemp(prefix="gostrelay-", dir="/tmp")
+        self.addCleanup(shutil.rmtree, directory, True)
+        path = os.path.join(directory, "relay.sock")
+        running, _ = yield self.started(CONSOLE, "--listen", f"unix:{path}", pattern=LISTENING_UNIX)
+        self.assertNotIn("starting on", running.out, running.describe())
+        yield self.assertOneLine(["--listen", f"unix:{path}"], 1, f"cannot listen on {path}", "in use", f"{path}.lock")
+
+    def test_unixDirectoryMissing(self):  # type: ignore[no-untyped-def]
+        """
+        A unix socket in a directory that does not exist: the line names
+        the socket's path, not Twisted's lock file internals (a pid).
+        """
+        return self.assertOneLine(
+            ["--listen", "unix:/nonexistent/gostrelay/relay.sock"], 1,
+            "cannot listen on /nonexistent/gostrelay/relay.sock: ", "no such file or directory",
+        )
+
+    @defer.inlineCallbacks
     def test_portInUseDaemon(self):  # type: ignore[no-untyped-def]
         """
         Daemonized (no C{-n}), twistd's parent prints the short form in its

@@ -43,7 +43,7 @@ def endpointFromDescription(reactor: Any, description: str, where: str) -> IStre
         name = f" {e.filename}" if getattr(e, "filename", None) else ""
         raise ConfigError(f"{prefix}{description}: cannot read{name}: {e.strerror or e}") from None
     except Exception as e:
-        reason = _reason(e)
+        reason = _reason(e, description)
         if description.startswith("systemd:") and isinstance(e, (IndexError, KeyError)):
             reason = "no such inherited socket (LISTEN_FDS, LISTEN_FDNAMES: started by systemd socket activation?)"
         raise ConfigError(f"{prefix}{description}: {reason}") from None
@@ -70,7 +70,27 @@ def _checkTLSDirectory(description: str, prefix: str) -> None:
         )
 
 
-def _reason(e: Exception) -> str:
+#: The arguments of TLS server endpoints (Twisted's ssl:, our wss:) that
+#: name a PEM file, for a line saying which file could not be loaded.
+_PEM_ARGUMENTS = ("privateKey", "certKey", "extraCertChain", "dhParameters", "keyFile", "certFile", "caFile")
+
+
+def _pemFiles(description: str) -> list[str]:
+    """
+    The C{name=path} arguments of C{description} that name PEM files (the
+    key file defaults to C{server.pem} in Twisted's C{ssl:}).
+    """
+    found = []
+    rest = description
+    while rest:
+        field, rest = firstField(rest)
+        name, eq, value = field.partition("=")
+        if eq and name in _PEM_ARGUMENTS:
+            found.append(f"{name}={value}")
+    return found
+
+
+def _reason(e: Exception, description: str = "") -> str:
     text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
     unexpected = re.search(r"unexpected keyword argument '([^']*)'", text)
     if isinstance(e, TypeError) and unexpected:
@@ -81,7 +101,9 @@ def _reason(e: Exception) -> str:
         # pyOpenSSL's errors are lists of (library, function, reason).
         args = e.args[0] if e.args else None
         if isinstance(args, list) and args and isinstance(args[-1], tuple):
-            text = "TLS: " + str(args[-1][-1])
+            library, _, problem = (str(part) for part in args[-1])
+            files = ", ".join(_pemFiles(description)) or "privateKey=server.pem"
+            text = f"cannot load the TLS key or certificate ({files}): not a PEM key and certificate ({library}: {problem})"
     return text
 
 
