@@ -16,6 +16,13 @@ and Twisted holds nothing unsent for it, so byte order is kept.  What the
 socket does not take, and any error, goes to the transport's own C{write}:
 Twisted buffers it, applies back-pressure (pausing the producer) and finds
 the error on its next C{doWrite}, exactly as before.
+
+L{loseConnectionNow} does the same for a close: Twisted's
+C{loseConnection} stops reading and asks for writability (two
+C{epoll_ctl}s) so that a later C{doWrite} flushes what is buffered, sends
+an empty C{send} and closes (another C{epoll_ctl} and a reactor turn);
+with nothing buffered the socket is closed there and then, as that
+C{doWrite} would have closed it.
 """
 
 from __future__ import annotations
@@ -23,8 +30,14 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.internet import tcp
+from twisted.internet.error import ConnectionDone
+from twisted.python.failure import Failure
 
 from gostrelay.splice import spliceCarrierOf
+
+#: The reason of a clean close (one shared instance, as Twisted's reactor
+#: has for the closes it finds).
+_DONE = Failure(ConnectionDone())
 
 
 def tcpCarrier(transport: Any) -> tcp.Connection | None:
@@ -71,3 +84,41 @@ def writeNow(transport: Any, data: bytes) -> bool:
     if sent < len(data):
         connection.write(data[sent:] if sent else data)
     return True
+
+
+def loseConnectionNow(transport: Any) -> None:
+    """
+    C{transport.loseConnection()}, done at once for a plain Twisted TCP
+    socket that has nothing left to send and no producer to wait for: its
+    C{connectionLost} runs now (with Twisted's clean-close reason) instead
+    of on a later reactor turn.  A wrapper with a C{loseConnectionNow} of
+    its own (the accept layer, the relay client) passes the call down.
+    Anything else (TLS, bytes still buffered, a half-close under way)
+    closes the usual way.
+
+    Only for callers that expect the protocol's C{connectionLost} before
+    this returns (the pipe); a protocol written for Twisted's transports,
+    e.g. Twisted's TLS, may not.
+    """
+    # The class's own method: wrappers forward unknown attributes to their
+    # transport, and a TLS layer must not be skipped.
+    now = getattr(type(transport), "loseConnectionNow", None)
+    if now is not None:
+        now(transport)
+        return
+    if (
+        type(transport) is tcp.Server or type(transport) is tcp.Client
+    ) and (
+        transport.connected
+        and not transport.disconnecting
+        and not transport._writeDisconnecting
+        and not transport._writeDisconnected
+        and not transport.TLS
+        and transport.producer is None
+        and not transport._tempDataLen
+        and transport.offset == len(transport.dataBuffer)
+    ):
+        transport.disconnecting = 1
+        transport.connectionLost(_DONE)
+        return
+    transport.loseConnection()

@@ -29,7 +29,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from gostrelay import logs
-from gostrelay.directwrite import writeNow
+from gostrelay.directwrite import loseConnectionNow, writeNow
 from gostrelay.logs import Logger
 from gostrelay.splice import trySplice
 
@@ -281,16 +281,19 @@ class Pipe:
             mine.unregisterProducer()  # type: ignore[attr-defined]
         if other is not None and not self._lost[1 - side]:
             other.unregisterProducer()  # type: ignore[attr-defined]
-            other.loseConnection()
+            loseConnectionNow(other)
 
     def _closeBoth(self) -> None:
         if self.spliced is not None:
             self.spliced.close()
             return
-        for transport in self.transports:
-            if transport is not None:
-                transport.unregisterProducer()  # type: ignore[attr-defined]
-                transport.loseConnection()
+        # Both producers go first: a close may now complete at once
+        # (loseConnectionNow), ending the other side's registration too.
+        transports = [transport for transport in self.transports if transport is not None]
+        for transport in transports:
+            transport.unregisterProducer()  # type: ignore[attr-defined]
+        for transport in transports:
+            loseConnectionNow(transport)
 
     def close(self) -> None:
         """

@@ -33,6 +33,7 @@ from twisted.python.failure import Failure
 from zope.interface import directlyProvides, implementer, providedBy
 
 from gostrelay import metrics
+from gostrelay.directwrite import loseConnectionNow
 from gostrelay.logs import Logger
 from gostrelay.splice import spliceCarrierOf
 
@@ -268,6 +269,16 @@ class PassThroughWrapper(ProtocolWrapper):
     def writeConnectionLost(self) -> None:
         if self.wrappedProtocol is not None and takesHalfClose(self.wrappedProtocol, "writeConnectionLost"):
             self.wrappedProtocol.writeConnectionLost()
+
+    def loseConnectionNow(self) -> None:
+        """
+        C{loseConnection}, closing a plain TCP socket with nothing to flush
+        at once (L{gostrelay.directwrite.loseConnectionNow}: for callers
+        that expect C{connectionLost} to run before this returns, as the
+        pipe does; a wrapped protocol such as Twisted's TLS does not).
+        """
+        self.disconnecting = 1
+        loseConnectionNow(self.transport)
 
     def spliceCarrier(self) -> Any:
         transport = self.transport

@@ -17,7 +17,7 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.testing import StringTransport
 from twisted.trial import unittest
 
-from gostrelay.directwrite import tcpCarrier, writeNow
+from gostrelay.directwrite import loseConnectionNow, tcpCarrier, writeNow
 from gostrelay.layering import AcceptFactory
 from gostrelay.limiter import LimitedProtocol
 from gostrelay.pipe import A, B, Pipe
@@ -42,7 +42,10 @@ class _Sink(Protocol):
 
 
 class _Quiet(Protocol):
-    pass
+    lost: Any = None
+
+    def connectionLost(self, reason: Any = None) -> None:
+        self.lost = reason
 
 
 class DirectWriteTests(unittest.TestCase):
@@ -158,3 +161,85 @@ class DirectWriteTests(unittest.TestCase):
         self.assertEqual((client.transport.dataBuffer, client.transport._tempDataLen), (b"", 0))
         yield waitUntil(lambda: bytes(sink.received) == b"piped", 5, "the bytes")
         client.transport.unregisterProducer()
+
+
+class LoseConnectionNowTests(unittest.TestCase):
+    """
+    L{loseConnectionNow}: a plain TCP socket with nothing to flush closes
+    before the call returns (no writability asked, no empty send, no
+    reactor turn); anything else closes the usual way.
+    """
+
+    connectedPair = DirectWriteTests.connectedPair
+
+    @defer.inlineCallbacks
+    def test_closedAtOnce(self) -> None:
+        from twisted.internet.error import ConnectionDone
+
+        client, sink = yield self.connectedPair()
+        transport = client.transport
+        loseConnectionNow(transport)
+        self.assertIsInstance(client.lost.value, ConnectionDone)
+        self.assertNotIn(transport, reactor.getWriters())
+        self.assertNotIn(transport, reactor.getReaders())
+        self.assertFalse(transport.connected)
+
+    @defer.inlineCallbacks
+    def test_bufferedBytesFlushedFirst(self) -> None:
+        """
+        Bytes Twisted still holds are sent before the close: the usual way.
+        """
+        client, sink = yield self.connectedPair()
+        transport = client.transport
+        transport.write(b"last words")
+        loseConnectionNow(transport)
+        self.assertIsNone(client.lost)
+        self.assertTrue(transport.disconnecting)
+        yield waitUntil(lambda: client.lost is not None, 5, "the close")
+        yield waitUntil(lambda: bytes(sink.received) == b"last words", 5, "the bytes")
+
+    @defer.inlineCallbacks
+    def test_acceptLayerPassesItDown(self) -> None:
+        """
+        The accept layer passes the close down (its own loseConnectionNow);
+        its handler learns of it before the call returns.
+        """
+        accepted: list[Any] = []
+
+        class Handler(Protocol):
+            lost: Any = None
+
+            def connectionMade(self) -> None:
+                accepted.append(self)
+
+            def connectionLost(self, reason: Any = None) -> None:
+                self.lost = reason
+
+        table = ConnectionTable("service", reactor)
+        yield self.connectedPair(AcceptFactory(Factory.forProtocol(Handler), table, reactor))
+        yield waitUntil(lambda: accepted, 5, "the accepted connection")
+        loseConnectionNow(accepted[0].transport)
+        self.assertIsNotNone(accepted[0].lost)
+
+    def test_otherTransports(self) -> None:
+        """
+        A transport that is not a plain TCP socket closes the usual way.
+        """
+        transport = StringTransport()
+        loseConnectionNow(transport)
+        self.assertTrue(transport.disconnecting)
+
+    @defer.inlineCallbacks
+    def test_pipeClosesAtOnce(self) -> None:
+        """
+        A pipe whose sides both ended closes its sockets before returning.
+        """
+        client, sink = yield self.connectedPair()
+        done: list[Any] = []
+        pipe = Pipe(reactor, onDone=lambda p, reason: done.append(reason))
+        other = StringTransport()
+        pipe.attach(A, other)  # type: ignore[arg-type]
+        pipe.attach(B, client.transport)
+        pipe.close()
+        self.assertFalse(client.transport.connected)
+        self.assertTrue(other.disconnecting)

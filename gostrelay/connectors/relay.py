@@ -46,6 +46,7 @@ from zope.interface import directlyProvides, implementer, providedBy
 from gostrelay import logs
 from gostrelay.config.model import ConfigError, NodeConfig
 from gostrelay.connectors.carrier import CarrierDelegate, nodeCredentials
+from gostrelay.directwrite import loseConnectionNow
 from gostrelay.errors import HopFailed, RelayRefused, UnsupportedNetwork, describeFailure
 from gostrelay.interfaces import IConnector
 from gostrelay.layering import connectLayered
@@ -337,6 +338,13 @@ class RelayClientProtocol(CarrierDelegate, Protocol):
     def loseConnection(self) -> None:
         self._closeCarrier(abort=False)
 
+    def loseConnectionNow(self) -> None:
+        """
+        L{loseConnection}, closing a plain TCP carrier with nothing to flush
+        at once (L{gostrelay.directwrite.loseConnectionNow}; for the pipe).
+        """
+        self._closeCarrier(abort=False, now=True)
+
     def abortConnection(self) -> None:
         self._closeCarrier(abort=True)
 
@@ -426,11 +434,13 @@ class RelayClientProtocol(CarrierDelegate, Protocol):
         if rest:
             self._deliver(rest)
 
-    def _closeCarrier(self, abort: bool) -> None:
+    def _closeCarrier(self, abort: bool, now: bool = False) -> None:
         self.disconnecting = True
         self._cancelTimer()
         if abort:
             self.transport.abortConnection()  # type: ignore[union-attr]
+        elif now:
+            loseConnectionNow(self.transport)
         else:
             self.transport.loseConnection()  # type: ignore[union-attr]
 
