@@ -292,6 +292,28 @@ echoHandler = TypePlugin("handler", "echo", "echoplugin.EchoHandler", options={"
 '''
 
 
+#: A third party's server endpoint prefix, found through twisted.plugin:
+#: C{myep:PORT} listens on loopback TCP.
+ENDPOINT_PLUGIN = '''
+from twisted.internet.interfaces import IStreamServerEndpointStringParser
+from twisted.plugin import IPlugin
+from zope.interface import implementer
+
+
+@implementer(IPlugin, IStreamServerEndpointStringParser)
+class _MyEndpoint:
+    prefix = "myep"
+
+    def parseStreamServer(self, reactor, port, interface="127.0.0.1"):
+        from twisted.internet.endpoints import TCP4ServerEndpoint
+
+        return TCP4ServerEndpoint(reactor, int(port), interface=interface)
+
+
+myep = _MyEndpoint()
+'''
+
+
 class Probe(Protocol):
     def __init__(self, payload: bytes, expected: int) -> None:
         self.payload = payload
@@ -328,6 +350,8 @@ class ThirdPartyTests(FaceTestCase):
             f.write(ECHO_PACKAGE)
         with open(os.path.join(directory, "twisted", "plugins", "echoplugin_types.py"), "w") as f:
             f.write(ECHO_PLUGIN)
+        with open(os.path.join(directory, "twisted", "plugins", "myep_endpoint.py"), "w") as f:
+            f.write(ENDPOINT_PLUGIN)
         env = childEnvironment()
         env["PYTHONPATH"] = os.pathsep.join([ROOT, directory])
         return env
@@ -351,6 +375,24 @@ class ThirdPartyTests(FaceTestCase):
             self.assertEqual(data, b"echo:hello", proc.describe())
             probe.transport.loseConnection()  # type: ignore[union-attr]
             yield probe.lost
+
+
+    @defer.inlineCallbacks
+    def test_endpointPrefixByName(self):  # type: ignore[no-untyped-def]
+        """
+        A server endpoint prefix a third party registers through
+        twisted.plugin is a description (case 2 of the parse rule), served
+        with relay and the per-service flags under both entry points; a
+        typo of it is refused naming it.
+        """
+        env = self.pluginEnvironment()
+        for launcher in LAUNCHERS:
+            proc, m = yield self.started(launcher, "--listen", "myep:0", "--user", "u:p", env=env)
+            yield self.assertRelays(TCP4ClientEndpoint(reactor, "127.0.0.1", int(m.group(2))), proc, "u", "p")
+        typo = spawn(reactor, [*CONSOLE, "--listen", "myeq:0"], os.path.abspath(self.mktemp()), env=env)
+        yield typo.waitForExit(30)
+        self.assertEqual(typo.exitCode, 1, typo.describe())
+        self.assertIn("did you mean myep:0?", typo.err, typo.describe())
 
 
 class ErrorTests(FaceTestCase):
