@@ -283,6 +283,22 @@ class TyposAndValuesTests(SynchronousTestCase):
         cfg = config("--listen", "tcp:1", "--option", "bnid=true")
         self.assertIn("did you mean bind?", cfg.warnings[0])
 
+    def test_listenerOptionOnADescription(self) -> None:
+        """
+        A GOST listener's option given to a description service is ignored
+        (the endpoint's own arguments say it): the warning says where it
+        belongs rather than guessing a near name (path: "did you mean
+        auth?").  On a GOST URL the same options are read, no warning.
+        """
+        cfg = config("--listen", "ws:tcp\\:1", "--option", "path=/x", "--option", "listener.backlog=5", "--option", "bind=true")
+        self.assertEqual(len(cfg.warnings), 2, cfg.warnings)
+        self.assertIn("option 'path' is read by GOST's listeners", cfg.warnings[0])
+        self.assertIn("'listener.backlog'", cfg.warnings[1])
+        for warning in cfg.warnings:
+            self.assertIn("argument of its endpoint", warning)
+            self.assertNotIn("did you mean", warning)
+        self.assertEqual(config("-L", "relay+ws://:1?path=/x&backlog=5&bind=true").warnings, [])
+
     def test_knownOptionsQuiet(self) -> None:
         """
         Options that some part reads, or that the command line consumes, or

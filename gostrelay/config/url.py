@@ -326,6 +326,28 @@ def parseServiceDescription(cfg: Config, spec: ListenSpec) -> list[ServiceConfig
     return services
 
 
+#: The listeners whose options a user may carry over to a description.
+_STREAM_LISTENERS = ("tcp", "tls", "ws", "wss", "kcp")
+
+
+def _listenerOnlyKeys(m: dict[str, object], handlerOptions: dict[str, str] | None) -> list[str]:
+    """
+    The keys of C{m} that a GOST stream listener reads and nothing else of
+    a description service does: the endpoint's own arguments say those
+    (C{--listen tcp:8420 --option backlog=50} would be ignored).
+    """
+    listenerOptions: set[str] = set()
+    for name in _STREAM_LISTENERS:
+        listenerOptions |= set(typeOptions("listener", name) or {})
+    others = set(handlerOptions or {}) | set(SERVICE_OPTIONS) | SERVICE_URL_KEYS
+    found = []
+    for key in m:
+        bare = key[len("listener.") :] if key.startswith("listener.") else key
+        if bare in listenerOptions and bare not in others:
+            found.append(key)
+    return found
+
+
 def _services(
     cfg: Config,
     text: str,
@@ -341,7 +363,16 @@ def _services(
         "listener": typeOptions("listener", listener),
         "service": SERVICE_OPTIONS,
     }
-    cfg.warnings.extend(unknownOptions(text, m, scopes, SERVICE_URL_KEYS))
+    checked = m
+    if listener == "endpoint":
+        checked = dict(m)
+        for key in _listenerOnlyKeys(m, scopes["handler"]):
+            del checked[key]
+            cfg.warnings.append(
+                f"{text}: option {key!r} is read by GOST's listeners; a description takes it as an argument of "
+                "its endpoint (tcp:8420:backlog=50, ws:tcp\\:8080:path=/relay); ignored"
+            )
+    cfg.warnings.extend(unknownOptions(text, checked, scopes, SERVICE_URL_KEYS))
     nodes: list[ForwardNodeConfig] = []
     if remotes:
         for target in remotes.split(","):
