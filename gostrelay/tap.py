@@ -253,6 +253,11 @@ class Options(usage.Options):
         config = Config()
         for source in sources:
             config.merge(loadSource(source))
+        if not self["config"] and not self["listen"]:
+            # A file nobody named on the command line is running: say which,
+            # or `gostrelay` after `gostrelay -O yaml > gost.yaml` starts
+            # services the user did not ask for, with no hint where from.
+            config.warnings.append(f"no -L or -C given: running {sources[0]} (found as GOST finds its default file)")
         if self["listen"] or self["forward"]:
             commandLine = buildConfigFromCommandLine(self["listen"], self["forward"])
             config.warnings.extend(commandLine.warnings)

@@ -405,6 +405,21 @@ class FindDefaultTests(TempDirMixin, unittest.SynchronousTestCase):
         if self.etc is None:
             self.assertEqual([s.name for s in cfg.services], ["from-home"])
 
+    def test_optionsNameDefaultFile(self) -> None:
+        """
+        A default file nobody named is named in a warning line, so that a
+        user who wrote C{gost.yaml} with C{-O yaml} sees why services start.
+        """
+        if self.etc is not None:
+            raise unittest.SkipTest(f"{self.etc} exists on this machine")
+        path = self.writeFile(self.cwd, "gost.yaml", "services:\n- {name: from-cwd, addr: ':1', handler: {type: relay}}\n")
+        options = Options()
+        options.parseOptions([])
+        warnings = options.loadConfig().warnings
+        self.assertEqual(len(warnings), 1, warnings)
+        self.assertIn("no -L or -C given: running", warnings[0])
+        self.assertEqual(os.path.realpath(warnings[0].split("running ")[1].split(" (")[0]), os.path.realpath(path))
+
     def test_optionsNoSearchWithListen(self) -> None:
         """
         -L alone does not load the default file.
