@@ -69,6 +69,17 @@ class BuildContext:
     def __init__(self, reactor: Any, config: Config) -> None:
         self.reactor = reactor
         self.config = config
+        self._said: set[Any] = set()
+
+    def once(self, key: Any) -> bool:
+        """
+        Whether C{key} is new to this build: a warning about a chain's node
+        is given once, not once per service that uses the chain.
+        """
+        if key in self._said:
+            return False
+        self._said.add(key)
+        return True
 
     def router(self, svc: ServiceConfig, chainName: str, where: str) -> Router:
         """
@@ -294,11 +305,18 @@ class GostService(service.Service):
             # A remote listener (rtcp, rudp) listens on a relay server, not
             # here: it says where.
             describe = getattr(self.listener, "describeListening", None)
+            handlerType = self.config.handler.type if self.config.handler else "?"
+            listenerType = self.config.listener.type if self.config.listener else "tcp"
+            if listenerType == "endpoint" and self.config.source:
+                # A --listen description names itself, as the open-relay
+                # warning below does: "relay on tcp:8420".
+                kind = f"{handlerType} on {self.config.source}"
+            else:
+                kind = f"{handlerType}+{listenerType}"
             self.log.info(
-                "{name} ({handler}+{listener}) {where}",
+                "{name} ({kind}) {where}",
                 name=self.name,
-                handler=self.config.handler.type if self.config.handler else "?",
-                listener=self.config.listener.type if self.config.listener else "tcp",
+                kind=kind,
                 where=describe() if describe is not None else f"listening on {_hostText(host)}",
             )
             if isOpenProxy(self.config, host):

@@ -143,7 +143,7 @@ class PluginExampleTests(unittest.TestCase):
             "--listen", "tcp:0:interface=127.0.0.1", "--handler", "echo", "--option", "idleTimeout=30s",
         )
         yield self.echoes(port, b"hello", proc)
-        self.assertIn("(echo+endpoint) listening on", proc.out + proc.err)
+        self.assertIn("(echo on tcp:0:interface=127.0.0.1) listening on", proc.out + proc.err)
 
     @defer.inlineCallbacks
     def test_badOptionValueRefused(self):  # type: ignore[no-untyped-def]

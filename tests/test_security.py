@@ -1138,6 +1138,16 @@ class StartWarningTests(unittest.SynchronousTestCase):
                     f"relay://alice:{SECRET}@127.0.0.1:8420"):
             self.assertEqual(self.warnings(serve, [hop]), [], hop)
 
+    def test_credentialsOverUnverifiedTLSSaidOnce(self) -> None:
+        """
+        Two services using the one chain build its dialers twice: the
+        warning about its node is still one line.
+        """
+        serve = ["tcp://127.0.0.1:0/192.0.2.1:22", "tcp://127.0.0.1:0/192.0.2.1:23"]
+        for hop in (f"relay+tls://alice:{SECRET}@127.0.0.1:8443", f"relay+wss://alice:{SECRET}@127.0.0.1:8443"):
+            (line,) = self.warnings(serve, [hop])
+            self.assertIn("does not verify the server", line)
+
 
 class _Leaver(Protocol):
     """

@@ -528,18 +528,23 @@ def clientCreator(tls: TLSConfig | None, nodeHost: str, where: str) -> Any:
     return _GostClientCreator(serverName, caCerts, clientCertificate, verifyName=tls.secure)
 
 
-def warnUnverifiedCredentials(node: NodeConfig, tls: TLSConfig | None) -> None:
+def warnUnverifiedCredentials(node: NodeConfig, tls: TLSConfig | None, context: Any = None) -> None:
     """
     One warning at start when a node sends credentials (its connector's
     user and password) over TLS that does not verify the server (GOST's
     default: no C{secure}, no C{caFile}): any server, or anything in the
-    path, can then present a certificate and read them.
+    path, can then present a certificate and read them.  Once per node
+    when C{context} (the build's) says whether it was said already: every
+    service using a chain builds the chain's dialers.
     """
     connector = node.connector
     auth = connector.auth if connector is not None else None
     if auth is None or not (auth.username or auth.file):
         return
     if tls is not None and (tls.secure or tls.caFile):
+        return
+    once = getattr(context, "once", None)
+    if once is not None and not once(("unverified-credentials", node.name, node.addr)):
         return
     _log.warn(
         "node {name}: credentials go to {addr} over TLS that does not verify the server "
@@ -566,7 +571,7 @@ class TLSDialer:
             tls = node.tls
         host = _nodeHost(node.addr)
         self.creator = clientCreator(tls, host, where)
-        warnUnverifiedCredentials(node, tls)
+        warnUnverifiedCredentials(node, tls, context)
 
     #: C{endpoint} takes C{timeout=None}: the caller (a chain under a
     #: router) bounds the attempt, so the TCP connection gets no timer.

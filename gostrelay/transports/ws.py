@@ -515,7 +515,7 @@ class WSDialer:
         if self.secure:
             tls = dialer.tls if dialer is not None and dialer.tls is not None else node.tls
             self.creator = clientCreator(tls, _nodeHost(node.addr), where)
-            warnUnverifiedCredentials(node, tls)
+            warnUnverifiedCredentials(node, tls, context)
 
     #: C{endpoint} takes C{timeout=None}: the caller (a chain under a
     #: router) bounds the attempt, so the TCP connection gets no timer.
