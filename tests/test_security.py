@@ -1044,18 +1044,31 @@ class WebSocketCapTests(unittest.SynchronousTestCase):
         Our writes are messages of at most 32 KiB, as GOST's, well inside
         the 64 KiB a reader (ours or GOST's) assembles.
         """
+        from autobahn.websocket.protocol import WebSocketProtocol
+
         from gostrelay.transports.ws import MAX_MESSAGE, WRITE_CHUNK, WebSocketStream
+        from gostrelay.wire.websocket import FrameReader
+        from tests.support.websocket import FrameParser
 
-        sent: list[int] = []
+        for server in (True, False):
+            written: list[bytes] = []
 
-        class FakeWS:
-            transport = None
+            class FakeWS:
+                state = WebSocketProtocol.STATE_OPEN
+                factory = type("F", (), {"isServer": server})
 
-            def sendMessage(self, data: bytes, isBinary: bool = False) -> None:
-                sent.append(len(data))
+                class transport:
+                    write = staticmethod(written.append)
 
-        WebSocketStream(FakeWS()).write(b"z" * (100 * 1024))
-        self.assertEqual(sent, [WRITE_CHUNK] * 3 + [4 * 1024])
+            WebSocketStream(FakeWS()).write(b"z" * (100 * 1024))
+            self.assertEqual(len(written), 1, "one carrier write for all the frames of one write")
+            frames = FrameParser().feed(written[0])
+            self.assertEqual([len(f.payload) for f in frames], [WRITE_CHUNK] * 3 + [4 * 1024])
+            self.assertEqual({(f.fin, f.opcode, f.masked) for f in frames}, {(True, 2, not server)})
+            # Our reader (with GOST's 32 KiB messages as its cap) takes them.
+            reader = FrameReader(masked=not server, maxMessage=WRITE_CHUNK)
+            self.assertEqual(sum(len(p) for p in reader.feed(written[0])), 100 * 1024)
+            self.assertIsNone(reader.error)
         self.assertEqual((WRITE_CHUNK, MAX_MESSAGE), (32 * 1024, 64 * 1024))
 
 

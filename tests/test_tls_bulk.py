@@ -119,31 +119,6 @@ class BulkTLSTests(unittest.TestCase):
         yield withTimeout(client.done, 20, "exchange")
         self.assertEqual(bytes(client.data[len(payload):]), payload)
 
-    @defer.inlineCallbacks
-    def test_corkedWritesSentAsOne(self):  # type: ignore[no-untyped-def]
-        """
-        Writes between C{cork} and C{uncork} are encrypted and sent as one,
-        in order.
-        """
-        endpoint = _TLSClientEndpoint(self.creator, TCP4ClientEndpoint(reactor, "127.0.0.1", self.port.getHost().port))
-        client = Collector(b"", expect=6 + 2 * 40000)
-        yield withTimeout(connectProtocol(endpoint, client), 10, "connect")
-        tls: Any = client.transport
-        tls.write(b"warmup")
-        while len(client.data) < 6:
-            yield withTimeout(_later(), 5, "echo")
-        calls: list[int] = []
-        send = tls._tlsConnection.send
-        tls._tlsConnection.send = lambda data: calls.append(len(data)) or send(data)
-        tls.cork()
-        tls.write(b"a" * 40000)
-        tls.write(b"b" * 40000)
-        self.assertEqual(calls, [])
-        tls.uncork()
-        self.assertEqual(calls, [80000])
-        yield withTimeout(client.done, 20, "exchange")
-        self.assertEqual(bytes(client.data), b"warmup" + b"a" * 40000 + b"b" * 40000)
-
 
 def _later() -> defer.Deferred[None]:
     from twisted.internet import task

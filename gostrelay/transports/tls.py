@@ -213,31 +213,6 @@ class BulkTLSProtocol(TLSMemoryBIOProtocol):
         setNoDelay(transport)
         super().makeConnection(transport)
 
-    #: Writes held by L{cork}, or C{None}.
-    _corked: list[bytes] | None = None
-
-    def cork(self) -> None:
-        """
-        Hold writes until L{uncork}, to encrypt and send them as one: a
-        WebSocket carrier writes each 32 KiB frame separately, and two
-        frames of one 64 KiB read then cost one C{SSL_write} and one
-        C{send} instead of two each.
-        """
-        if self._corked is None:
-            self._corked = []
-
-    def uncork(self) -> None:
-        held, self._corked = self._corked, None
-        if held:
-            self.write(held[0] if len(held) == 1 else b"".join(held))
-
-    def write(self, data: bytes) -> None:
-        held = self._corked
-        if held is not None:
-            held.append(data)
-            return
-        super().write(data)
-
     def _flushSendBIO(self) -> None:
         chunks = []
         while True:

@@ -17,13 +17,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from autobahn.exception import Disconnected
 from autobahn.twisted.websocket import (
     WebSocketClientFactory,
     WebSocketClientProtocol,
     WebSocketServerFactory,
     WebSocketServerProtocol,
 )
+from autobahn.websocket.protocol import WebSocketProtocol
 from autobahn.websocket.types import ConnectionDeny
 from twisted.internet import defer
 from twisted.internet.error import ConnectionDone, ConnectionLost
@@ -55,6 +55,7 @@ from gostrelay.transports.tls import (
 )
 from gostrelay.transports.wscost import trim as trimAutobahn
 from gostrelay.wire.address import joinHostPort, splitHostPort
+from gostrelay.wire.websocket import ControlFrame, FrameReader, encodeData
 
 trimAutobahn()
 
@@ -112,27 +113,18 @@ class WebSocketStream:
             protocol.connectionLost(reason)
 
     def write(self, data: bytes) -> None:
-        if data and not self.disconnecting and not self._lost:
-            if len(data) <= WRITE_CHUNK:
-                try:
-                    self.ws.sendMessage(data, isBinary=True)
-                except Disconnected:
-                    pass  # the carrier is gone; so is the stream, shortly
-                return
-            # Several messages: a TLS carrier encrypts and sends them as one
-            # (BulkTLSProtocol.cork).
-            carrier = self.ws.transport
-            cork = getattr(type(carrier), "cork", None)
-            if cork is not None:
-                cork(carrier)
-            try:
-                for i in range(0, len(data), WRITE_CHUNK):
-                    self.ws.sendMessage(data[i : i + WRITE_CHUNK], isBinary=True)
-            except Disconnected:
-                pass  # the carrier is gone; so is the stream, shortly
-            finally:
-                if cork is not None:
-                    carrier.uncork()
+        """
+        C{data} as binary messages of at most L{WRITE_CHUNK} bytes, framed
+        here (L{encodeData}) and written to the carrier in one write, so a
+        TLS carrier encrypts them in one go.
+        """
+        if not data or self.disconnecting or self._lost:
+            return
+        ws = self.ws
+        transport = ws.transport
+        if ws.state != WebSocketProtocol.STATE_OPEN or transport is None:
+            return  # closing: the carrier is going, and so is the stream
+        transport.write(encodeData(data, WRITE_CHUNK, masked=not ws.factory.isServer))
 
     def writeSequence(self, data: Any) -> None:
         self.write(b"".join(data))
@@ -235,8 +227,65 @@ def _handshakeTooLarge(ws: Any, data: bytes) -> bool:
     return True
 
 
+def _framesReceived(ws: Any, data: bytes) -> bool:
+    """
+    Parse C{data} with the connection's own L{FrameReader} if it is open
+    and autobahn holds nothing of a frame or message (its handshake may
+    have left one): payloads go to the stream as one C{dataReceived} per
+    run of data frames, each control frame to autobahn (which answers a
+    ping, notes a pong, answers and ends on a Close), a broken protocol
+    fails the connection with a log line.
+
+    @return: whether C{data} was taken care of; if not, it is autobahn's.
+    """
+    reader = ws.reader
+    if (
+        reader is None
+        or ws.state != WebSocketProtocol.STATE_OPEN
+        or ws.data
+        or ws.current_frame is not None
+        or ws.inside_message
+    ):
+        return False
+    items = reader.feed(data)
+    stream = ws.stream
+    if len(items) == 1 and type(items[0]) is bytes:
+        if stream is not None:
+            stream.deliver(items[0])
+    elif items:
+        payloads: list[bytes] = []
+        for item in items:
+            if type(item) is ControlFrame:
+                if payloads and stream is not None:
+                    stream.deliver(b"".join(payloads))
+                payloads = []
+                WebSocketProtocol._dataReceived(ws, item.raw)
+                if ws.state != WebSocketProtocol.STATE_OPEN:
+                    return True  # closed: nothing more is read
+            else:
+                payloads.append(item)  # type: ignore[arg-type]
+        if payloads and stream is not None:
+            stream.deliver(b"".join(payloads))
+    error = reader.error
+    if error is not None and ws.state == WebSocketProtocol.STATE_OPEN:
+        transport = ws.transport
+        _log.info(
+            "WebSocket peer {peer}: {reason}; dropping",
+            peer=describePeer(transport.getPeer()) if transport is not None else "?", reason=error.reason,
+        )
+        ws.reader = None
+        ws._fail_connection(error.code, error.reason)
+    return True
+
+
 class _ServerProtocol(WebSocketServerProtocol):
     stream: WebSocketStream | None = None
+    #: Our frame parser, once the connection is open (L{_framesReceived}).
+    reader: FrameReader | None = None
+
+    def dataReceived(self, data: bytes) -> None:
+        if not _framesReceived(self, data):
+            super().dataReceived(data)
 
     def _dataReceived(self, data: bytes) -> None:
         if not _handshakeTooLarge(self, data):
@@ -248,6 +297,7 @@ class _ServerProtocol(WebSocketServerProtocol):
         return (None, dict(self.factory.extraHeaders))
 
     def onOpen(self) -> None:
+        self.reader = FrameReader(masked=True, maxMessage=MAX_MESSAGE)
         self.stream = WebSocketStream(self)
         app = self.factory.handler.buildProtocol(self.transport.getPeer())  # type: ignore[union-attr]
         if app is None:
@@ -349,6 +399,12 @@ class WSSListener(WSListener):
 
 class _ClientProtocol(WebSocketClientProtocol):
     stream: WebSocketStream | None = None
+    #: Our frame parser, once the connection is open (L{_framesReceived}).
+    reader: FrameReader | None = None
+
+    def dataReceived(self, data: bytes) -> None:
+        if not _framesReceived(self, data):
+            super().dataReceived(data)
 
     def _dataReceived(self, data: bytes) -> None:
         if not _handshakeTooLarge(self, data):
@@ -363,6 +419,7 @@ class _ClientProtocol(WebSocketClientProtocol):
 
     def onOpen(self) -> None:
         factory = self.factory
+        self.reader = FrameReader(masked=False, maxMessage=MAX_MESSAGE)
         self.stream = WebSocketStream(self)
         try:
             app = factory.appFactory.buildProtocol(self.transport.getPeer())  # type: ignore[union-attr]
