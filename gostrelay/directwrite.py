@@ -82,7 +82,10 @@ def writeNow(transport: Any, data: bytes) -> bool:
         # Twisted's next doWrite meets the same error and closes properly.
         return False
     if sent < len(data):
-        connection.write(data[sent:] if sent else data)
+        # A slice, also from 0: C{data} may be a buffer its caller reuses
+        # (TLS records), and Twisted keeps what it is given; a slice of
+        # C{bytes} from 0 is the bytes itself, not a copy.
+        connection.write(data[sent:])
     return True
 
 

@@ -16,6 +16,7 @@ from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint, c
 from twisted.trial import unittest
 
 from gostrelay.config.model import TLSConfig
+from gostrelay.transports import tls as tlsModule
 from gostrelay.transports.tls import (
     BulkTLSProtocol,
     TLSServerEndpoint,
@@ -104,10 +105,9 @@ class BulkTLSTests(unittest.TestCase):
         tls.write(b"x" * (len(payload)))  # the handshake is over once this is echoed
         while len(client.data) < len(payload):
             yield withTimeout(_later(), 5, "echo")
-        connection = tls._tlsConnection
         calls: list[int] = []
-        send, socketWrites = connection.send, []
-        connection.send = lambda data: calls.append(len(data)) or send(data)  # type: ignore[method-assign]
+        socketWrites: list[int] = []
+        self.patch(tlsModule, "_lib", _CountingLib(tlsModule._lib, calls))
         carrier = tls.transport
         writeSomeData = carrier.writeSomeData
         carrier.writeSomeData = lambda data: socketWrites.append(len(data)) or writeSomeData(data)
@@ -118,6 +118,25 @@ class BulkTLSTests(unittest.TestCase):
         self.assertGreater(socketWrites[0], len(payload))
         yield withTimeout(client.done, 20, "exchange")
         self.assertEqual(bytes(client.data[len(payload):]), payload)
+
+
+class _CountingLib:
+    """
+    OpenSSL's cffi library as the TLS protocol calls it, noting the size of
+    every C{SSL_write}.
+    """
+
+    def __init__(self, lib: Any, calls: list[int]) -> None:
+        self._lib = lib
+        self._calls = calls
+
+    def SSL_write(self, ssl: Any, data: Any, size: int) -> int:
+        self._calls.append(size)
+        result: int = self._lib.SSL_write(ssl, data, size)
+        return result
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._lib, name)
 
 
 def _later() -> defer.Deferred[None]:

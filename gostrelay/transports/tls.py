@@ -200,7 +200,7 @@ class BulkTLSProtocol(TLSMemoryBIOProtocol):
         Twisted writes each 16 KiB record separately (four writes, four
         producer checks per 64 KiB), and are cut without copying;
       - the records decrypted from one socket read reach the application
-        in one C{dataReceived} (up to L{_DELIVER} bytes), not one per
+        in one C{dataReceived} (up to L{_IN_SIZE} bytes), not one per
         record: one pass through the relay pipe per read.
 
     Byte order, back-pressure (the producer membrane), shutdown and error
@@ -213,92 +213,144 @@ class BulkTLSProtocol(TLSMemoryBIOProtocol):
         setNoDelay(transport)
         super().makeConnection(transport)
 
+    def dataReceived(self, data: bytes) -> None:
+        if not self._handshakeDone or self._appSendBuffer:
+            # The handshake, and writes it held back: Twisted's path.
+            super().dataReceived(data)
+            return
+        # Twisted's bio_write, without pyOpenSSL's checks and context
+        # manager around the one C call (a memory BIO takes everything).
+        result = _lib.BIO_write(self._tlsConnection._into_ssl, data, len(data))
+        if result <= 0:
+            self._tlsConnection._handle_bio_errors(self._tlsConnection._into_ssl, result)
+        self._flushReceiveBIO()
+
     def _flushSendBIO(self) -> None:
-        chunks = []
+        # The records go from the memory BIO into one buffer shared by every
+        # connection (the reactor runs one at a time) and from there to the
+        # socket: pyOpenSSL's bio_read would allocate a fresh buffer per call
+        # (260 KiB: an mmap and its page faults) and copy it into bytes.
+        # Only what the socket does not take at once is copied into bytes,
+        # for Twisted to buffer.
+        bio = self._tlsConnection._from_ssl
         while True:
-            try:
-                chunk = self._tlsConnection.bio_read(_BIO_CHUNK)
-            except WantReadError:
-                break
-            chunks.append(chunk)
-            if len(chunk) < _BIO_CHUNK:
-                # A memory BIO gives all it holds: it is empty now (no call
-                # just to be told so, which costs an exception).
-                break
-        if chunks:
-            data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-            if not writeNow(self.transport, data):
-                self.transport.write(data)  # type: ignore[union-attr]
+            size = _lib.BIO_read(bio, _OUT, _OUT_SIZE)
+            if size <= 0:
+                # Empty (a memory BIO says so with -1 and "retry").
+                return
+            records = _ffi.buffer(_OUT, size)
+            if not writeNow(self.transport, records):
+                self.transport.write(records[:])  # type: ignore[union-attr]
+            if size < _OUT_SIZE:
+                # A memory BIO gives all it holds: it is empty now.
+                return
 
     def _write(self, data: bytes) -> None:
         if self._lostTLSConnection:
             return
         # One SSL_write takes all of a write when partial writes are off
         # (wholeWrites), else one record; either way the loop is the same.
-        send = self._tlsConnection.send
-        view = memoryview(data)
-        sent, size = 0, len(data)
-        while sent < size:
-            try:
-                sent += send(view[sent:sent + _WRITE] if size - sent > _WRITE else (view[sent:] if sent else data))
-            except WantReadError:
-                # A handshake in flight: retried with the same bytes once the
-                # peer has answered, as Twisted does.
-                self._bufferedWrite(data[sent:])
-                break
-            except TLSError:
-                self._tlsShutdownFinished(Failure())
-                return
+        # The C call is made here: pyOpenSSL's send adds a context manager,
+        # checks, and a full error check after every successful call.
+        connection = self._tlsConnection
+        ssl = connection._ssl
+        size = len(data)
+        sent = 0
+        with _ffi.from_buffer(data) as plaintext:
+            while sent < size:
+                result = _lib.SSL_write(ssl, plaintext + sent, min(size - sent, _WRITE))
+                if result > 0:
+                    sent += result
+                    continue
+                try:
+                    connection._raise_ssl_error(ssl, result)
+                except WantReadError:
+                    # A handshake in flight: retried with the same bytes once
+                    # the peer has answered, as Twisted does.
+                    self._bufferedWrite(data[sent:])
+                    break
+                except TLSError:
+                    self._tlsShutdownFinished(Failure())
+                    return
+                else:
+                    # No error for a failed write: pyOpenSSL would return 0
+                    # (and its callers loop); keep the bytes for later.
+                    self._bufferedWrite(data[sent:])
+                    break
         self._flushSendBIO()
 
     def _flushReceiveBIO(self) -> None:
-        received: list[bytes] = []
-        size = 0
+        # Every record decrypted from what was received goes into one buffer
+        # shared by every connection (the reactor runs one at a time),
+        # record after record, and reaches the application as one bytes
+        # (at most _IN_SIZE): one copy out of OpenSSL, where pyOpenSSL's
+        # recv allocates a buffer per record, copies it into bytes, and the
+        # bytes are joined.  An empty receive BIO ends the loop through
+        # SSL_get_error, not an exception.  The buffer is emptied (copied
+        # into bytes) before anything is delivered, so a delivery that
+        # comes back here finds it free.
+        connection = self._tlsConnection
+        ssl = connection._ssl
+        filled = 0
         while not self._lostTLSConnection:
+            result = _lib.SSL_read(ssl, _IN + filled, _IN_SIZE - filled)
+            if result > 0:
+                filled += result
+                if filled == _IN_SIZE:
+                    data = _ffi.buffer(_IN, filled)[:]
+                    filled = 0
+                    self._deliver(data)
+                continue
+            if _lib.SSL_get_error(ssl, result) == _SSL_ERROR_WANT_READ:
+                break
+            pending = _ffi.buffer(_IN, filled)[:] if filled else b""
+            filled = 0
             try:
-                data = self._tlsConnection.recv(_RECV_CHUNK)
+                connection._raise_ssl_error(ssl, result)
             except WantReadError:
+                self._deliver(pending)
                 break
             except ZeroReturnError:
-                self._deliver(received)
-                received, size = [], 0
+                self._deliver(pending)
                 self._shutdownTLS()
                 self._tlsShutdownFinished(None)
             except TLSError:
                 failure = Failure()
-                self._deliver(received)
-                received, size = [], 0
+                self._deliver(pending)
                 self._tlsShutdownFinished(failure)
             else:
-                received.append(data)
-                size += len(data)
-                if size >= _DELIVER:
-                    self._deliver(received)
-                    received, size = [], 0
-        self._deliver(received)
+                self._deliver(pending)
+                break
+        if filled:
+            self._deliver(_ffi.buffer(_IN, filled)[:])
         self._flushSendBIO()
 
     _sessionNoted = False
     #: Set by a client connection creator that resumes sessions.
     noteSession: Any = None
 
-    def _deliver(self, received: list[bytes]) -> None:
-        if received and not self._aborted:
+    def _deliver(self, data: bytes) -> None:
+        if data and not self._aborted:
             if not self._sessionNoted:
                 self._sessionNoted = True
                 if self.noteSession is not None:
                     self.noteSession(self._tlsConnection)
-            ProtocolWrapper.dataReceived(self, received[0] if len(received) == 1 else b"".join(received))
+            ProtocolWrapper.dataReceived(self, data)
 
 
-#: Bytes asked of OpenSSL at a time: a record's plaintext is 16 KiB at most.
-_RECV_CHUNK = 1 << 15
+#: pyOpenSSL's own cffi binding of OpenSSL (the one its Connection uses).
+_ffi = SSL._ffi  # type: ignore[attr-defined]
+_lib = SSL._lib  # type: ignore[attr-defined]
+_SSL_ERROR_WANT_READ = _lib.SSL_ERROR_WANT_READ
 #: Plaintext given to one SSL_write, at most.
 _WRITE = 1 << 18
-#: Ciphertext asked of the memory BIO at a time (a 256 KiB write's records).
-_BIO_CHUNK = (1 << 18) + (1 << 12)
+#: The records of one write are read out of the memory BIO this much at a
+#: time (a 256 KiB write's records fit).
+_OUT_SIZE = (1 << 18) + (1 << 12)
+_OUT = _ffi.new("char[]", _OUT_SIZE)
 #: Decrypted bytes delivered in one C{dataReceived}, at most.
-_DELIVER = 1 << 18
+_IN_SIZE = 1 << 18
+_IN = _ffi.new("char[]", _IN_SIZE)
 
 
 class BulkTLSFactory(TLSMemoryBIOFactory):
