@@ -14,6 +14,7 @@ from OpenSSL import SSL
 from twisted.internet import defer, reactor
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint, connectProtocol
 from twisted.trial import unittest
+from zope.interface import directlyProvides, providedBy
 
 from gostrelay.config.model import TLSConfig
 from gostrelay.transports import tls as tlsModule
@@ -118,6 +119,49 @@ class BulkTLSTests(unittest.TestCase):
         self.assertGreater(socketWrites[0], len(payload))
         yield withTimeout(client.done, 20, "exchange")
         self.assertEqual(bytes(client.data[len(payload):]), payload)
+
+    @defer.inlineCallbacks
+    def test_handshakeWithoutExceptions(self):  # type: ignore[no-untyped-def]
+        """
+        A connection's life, a full handshake and then a resumed one, with
+        bytes written before the handshake is over (as a relay request is):
+        the handshake's unfinished steps and the held-back write are told
+        without pyOpenSSL raising WantReadError on either side, and the
+        bytes arrive.
+        """
+        raised: list[int] = []
+        original = SSL.Connection._raise_ssl_error
+
+        def counting(connection: Any, ssl: Any, result: int) -> None:
+            try:
+                original(connection, ssl, result)
+            except SSL.WantReadError:
+                raised.append(result)
+                raise
+
+        self.patch(SSL.Connection, "_raise_ssl_error", counting)
+        for payload in (b"first", b"resumed"):
+            endpoint = _TLSClientEndpoint(self.creator, TCP4ClientEndpoint(reactor, "127.0.0.1", self.port.getHost().port))
+            client = Collector(payload)
+            yield withTimeout(connectProtocol(endpoint, client), 10, "connect")
+            yield withTimeout(client.done, 10, "exchange")
+            self.assertEqual(bytes(client.data), payload)
+        self.assertTrue(_reused(client.transport._tlsConnection))
+        self.assertEqual(raised, [])
+
+    @defer.inlineCallbacks
+    def test_interfacesOfTheTransport(self):  # type: ignore[no-untyped-def]
+        """
+        The TLS protocol declares what Twisted's own would over the same
+        transport (its declaration is worked out once per transport type).
+        """
+        for _ in range(2):
+            client, tls = yield self.exchange(b"hello")
+            expected: Any = object.__new__(BulkTLSProtocol)
+            # What Twisted's makeConnection declares, on a bare one (its
+            # loop over the interfaces, then ProtocolWrapper's, which wins):
+            directlyProvides(expected, providedBy(tls.transport))
+            self.assertEqual(list(providedBy(tls)), list(providedBy(expected)))
 
 
 class _CountingLib:

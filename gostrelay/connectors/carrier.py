@@ -18,12 +18,39 @@ from __future__ import annotations
 from typing import Any, Callable, ClassVar
 
 from twisted.internet.error import ConnectError
-from twisted.internet.interfaces import IHalfCloseableProtocol
+from twisted.internet.interfaces import (
+    IHalfCloseableDescriptor,
+    IHalfCloseableProtocol,
+    ISSLTransport,
+    ITLSTransport,
+)
 from twisted.python.failure import Failure
+from zope.interface import directlyProvides
 
 from gostrelay.config.model import ConfigError, NodeConfig
 from gostrelay.splice import spliceCarrierOf
 from gostrelay.statemachine import TransitionTable
+
+#: What a connector's stream offers for each kind of carrier (its interfaces
+#: but TLS), as the stream's declaration: worked out once per carrier type, not
+#: per connection (C{directlyProvides} normalises its arguments each time).
+_offered: dict[Any, Any] = {}
+
+
+def carrierDeclaration(cls: type, spec: Any, tls: bool = False) -> Any:
+    key = (cls, spec, tls)
+    declaration = _offered.get(key)
+    if declaration is None:
+        if len(_offered) >= 256:
+            _offered.clear()
+        probe: Any = object.__new__(cls)
+        directlyProvides(probe, *(
+            i for i in spec
+            if not i.isOrExtends(ISSLTransport) and not i.isOrExtends(ITLSTransport)
+            and not (tls and i.isOrExtends(IHalfCloseableDescriptor))
+        ))
+        declaration = _offered[key] = probe.__provides__
+    return declaration
 
 
 class CarrierDelegate:

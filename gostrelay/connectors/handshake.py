@@ -32,17 +32,15 @@ from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import (
     IHalfCloseableProtocol,
     IProtocolFactory,
-    ISSLTransport,
     IStreamClientEndpoint,
-    ITLSTransport,
     ITransport,
 )
 from twisted.internet.protocol import DatagramProtocol, Factory, Protocol
 from twisted.python.failure import Failure
-from zope.interface import directlyProvides, implementer, providedBy
+from zope.interface import implementer, providedBy
 
 from gostrelay.config.model import NodeConfig
-from gostrelay.connectors.carrier import CarrierDelegate
+from gostrelay.connectors.carrier import CarrierDelegate, carrierDeclaration
 from gostrelay.errors import ProxyHopRefused, describeFailure
 from gostrelay.layering import connectLayered
 from gostrelay.logs import Logger
@@ -224,9 +222,9 @@ class HandshakeClientProtocol(CarrierDelegate, Protocol):
     # -- carrier side
 
     def connectionMade(self) -> None:
-        directlyProvides(
-            self, *[i for i in providedBy(self.transport) if not i.isOrExtends(ISSLTransport) and not i.isOrExtends(ITLSTransport)]
-        )
+        # The carrier's interfaces but TLS, from a declaration made once per
+        # carrier type (directlyProvides per connection normalises them).
+        self.__provides__ = carrierDeclaration(type(self), providedBy(self.transport))
         self._fire("start")
 
     def spliceCarrier(self) -> Any:

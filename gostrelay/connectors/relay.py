@@ -30,22 +30,19 @@ from typing import Any, Callable
 from twisted.internet import defer
 from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import (
-    IHalfCloseableDescriptor,
     IHalfCloseableProtocol,
     IProtocolFactory,
-    ISSLTransport,
     IStreamClientEndpoint,
-    ITLSTransport,
     ITransport,
 )
 from twisted.internet.protocol import Factory, Protocol
 from twisted.protocols.tls import TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
-from zope.interface import directlyProvides, implementer, providedBy
+from zope.interface import implementer, providedBy
 
 from gostrelay import logs
 from gostrelay.config.model import ConfigError, NodeConfig
-from gostrelay.connectors.carrier import CarrierDelegate, nodeCredentials
+from gostrelay.connectors.carrier import CarrierDelegate, carrierDeclaration, nodeCredentials
 from gostrelay.directwrite import loseConnectionNow
 from gostrelay.errors import HopFailed, RelayRefused, UnsupportedNetwork, describeFailure
 from gostrelay.interfaces import IConnector
@@ -76,26 +73,6 @@ DEFAULT_RESPONSE_WAIT = 0.5
 _log = Logger(namespace="gostrelay.connector.relay")
 
 
-#: What a relay stream offers for each kind of carrier (its interfaces but
-#: TLS), as the stream's declaration: worked out once per carrier type, not
-#: per connection (C{directlyProvides} normalises its arguments each time).
-_offered: dict[Any, Any] = {}
-
-
-def _carrierDeclaration(cls: type, spec: Any, tls: bool = False) -> Any:
-    key = (cls, spec, tls)
-    declaration = _offered.get(key)
-    if declaration is None:
-        if len(_offered) >= 256:
-            _offered.clear()
-        probe: Any = object.__new__(cls)
-        directlyProvides(probe, *(
-            i for i in spec
-            if not i.isOrExtends(ISSLTransport) and not i.isOrExtends(ITLSTransport)
-            and not (tls and i.isOrExtends(IHalfCloseableDescriptor))
-        ))
-        declaration = _offered[key] = probe.__provides__
-    return declaration
 
 
 class RelayClientState(enum.IntEnum):
@@ -316,7 +293,7 @@ class RelayClientProtocol(CarrierDelegate, Protocol):
         # handshake was aborted, a write on a closed descriptor).  Without
         # it the pipe closes both ways, as over WebSocket (issue 19.9).
         tls = isinstance(self.transport, TLSMemoryBIOProtocol)
-        self.__provides__ = _carrierDeclaration(type(self), providedBy(self.transport), tls)
+        self.__provides__ = carrierDeclaration(type(self), providedBy(self.transport), tls)
         self._fire("ask" if self.endpoint.nodelay else "hold")
 
     def spliceCarrier(self) -> Any:
