@@ -120,6 +120,31 @@ class EncodeTests(SynchronousTestCase):
         self.assertEqual([out[2:6], out[12:16], out[22:26]], [b"\0\1\2\3", b"\4\5\6\7", b"\x08\x09\x0a\x0b"])
         self.assertEqual([f.payload for f in FrameParser().feed(out)], [b"xxxx", b"xxxx", b"xx"])
 
+    def test_keysFromThePool(self) -> None:
+        """
+        By default the keys come from a pool of C{os.urandom} bytes drawn
+        4 KiB at a time (one system call per thousand frames), each key
+        taken once: consecutive frames, and writes, have different keys.
+        """
+        drawn: list[int] = []
+        pool = websocket._RandomPool()
+
+        def urandom(n: int) -> bytes:
+            drawn.append(n)
+            return b"".join(struct.pack(">I", i) for i in range(n // 4 + 1))[:n]
+
+        self.patch(websocket.os, "urandom", urandom)
+        keys = [pool.take(4) for _ in range(1024)]
+        self.assertEqual(drawn, [4096])
+        self.assertEqual(len(set(keys)), len(keys))
+        pool.take(8)
+        self.assertEqual(drawn, [4096, 4096])
+        self.assertEqual(len(pool.take(5000)), 5000)  # more than a pool's worth at once
+        self.assertEqual(drawn, [4096, 4096, 5000])
+        first = encodeData(b"x" * 100, 32768, True)
+        second = encodeData(b"x" * 100, 32768, True)
+        self.assertNotEqual(first[2:6], second[2:6])
+
     def test_lengthEncodings(self) -> None:
         for size, head in ((125, b"\x82\x7d"), (126, b"\x82\x7e\x00\x7e"), (65535, b"\x82\x7e\xff\xff"),
                            (65536, b"\x82\x7f" + struct.pack(">Q", 65536))):

@@ -35,6 +35,7 @@ from twisted.internet.interfaces import (
     IStreamServerEndpoint,
     ITransport,
 )
+from twisted.protocols.tls import TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -124,7 +125,12 @@ class WebSocketStream:
         transport = ws.transport
         if ws.state != WebSocketProtocol.STATE_OPEN or transport is None:
             return  # closing: the carrier is going, and so is the stream
-        transport.write(encodeData(data, WRITE_CHUNK, masked=not ws.factory.isServer))
+        frames = encodeData(data, WRITE_CHUNK, masked=not ws.factory.isServer)
+        if type(frames) is not bytes and not isinstance(transport, TLSMemoryBIOProtocol):
+            # Twisted's TCP transport takes bytes only; its TLS takes any
+            # buffer, which saves a copy of every masked write.
+            frames = bytes(frames)
+        transport.write(frames)
 
     def writeSequence(self, data: Any) -> None:
         self.write(b"".join(data))

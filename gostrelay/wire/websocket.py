@@ -89,11 +89,10 @@ def _nvxMasker() -> Callable[[bytearray, int, int, bytes], None] | None:
         from _nvx_xormasker import ffi, lib  # type: ignore[import-not-found]
     except ImportError:
         return None
-    new, free, process, setImpl, fromBuffer, release = (
+    new, free, process, fromBuffer, release = (
         lib.nvx_xormask_new,
         lib.nvx_xormask_free,
         lib.nvx_xormask_process,
-        lib.nvx_xormask_set_impl,
         ffi.from_buffer,
         ffi.release,
     )
@@ -102,10 +101,11 @@ def _nvxMasker() -> Callable[[bytearray, int, int, bytes], None] | None:
         if length < 64:
             _maskByInteger(buffer, start, length, key)
             return
-        masker = new(fromBuffer(key))
+        # nvx_xormask_new picks the fastest implementation (SSE2 here);
+        # cffi passes the key's bytes without a copy.
+        masker = new(key)
         pointer = fromBuffer("uint8_t[]", buffer)
         try:
-            setImpl(masker, 2)  # SSE2
             process(masker, pointer + start, length)
         finally:
             release(pointer)  # the bytearray may be resized again
@@ -141,36 +141,73 @@ def _header(opcode: int, size: int, key: bytes | None) -> bytes:
     return head + key if key is not None else head
 
 
-def encodeData(data: bytes, chunk: int, masked: bool, randomKeys: Callable[[int], bytes] = os.urandom) -> bytes:
+class _RandomPool:
+    """
+    Bytes of C{os.urandom} drawn L{size} at a time: masking keys for a
+    thousand frames per C{getrandom} call instead of one call (~1 us) per
+    write.  The keys are as unpredictable as C{os.urandom}'s, which is what
+    RFC 6455 section 5.3 asks of them.
+    """
+
+    size = 4096
+
+    def __init__(self) -> None:
+        self._buffer = b""
+        self._offset = 0
+
+    def take(self, count: int) -> bytes:
+        offset = self._offset
+        if offset + count > len(self._buffer):
+            self._buffer = os.urandom(max(self.size, count))
+            offset = 0
+        self._offset = offset + count
+        return self._buffer[offset : offset + count]
+
+
+_keys = _RandomPool()
+
+
+def encodeData(
+    data: bytes, chunk: int, masked: bool, randomKeys: Callable[[int], bytes] = _keys.take
+) -> bytes | bytearray:
     """
     C{data} as binary messages of at most C{chunk} bytes each, to be
     written as one.  A client (C{masked}) masks each frame with a fresh key
-    from C{randomKeys}, as RFC 6455 requires: the payloads are copied once
-    into the frames and masked there.
+    from C{randomKeys}, as RFC 6455 requires: the headers and payloads are
+    copied once into one C{bytearray} (returned as is, for a carrier that
+    takes any buffer) and masked there.
     """
     size = len(data)
     count = max(1, (size + chunk - 1) // chunk)
+    if count == 1:
+        pieces: list[bytes | memoryview] = [data]
+    else:
+        view = memoryview(data)
+        pieces = [view[offset : offset + chunk] for offset in range(0, size, chunk)]
     if not masked:
         if count == 1:
             return _header(OP_BINARY, size, None) + data
-        view = memoryview(data)
         parts: list[bytes | memoryview] = []
-        for offset in range(0, size, chunk):
-            piece = view[offset : offset + chunk]
+        for piece in pieces:
             parts.append(_header(OP_BINARY, len(piece), None))
             parts.append(piece)
         return b"".join(parts)
     keys = randomKeys(4 * count)
-    out = bytearray()
-    for i in range(count):
-        offset = i * chunk
-        length = min(chunk, size - offset)
-        key = keys[4 * i : 4 * i + 4]
-        out += _header(OP_BINARY, length, key)
-        start = len(out)
-        out += data if count == 1 else memoryview(data)[offset : offset + length]
-        maskInto(out, start, length, key)
-    return bytes(out)
+    parts = []
+    spans = []
+    position = 0
+    for i, piece in enumerate(pieces):
+        length = len(piece)
+        head = _header(OP_BINARY, length, keys[4 * i : 4 * i + 4])
+        parts.append(head)
+        parts.append(piece)
+        position += len(head)
+        spans.append(position)
+        position += length
+    out = bytearray().join(parts)
+    for i, piece in enumerate(pieces):
+        maskInto(out, spans[i], len(piece), keys[4 * i : 4 * i + 4])
+    return out
 
 
 def _rotate(key: bytes, offset: int) -> bytes:
@@ -209,6 +246,8 @@ class FrameReader:
         self._messageSize = 0
         #: A text message's payload so far (checked as UTF-8 when whole).
         self._text: list[bytes] | None = None
+        #: Where the data payloads of the current read are in it.
+        self._spans: list[tuple[int, int]] = []
 
     #: The L{FrameError} that ended parsing, if any.
     error: FrameError | None = None
@@ -226,63 +265,71 @@ class FrameReader:
         try:
             self._feed(data, out)
         except FrameError as e:
-            self._flush(out)
             self.error = e
+        self._flush(out)
+        self._data = b""
+        self._buffer = None
         return out
 
     def _feed(self, data: bytes, out: list[bytes | ControlFrame]) -> None:
         if self._pending:
             data = self._pending + data
             self._pending = b""
+        self._data = data
         end = len(data)
         position = 0
-        view: memoryview | None = None
         while position < end:
             remaining = self._remaining
             if remaining:
                 take = remaining if remaining < end - position else end - position
-                if position == 0 and take == end:
-                    piece: bytes | memoryview = data
-                else:
-                    if view is None:
-                        view = memoryview(data)
-                    piece = view[position : position + take]
-                position += take
+                stop = position + take
                 self._remaining = remaining - take
                 key = self._key
                 if key is not None:
-                    # Unmasked into one buffer for all the masked payload
-                    # of this read: one copy in, one out.
-                    run = self._run
-                    if run is None:
-                        run = self._run = bytearray()
-                    start = len(run)
-                    run += piece
-                    maskInto(run, start, take, _rotate(key, self._done))
+                    # The whole read copied once into a buffer, each masked
+                    # payload in it unmasked in place (the headers in
+                    # between are skipped when it is delivered).
+                    buffer = self._buffer
+                    if buffer is None:
+                        buffer = self._buffer = bytearray(data)
+                    maskInto(buffer, position, take, _rotate(key, self._done) if self._done else key)
                     self._done += take
-                    if self._text is not None:
-                        self._text.append(bytes(run[start:]))
-                        del run[start:]
-                elif self._text is None:
-                    out.append(piece if type(piece) is bytes else bytes(piece))
+                if self._text is not None:
+                    source = self._buffer if key is not None else data
+                    self._text.append(bytes(memoryview(source)[position:stop]))  # type: ignore[arg-type]
                 else:
-                    self._text.append(bytes(piece))
+                    self._spans.append((position, stop))
+                position = stop
                 if not self._remaining:
                     self._frameEnd(out)
                 continue
             position = self._header(data, position, end, out)
             if position < 0:
                 break
-        self._flush(out)
 
-    #: Unmasked payload of the current read not yet in the output.
-    _run: bytearray | None = None
+    #: The current read, and its copy unmasked in place (masked readers).
+    _data = b""
+    _buffer: bytearray | None = None
 
     def _flush(self, out: list[bytes | ControlFrame]) -> None:
-        run = self._run
-        if run:
-            out.append(bytes(run))
-        self._run = None
+        """
+        Put the data payloads of the current read parsed so far in C{out},
+        as one C{bytes}.
+        """
+        spans = self._spans
+        if not spans:
+            return
+        self._spans = []
+        source: bytes | bytearray = self._data if self._buffer is None else self._buffer
+        if len(spans) == 1:
+            start, stop = spans[0]
+            if start == 0 and stop == len(source) and type(source) is bytes:
+                out.append(source)
+            else:
+                out.append(bytes(memoryview(source)[start:stop]))
+            return
+        view = memoryview(source)
+        out.append(b"".join([view[start:stop] for start, stop in spans]))
 
     def _header(self, data: bytes, position: int, end: int, out: list[bytes | ControlFrame]) -> int:
         """
