@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import struct
+from typing import Any
 
 import txaio
 from autobahn.twisted.websocket import (
@@ -70,6 +71,24 @@ def readAll(reader: FrameReader, pieces: list[bytes]) -> tuple[bytes, list[Contr
             else:
                 payload.append(item)
     return b"".join(payload), controls
+
+
+def openAutobahnServer(case: SynchronousTestCase, protocolClass: type) -> tuple[Any, StringTransport]:
+    """
+    An autobahn server protocol of C{protocolClass} past its opening
+    handshake, on a L{StringTransport}.
+    """
+    factory = WebSocketServerFactory()
+    factory.protocol = protocolClass
+    protocol = factory.buildProtocol(None)
+    transport = StringTransport()
+    protocol.makeConnection(transport)
+    protocol.dataReceived(
+        b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    case.assertTrue(transport.value().startswith(b"HTTP/1.1 101"))
+    return protocol, transport
 
 
 class MaskTests(SynchronousTestCase):
@@ -164,16 +183,7 @@ class EncodeTests(SynchronousTestCase):
             def onMessage(self, payload: bytes, isBinary: bool) -> None:
                 received.append(payload)
 
-        factory = WebSocketServerFactory()
-        factory.protocol = Server
-        protocol = factory.buildProtocol(None)
-        transport = StringTransport()
-        protocol.makeConnection(transport)
-        protocol.dataReceived(
-            b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-        )
-        self.assertTrue(transport.value().startswith(b"HTTP/1.1 101"))
+        protocol, transport = openAutobahnServer(self, Server)
         data = bytes(range(256)) * 160
         protocol.dataReceived(encodeData(data, 32 * 1024, True))
         self.assertEqual(received, [data[:32768], data[32768:]])
@@ -221,15 +231,7 @@ class ReaderTests(SynchronousTestCase):
         payloads = [bytes([i]) * n for i, n in enumerate(sizes)]
 
         self.patch(txaio.config, "loop", Clock())  # autobahn's handshake timers
-        serverFactory = WebSocketServerFactory()
-        serverFactory.protocol = WebSocketServerProtocol
-        server = serverFactory.buildProtocol(None)
-        serverTransport = StringTransport()
-        server.makeConnection(serverTransport)
-        server.dataReceived(
-            b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-        )
+        server, serverTransport = openAutobahnServer(self, WebSocketServerProtocol)
         serverTransport.clear()
 
         clientFactory = WebSocketClientFactory("ws://x/")
