@@ -28,29 +28,27 @@ from twisted.python.failure import Failure
 from zope.interface import directlyProvides
 
 from gostrelay.config.model import ConfigError, NodeConfig
+from gostrelay.declarations import declarationFor
 from gostrelay.splice import spliceCarrierOf
 from gostrelay.statemachine import TransitionTable
 
-#: What a connector's stream offers for each kind of carrier (its interfaces
-#: but TLS), as the stream's declaration: worked out once per carrier type, not
-#: per connection (C{directlyProvides} normalises its arguments each time).
-_offered: dict[Any, Any] = {}
-
 
 def carrierDeclaration(cls: type, spec: Any, tls: bool = False) -> Any:
-    key = (cls, spec, tls)
-    declaration = _offered.get(key)
-    if declaration is None:
-        if len(_offered) >= 256:
-            _offered.clear()
-        probe: Any = object.__new__(cls)
+    """
+    What a connector's stream of class C{cls} offers over a carrier
+    declaring C{spec}: the carrier's interfaces but TLS (and half-close over
+    TLS), as the stream's declaration, worked out once per kind
+    (L{declarationFor}).
+    """
+
+    def declare(probe: Any) -> None:
         directlyProvides(probe, *(
             i for i in spec
             if not i.isOrExtends(ISSLTransport) and not i.isOrExtends(ITLSTransport)
             and not (tls and i.isOrExtends(IHalfCloseableDescriptor))
         ))
-        declaration = _offered[key] = probe.__provides__
-    return declaration
+
+    return declarationFor(cls, (spec, tls), declare)
 
 
 class CarrierDelegate:

@@ -46,6 +46,7 @@ from twisted.python.filepath import FilePath
 from zope.interface import directlyProvides, implementer, providedBy
 
 from gostrelay.config.model import ConfigError, NodeConfig, ServiceConfig, TLSConfig
+from gostrelay.declarations import declarationFor
 from gostrelay.directwrite import writeNow
 from gostrelay.errors import CertificateRejected
 from gostrelay.interfaces import IDialer, IListener
@@ -402,29 +403,24 @@ class BulkTLSProtocol(TLSMemoryBIOProtocol):
             ProtocolWrapper.dataReceived(self, data)
 
 
-#: The interfaces a TLS protocol takes over from its transport, per
-#: (protocol type, transport declaration, whether the wrapped protocol is
-#: connected): what Twisted's makeConnection leaves on the protocol, worked
-#: out once.
-_declarations: dict[Any, Any] = {}
-
-
 def _transportDeclaration(cls: type, spec: Any, wrapping: bool) -> Any:
-    key = (cls, spec, wrapping)
-    declaration = _declarations.get(key)
-    if declaration is None:
-        if len(_declarations) >= 256:
-            _declarations.clear()
-        probe: Any = object.__new__(cls)
-        # Twisted's own steps, on a probe: TLSMemoryBIOProtocol's loop (each
+    """
+    The interfaces a TLS protocol takes over from its transport declaring
+    C{spec} (and whether it connects a wrapped protocol): what Twisted's
+    makeConnection leaves on the protocol, worked out once per kind
+    (L{declarationFor}).
+    """
+
+    def declare(probe: Any) -> None:
+        # Twisted's own steps: TLSMemoryBIOProtocol's loop (each
         # directlyProvides replaces the previous one's declaration), then,
         # when it connects the wrapped protocol, ProtocolWrapper's.
         for interface in spec:
             directlyProvides(probe, interface)
         if wrapping:
             directlyProvides(probe, spec)
-        declaration = _declarations[key] = probe.__dict__.get("__provides__")
-    return declaration
+
+    return declarationFor(cls, (spec, wrapping), declare)
 
 
 #: pyOpenSSL's own cffi binding of OpenSSL (the one its Connection uses).
